@@ -1,0 +1,220 @@
+//! The host configuration file (TOML).
+//!
+//! ```toml
+//! plugins_dir = "plugins"
+//! data_dir = "data"
+//! call_timeout_ms = 5000
+//! event_queue = 1024
+//!
+//! [plugins.greeter]
+//! enabled = true
+//! capabilities = ["emit:greeter:*"]   # grant only these (of what the plugin declares)
+//! revoke = []                         # or take some away
+//! [plugins.greeter.config]
+//! salutation = "Hello"
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Host-wide settings, with the defaults a host gets without a config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Folder scanned for plugin libraries.
+    pub plugins_dir: Option<PathBuf>,
+    /// Folder for the database and shadow copies.
+    pub data_dir: Option<PathBuf>,
+    /// Default deadline of commands, requests, RPC and provider calls.
+    pub call_timeout_ms: u64,
+    /// Deadline of a plugin's `activate`.
+    pub activation_timeout_ms: u64,
+    /// How long deactivation waits for work in flight.
+    pub shutdown_grace_ms: u64,
+    /// Per-plugin event queue bound; when full the oldest event is dropped and counted.
+    pub event_queue: usize,
+    /// Per-plugin request queue bound (commands, messages, hooks...); when full callers get a
+    /// queue-full error.
+    pub request_queue: usize,
+    /// Per-namespace storage quota in bytes.
+    pub storage_quota_bytes: u64,
+    /// Largest payload accepted at the boundary, in bytes.
+    pub max_payload_bytes: usize,
+    /// When non-empty, only files whose SHA-256 (hex) is listed are loaded.
+    pub allowlist: Vec<String>,
+    /// Restarts allowed within `restart_window_ms` before a faulting plugin is quarantined.
+    pub max_restarts: u32,
+    /// The window for `max_restarts`.
+    pub restart_window_ms: u64,
+    /// Records kept by the flight recorder (0 switches it off).
+    pub recorder_capacity: usize,
+    /// Dead letters kept.
+    pub dead_letter_capacity: usize,
+    /// Per-plugin settings, by plugin name.
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// Settings of one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Whether the plugin may be activated.
+    pub enabled: bool,
+    /// If set, only these of the declared capabilities are granted.
+    pub capabilities: Option<Vec<String>>,
+    /// Declared capabilities taken away.
+    pub revoke: Vec<String>,
+    /// The table the plugin reads through `Context::config`.
+    pub config: toml::Table,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            enabled: true,
+            capabilities: None,
+            revoke: Vec::new(),
+            config: toml::Table::new(),
+        }
+    }
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            plugins_dir: None,
+            data_dir: None,
+            call_timeout_ms: 5_000,
+            activation_timeout_ms: 10_000,
+            shutdown_grace_ms: 2_000,
+            event_queue: 1024,
+            request_queue: 256,
+            storage_quota_bytes: 1024 * 1024,
+            max_payload_bytes: 4 * 1024 * 1024,
+            allowlist: Vec::new(),
+            max_restarts: 3,
+            restart_window_ms: 5 * 60 * 1000,
+            recorder_capacity: 4096,
+            dead_letter_capacity: 1024,
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Reads a config file. Relative folders in it are taken relative to the file's folder.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] or [`ConfigError::Parse`] naming the file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::from_toml_str(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        for dir in [&mut config.plugins_dir, &mut config.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses config text.
+    ///
+    /// # Errors
+    /// The TOML parser's message (with line and column) when the text is invalid or has
+    /// unknown keys or wrong types.
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The default call deadline.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms.max(1))
+    }
+
+    /// Settings of `plugin` (defaults if the file does not mention it).
+    pub fn plugin(&self, plugin: &str) -> PluginSettings {
+        self.plugins.get(plugin).cloned().unwrap_or_default()
+    }
+
+    /// The allowlist as a set, or `None` when no allowlist is configured.
+    pub fn allowlist_set(&self) -> Option<HashSet<String>> {
+        (!self.allowlist.is_empty())
+            .then(|| self.allowlist.iter().map(|h| h.to_ascii_lowercase()).collect())
+    }
+}
+
+impl PluginSettings {
+    /// The capabilities granted out of `declared`.
+    pub fn grant(&self, declared: &[String]) -> Vec<String> {
+        declared
+            .iter()
+            .filter(|c| {
+                self.capabilities
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.iter().any(|a| a == *c))
+            })
+            .filter(|c| !self.revoke.iter().any(|r| r == *c))
+            .cloned()
+            .collect()
+    }
+
+    /// The plugin's config table as JSON.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = HostConfig::from_toml_str("").expect("empty config");
+        assert_eq!(c.call_timeout_ms, 5_000);
+        assert_eq!(c.storage_quota_bytes, 1024 * 1024);
+        assert!(c.plugin("x").enabled);
+    }
+
+    #[test]
+    fn per_plugin_grants_and_config() {
+        let c = HostConfig::from_toml_str(
+            r#"
+            call_timeout_ms = 100
+            [plugins.greeter]
+            capabilities = ["emit:greeter:*", "call:x"]
+            revoke = ["call:x"]
+            [plugins.greeter.config]
+            salutation = "Hi"
+            "#,
+        )
+        .expect("valid config");
+        let s = c.plugin("greeter");
+        let declared = vec!["emit:greeter:*".to_owned(), "call:x".to_owned(), "database".to_owned()];
+        assert_eq!(s.grant(&declared), vec!["emit:greeter:*".to_owned()]);
+        assert_eq!(s.config_json()["salutation"], "Hi");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let err = HostConfig::from_toml_str("call_timeout = 5").expect_err("unknown key");
+        assert!(err.contains("call_timeout"), "{err}");
+    }
+}

@@ -1,0 +1,650 @@
+//! The operations of the context API, shared by plugins (through their context vtable) and the
+//! host application (through [`Host`](crate::Host)): capability checks, cycle checks, routing,
+//! queueing and deadlines.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use crossbeam_channel::{bounded, RecvTimeoutError};
+use plugin_api::{
+    CommandRequest, ErrorKind, Event, HookOutcome, Message, MiddlewareAction, Payload,
+    PluginError, PluginInstanceBox,
+};
+
+use crate::{
+    host::HostInner,
+    pattern,
+    routes::{Route, Target},
+    slot::{Chain, Delivery, Job, Slot},
+};
+
+/// Who is asking: a plugin (with its granted capabilities) or the host application.
+pub(crate) struct Caller<'a> {
+    /// Plugin name, or `host`.
+    pub name: &'a str,
+    /// `None` for the host application, which may do anything.
+    pub granted: Option<&'a [String]>,
+    /// Plugins blocked on this call, including the caller if it is on its dispatcher thread.
+    pub chain: Chain,
+    /// The work during which the call is made (0: none).
+    pub work: u64,
+}
+
+impl Caller<'_> {
+    pub fn host() -> Caller<'static> {
+        Caller {
+            name: "host",
+            granted: None,
+            chain: Arc::from(Vec::new()),
+            work: 0,
+        }
+    }
+
+    /// Refuses the operation unless `capability` is granted.
+    pub fn require(&self, capability: &str) -> Result<(), PluginError> {
+        match self.granted {
+            None => Ok(()),
+            Some(granted) if pattern::allows(granted, capability) => Ok(()),
+            Some(_) => {
+                log::warn!("permission denied: plugin {} lacks capability {capability}", self.name);
+                Err(PluginError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: plugin {} lacks capability {capability} (declare it in the manifest; the host config may also revoke it)",
+                        self.name
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn cycle_to(&self, target: &str) -> Result<(), PluginError> {
+        if self.chain.iter().any(|p| &**p == target) {
+            let path: Vec<&str> = self
+                .chain
+                .iter()
+                .map(|p| &**p)
+                .chain(std::iter::once(target))
+                .collect();
+            return Err(PluginError::new(
+                ErrorKind::Cycle,
+                format!(
+                    "call cycle: {} (a plugin cannot wait on a call that needs its own dispatcher thread)",
+                    path.join(" -> ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl HostInner {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
+        requested.unwrap_or_else(|| self.config.call_timeout())
+    }
+
+    fn check_size(&self, what: &str, payload: &Payload) -> Result<(), PluginError> {
+        if payload.len() > self.config.max_payload_bytes {
+            return Err(PluginError::invalid(format!(
+                "{what}: payload of {} bytes exceeds the limit of {} bytes",
+                payload.len(),
+                self.config.max_payload_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on `slot`'s thread and waits for its answer until `timeout`.
+    fn call_slot<T: Send + 'static>(
+        &self,
+        caller: &Caller<'_>,
+        slot: &Arc<Slot>,
+        what: String,
+        timeout: Duration,
+        f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
+        caller.cycle_to(&slot.name)?;
+        let (tx, rx) = bounded::<Result<T, PluginError>>(1);
+        let late = slot.clone();
+        let what_late = what.clone();
+        let job = Job {
+            chain: caller.chain.clone(),
+            work_id: self.next_id(),
+            run: Box::new(move |instance| {
+                let result = f(instance);
+                let failed = result.as_ref().err().map(|e| e.kind);
+                if tx.send(result).is_err() {
+                    late.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("late reply from plugin {} for {what_late} dropped: the caller stopped waiting", late.name);
+                }
+                failed
+            }),
+        };
+        slot.submit(job)?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(PluginError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} timed out after {} ms (plugin {})",
+                        timeout.as_millis(),
+                        slot.name
+                    ),
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(PluginError::new(
+                ErrorKind::Cancelled,
+                format!(
+                    "{what} cancelled: plugin {} was deactivated before answering",
+                    slot.name
+                ),
+            )),
+        }
+    }
+
+    fn plugin_slot(&self, plugin: &str) -> Result<Arc<Slot>, PluginError> {
+        let state = self.state.read();
+        match state.slots.get(plugin) {
+            Some(entry) if entry.slot.state().is_serving() => Ok(entry.slot.clone()),
+            Some(entry) => Err(PluginError::not_found(format!(
+                "plugin {plugin} is not active (state {})",
+                entry.slot.state()
+            ))),
+            None => Err(PluginError::not_found(format!("plugin not found: {plugin}"))),
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    /// Runs a command through the middleware chain.
+    pub(crate) fn execute(
+        &self,
+        caller: &Caller<'_>,
+        command: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, PluginError> {
+        self.check_size(command, &args)?;
+        caller.require(&format!("call:{command}"))?;
+        let timeout = self.timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let (route, middleware) = {
+            let state = self.state.read();
+            let route = state.routes.commands.get(command).cloned();
+            let mw: Vec<Arc<Slot>> = if route.is_some() {
+                state
+                    .routes
+                    .middleware
+                    .iter()
+                    .filter(|m| !caller.chain.iter().any(|c| *c == m.slot.name))
+                    .map(|m| m.slot.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (route, mw)
+        };
+        let Some(route) = route else {
+            return Err(PluginError::not_found(format!("command not found: {command}")));
+        };
+        if middleware.is_empty() {
+            return self.run_route(caller, command, route, args, timeout);
+        }
+        let mut request = CommandRequest {
+            command: command.into(),
+            caller: caller.name.into(),
+            args,
+        };
+        let mut entered: Vec<Arc<Slot>> = Vec::new();
+        let mut answer: Option<Result<Payload, PluginError>> = None;
+        for mw in &middleware {
+            let req = request.clone();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let step = self.call_slot(
+                caller,
+                mw,
+                format!("middleware {} before {command}", mw.name),
+                remaining,
+                move |i| i.before_command(&req).into_result(),
+            );
+            match step {
+                Ok(MiddlewareAction::Continue(next)) => {
+                    request = next;
+                    entered.push(mw.clone());
+                }
+                Ok(MiddlewareAction::Respond(result)) => {
+                    answer = Some(result.into_result());
+                    break;
+                }
+                Err(e) => {
+                    answer = Some(Err(PluginError::new(
+                        e.kind,
+                        format!("middleware {} failed before {command}: {e}", mw.name),
+                    )));
+                    break;
+                }
+            }
+        }
+        let mut result = match answer {
+            Some(r) => r,
+            None => {
+                // Middleware may rewrite the command name: route it again.
+                let route = if request.command.as_str() == command {
+                    Some(route)
+                } else {
+                    self.state
+                        .read()
+                        .routes
+                        .commands
+                        .get(request.command.as_str())
+                        .cloned()
+                };
+                match route {
+                    Some(route) => self.run_route(
+                        caller,
+                        request.command.as_str(),
+                        route,
+                        request.args.clone(),
+                        deadline.saturating_duration_since(Instant::now()),
+                    ),
+                    None => Err(PluginError::not_found(format!(
+                        "command not found: {}",
+                        request.command
+                    ))),
+                }
+            }
+        };
+        for mw in entered.iter().rev() {
+            let req = request.clone();
+            let prior = result.clone();
+            let remaining = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            result = match self.call_slot(
+                caller,
+                mw,
+                format!("middleware {} after {command}", mw.name),
+                remaining,
+                move |i| Ok(i.after_command(&req, prior.into()).into_result()),
+            ) {
+                Ok(r) => r,
+                Err(e) => Err(PluginError::new(
+                    e.kind,
+                    format!("middleware {} failed after {command}: {e}", mw.name),
+                )),
+            };
+        }
+        result
+    }
+
+    fn run_route(
+        &self,
+        caller: &Caller<'_>,
+        command: &str,
+        route: Route,
+        args: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, PluginError> {
+        match route {
+            Route::Host(handler) => {
+                let request = CommandRequest {
+                    command: command.into(),
+                    caller: caller.name.into(),
+                    args,
+                };
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&request)))
+                    .unwrap_or_else(|_| {
+                        Err(PluginError::new(
+                            ErrorKind::Panicked,
+                            format!("host command {command} panicked"),
+                        ))
+                    })
+            }
+            Route::Plugin { slot, short } => self.call_slot(
+                caller,
+                &slot,
+                format!("command {command}"),
+                timeout,
+                move |i| i.handle_command(short.as_ref().into(), &args).into_result(),
+            ),
+        }
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    fn make_event(
+        &self,
+        caller: &Caller<'_>,
+        event_type: &str,
+        data: Payload,
+    ) -> Result<Arc<Event>, PluginError> {
+        self.check_size(event_type, &data)?;
+        if event_type.is_empty() {
+            return Err(PluginError::invalid("event type must not be empty"));
+        }
+        if caller.granted.is_some() {
+            if event_type.starts_with("plugin:") {
+                return Err(PluginError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: plugin {} cannot emit {event_type}: plugin:* events come from the host only",
+                        caller.name
+                    ),
+                ));
+            }
+            caller.require(&format!("emit:{event_type}"))?;
+        }
+        Ok(Arc::new(Event {
+            id: self.next_id(),
+            parent: caller.work,
+            event_type: event_type.into(),
+            source: caller.name.into(),
+            timestamp_ms: now_ms(),
+            data,
+        }))
+    }
+
+    fn targets(&self, event_type: &str) -> Arc<[Target]> {
+        if let Some(t) = self.state.read().routes.targets(event_type) {
+            return t;
+        }
+        self.state.write().routes.resolve_targets(event_type)
+    }
+
+    /// Publishes an event to every subscriber; never blocks on a subscriber.
+    pub(crate) fn emit(
+        &self,
+        caller: &Caller<'_>,
+        event_type: &str,
+        data: Payload,
+    ) -> Result<u64, PluginError> {
+        let event = self.make_event(caller, event_type, data)?;
+        let id = event.id;
+        self.publish(caller, event);
+        Ok(id)
+    }
+
+    pub(crate) fn publish(&self, caller: &Caller<'_>, event: Arc<Event>) {
+        for target in self.targets(&event.event_type).iter() {
+            match target {
+                Target::Plugin(slot) => {
+                    let delivery = Delivery {
+                        event: event.clone(),
+                        chain: caller.chain.clone(),
+                        reply: None,
+                    };
+                    if slot.deliver(delivery).is_none() {
+                        self.dead_letter(&slot.name, &event, "plugin not taking events");
+                    }
+                }
+                Target::Host(sub) => deliver_host(sub, &event),
+            }
+        }
+    }
+
+    /// Publishes an event and waits for every plugin subscriber's answer.
+    pub(crate) fn emit_and_collect(
+        &self,
+        caller: &Caller<'_>,
+        event_type: &str,
+        data: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<(String, Result<Payload, PluginError>)>, PluginError> {
+        let event = self.make_event(caller, event_type, data)?;
+        let timeout = self.timeout(timeout);
+        let targets = self.targets(event_type);
+        let plugins: Vec<&Arc<Slot>> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Plugin(s) => Some(s),
+                Target::Host(_) => None,
+            })
+            .collect();
+        let (tx, rx) = bounded(plugins.len().max(1));
+        let mut results: Vec<(String, Option<Result<Payload, PluginError>>)> = Vec::new();
+        for slot in &plugins {
+            let pending = if let Err(e) = caller.cycle_to(&slot.name) {
+                Some(Err(e))
+            } else {
+                let delivery = Delivery {
+                    event: event.clone(),
+                    chain: caller.chain.clone(),
+                    reply: Some(tx.clone()),
+                };
+                match slot.deliver(delivery) {
+                    Some(_) => None,
+                    None => Some(Err(crate::slot::not_serving(&slot.name))),
+                }
+            };
+            results.push((slot.name.to_string(), pending));
+        }
+        drop(tx);
+        for target in targets.iter() {
+            if let Target::Host(sub) = target {
+                deliver_host(sub, &event);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while results.iter().any(|(_, r)| r.is_none()) {
+            match rx.recv_deadline(deadline) {
+                Ok((name, result)) => {
+                    if let Some(entry) = results
+                        .iter_mut()
+                        .find(|(n, r)| r.is_none() && n.as_str() == &*name)
+                    {
+                        entry.1 = Some(result);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|(name, r)| {
+                let r = r.unwrap_or_else(|| {
+                    Err(PluginError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "subscriber {name} did not answer event {event_type} within {} ms (or dropped it from a full queue)",
+                            timeout.as_millis()
+                        ),
+                    ))
+                });
+                if let Err(e) = &r {
+                    log::warn!("plugin {name}: event {event_type} failed: {e}");
+                }
+                (name, r)
+            })
+            .collect())
+    }
+
+    pub(crate) fn dead_letter(&self, plugin: &str, event: &Event, why: &str) {
+        log::debug!(
+            "event {} #{} not delivered to {plugin}: {why}",
+            event.event_type,
+            event.id
+        );
+    }
+
+    // ---- messages and RPC -----------------------------------------------------------------
+
+    fn message_slot(&self, caller: &Caller<'_>, plugin: &str) -> Result<Arc<Slot>, PluginError> {
+        caller.require(&format!("message:{plugin}"))?;
+        let slot = self.plugin_slot(plugin)?;
+        let accepts = self
+            .state
+            .read()
+            .slots
+            .get(plugin)
+            .is_some_and(|e| e.manifest.accepts_messages);
+        if !accepts {
+            return Err(PluginError::new(
+                ErrorKind::Unsupported,
+                format!("plugin {plugin} does not accept messages (its manifest does not say accepts_messages)"),
+            ));
+        }
+        Ok(slot)
+    }
+
+    /// Sends a message; with `wait`, waits for the reply (request-reply / RPC).
+    pub(crate) fn message(
+        &self,
+        caller: &Caller<'_>,
+        plugin: &str,
+        method: &str,
+        payload: Payload,
+        wait: Option<Option<Duration>>,
+    ) -> Result<Payload, PluginError> {
+        self.check_size(plugin, &payload)?;
+        let slot = self.message_slot(caller, plugin)?;
+        let message = Message {
+            id: self.next_id(),
+            from: caller.name.into(),
+            method: method.into(),
+            payload,
+            wants_reply: wait.is_some(),
+        };
+        let what = if method.is_empty() {
+            format!("message #{} to {plugin}", message.id)
+        } else {
+            format!("call {plugin}.{method}")
+        };
+        match wait {
+            Some(timeout) => self.call_slot(caller, &slot, what, self.timeout(timeout), move |i| {
+                i.on_message(&message)
+                    .into_result()
+                    .map(|r| r.into_option().unwrap_or_default())
+            }),
+            None => {
+                let name = slot.name.clone();
+                let job = Job {
+                    chain: Arc::from(Vec::new()),
+                    work_id: message.id,
+                    run: Box::new(move |i| {
+                        let r = i.on_message(&message).into_result();
+                        match r {
+                            Ok(_) => None,
+                            Err(e) => {
+                                log::warn!("plugin {name}: message #{} from {} failed: {e}", message.id, message.from);
+                                Some(e.kind)
+                            }
+                        }
+                    }),
+                };
+                slot.submit(job)?;
+                Ok(Payload::empty())
+            }
+        }
+    }
+
+    // ---- hooks and providers --------------------------------------------------------------
+
+    /// Runs hook `name` as a waterfall: each handler gets the previous one's data.
+    ///
+    /// Policy: a veto stops the run and names the plugin; a handler that fails or panics also
+    /// stops it, naming the plugin. No handlers: the data comes back unchanged.
+    pub(crate) fn run_hook(
+        &self,
+        caller: &Caller<'_>,
+        name: &str,
+        mut data: Payload,
+    ) -> Result<Payload, PluginError> {
+        self.check_size(name, &data)?;
+        caller.require(&format!("hook:run:{name}"))?;
+        let handlers: Vec<Arc<Slot>> = self
+            .state
+            .read()
+            .routes
+            .hooks
+            .get(name)
+            .map(|l| l.iter().map(|r| r.slot.clone()).collect())
+            .unwrap_or_default();
+        for slot in handlers {
+            let hook: Arc<str> = Arc::from(name);
+            let input = data.clone();
+            let outcome = self.call_slot(
+                caller,
+                &slot,
+                format!("hook {name}"),
+                self.timeout(None),
+                move |i| i.on_hook(hook.as_ref().into(), &input).into_result(),
+            );
+            match outcome {
+                Ok(HookOutcome::Continue(next)) => data = next,
+                Ok(HookOutcome::Veto(reason)) => {
+                    return Err(PluginError::new(
+                        ErrorKind::Vetoed,
+                        format!("hook {name} vetoed by {}: {reason}", slot.name),
+                    ))
+                }
+                Err(e) => {
+                    return Err(PluginError::new(
+                        e.kind,
+                        format!("hook {name} failed in plugin {}: {e}", slot.name),
+                    ))
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// Calls the highest-priority provider of `provider`.
+    pub(crate) fn provider_call(
+        &self,
+        caller: &Caller<'_>,
+        provider: &str,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, PluginError> {
+        self.check_size(provider, &args)?;
+        caller.require(&format!("provider:{provider}"))?;
+        let slot = self
+            .state
+            .read()
+            .routes
+            .providers
+            .get(provider)
+            .and_then(|l| l.first())
+            .map(|r| r.slot.clone())
+            .ok_or_else(|| PluginError::not_found(format!("provider not found: {provider}")))?;
+        let p: Arc<str> = Arc::from(provider);
+        let m: Arc<str> = Arc::from(method);
+        self.call_slot(
+            caller,
+            &slot,
+            format!("provider {provider}.{method}"),
+            self.timeout(timeout),
+            move |i| i.provide(p.as_ref().into(), m.as_ref().into(), &args).into_result(),
+        )
+    }
+}
+
+/// Queues an event for a host subscriber, dropping its oldest when full.
+fn deliver_host(sub: &crate::routes::HostSubscriber, event: &Arc<Event>) {
+    let mut item = event.clone();
+    loop {
+        match sub.tx.try_send(item) {
+            Ok(()) => return,
+            Err(crossbeam_channel::TrySendError::Full(back)) => {
+                item = back;
+                let _ = sub.rx.try_recv();
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+        }
+    }
+}

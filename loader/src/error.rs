@@ -1,0 +1,275 @@
+//! Error types, one per concern.
+
+use std::path::PathBuf;
+
+use plugin_api::PluginError;
+
+/// Why a plugin file could not become an active plugin.
+///
+/// Every variant names the file or the plugin involved, and version errors carry both sides.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file or folder could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path is not a regular file.
+    #[error("{path} is not a regular file")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file or its folder can be written by any user, so anyone could swap the code.
+    #[error("{path} is world-writable (mode {mode:o}); refusing to load code anyone can replace")]
+    WorldWritable {
+        /// The file or folder.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is not a complete ELF library (checked before dlopen, which would crash on it).
+    #[error("{path} is not a loadable library: {reason}")]
+    BadLibrary {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An allowlist is configured and the file's SHA-256 is not in it.
+    #[error("{path} has sha256 {sha256}, which is not in the allowlist")]
+    NotAllowed {
+        /// The file.
+        path: PathBuf,
+        /// Its SHA-256, hex.
+        sha256: String,
+    },
+    /// The dynamic linker refused the file.
+    #[error("cannot open {path}: {message}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The dynamic linker's message.
+        message: String,
+    },
+    /// The library does not export the plugin root symbol.
+    #[error("{path} is not a plugin: symbol {symbol} not found")]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// The missing symbol.
+        symbol: String,
+    },
+    /// The plugin was built against an incompatible plugin-api version.
+    #[error("{path} was built against plugin-api {plugin}, which this host (plugin-api {host}) cannot load")]
+    InterfaceVersion {
+        /// The file.
+        path: PathBuf,
+        /// plugin-api version in the plugin.
+        plugin: String,
+        /// plugin-api version in the host.
+        host: String,
+    },
+    /// The plugin's types do not have the layout the host expects.
+    #[error("{path} has an incompatible ABI layout: {message}")]
+    AbiMismatch {
+        /// The file.
+        path: PathBuf,
+        /// abi_stable's description of the difference.
+        message: String,
+    },
+    /// The plugin was built with `panic = "abort"` and could not contain its own panics.
+    #[error("{path} was built with panic = \"abort\"; plugins must unwind so their panics can be caught")]
+    PanicAbort {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The manifest could not be read.
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The plugin's version is not semver.
+    #[error("plugin {plugin} ({path}): version {version:?} is not semver: {message}")]
+    BadVersion {
+        /// The file.
+        path: PathBuf,
+        /// The plugin name.
+        plugin: String,
+        /// The version text.
+        version: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The plugin requires a different host version.
+    #[error("plugin {plugin} requires host {requirement}, but this host is {host}")]
+    HostRequirement {
+        /// The plugin name.
+        plugin: String,
+        /// Its requirement.
+        requirement: String,
+        /// The host's version.
+        host: String,
+    },
+    /// Two files provide a plugin of the same name.
+    #[error("duplicate plugin {plugin:?}: {path} and {existing}")]
+    Duplicate {
+        /// The plugin name.
+        plugin: String,
+        /// The file refused.
+        path: PathBuf,
+        /// The file that already provides it.
+        existing: PathBuf,
+    },
+    /// The same file is already loaded.
+    #[error("{path} is already loaded as plugin {plugin}")]
+    AlreadyLoaded {
+        /// The file.
+        path: PathBuf,
+        /// The plugin it provides.
+        plugin: String,
+    },
+    /// A dependency is not present.
+    #[error("plugin {plugin} depends on {dependency} {requirement}, which is not loaded")]
+    MissingDependency {
+        /// The plugin name.
+        plugin: String,
+        /// The dependency's name.
+        dependency: String,
+        /// The required version range.
+        requirement: String,
+    },
+    /// A dependency's version is outside the required range.
+    #[error("plugin {plugin} depends on {dependency} {requirement}, but {dependency} is {found}")]
+    IncompatibleDependency {
+        /// The plugin name.
+        plugin: String,
+        /// The dependency's name.
+        dependency: String,
+        /// The required version range.
+        requirement: String,
+        /// The version present.
+        found: String,
+    },
+    /// A dependency failed to load or activate.
+    #[error("plugin {plugin} was not activated because its dependency {dependency} failed")]
+    DependencyFailed {
+        /// The plugin name.
+        plugin: String,
+        /// The dependency that failed.
+        dependency: String,
+    },
+    /// Plugins depend on each other in a cycle.
+    #[error("dependency cycle: {cycle}")]
+    Cycle {
+        /// The cycle, as `a -> b -> a`.
+        cycle: String,
+    },
+    /// The plugin's `activate` returned an error or panicked.
+    #[error("plugin {plugin} failed to activate: {error}")]
+    Activation {
+        /// The plugin name.
+        plugin: String,
+        /// What the plugin reported.
+        error: PluginError,
+    },
+    /// The plugin is disabled in the host config.
+    #[error("plugin {plugin} is disabled in the host config")]
+    Disabled {
+        /// The plugin name.
+        plugin: String,
+    },
+    /// The plugin is quarantined after repeated faults.
+    #[error("plugin {plugin} is quarantined: {reason}")]
+    Quarantined {
+        /// The plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// No plugin of that name.
+    #[error("no plugin named {plugin}")]
+    UnknownPlugin {
+        /// The name asked for.
+        plugin: String,
+    },
+    /// An upgrade would break a dependent's requirement.
+    #[error("cannot replace {plugin} {old} with {new}: {dependent} requires {plugin} {requirement}")]
+    BlockedByDependent {
+        /// The plugin being replaced.
+        plugin: String,
+        /// Its running version.
+        old: String,
+        /// The new version.
+        new: String,
+        /// The dependent that blocks it.
+        dependent: String,
+        /// The dependent's requirement.
+        requirement: String,
+    },
+}
+
+/// Why the host configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}")]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+}
+
+/// Why the storage backend failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The key is empty, too long, or contains characters that are not allowed.
+    #[error("invalid storage key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key (truncated for display when huge).
+        key: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The write would take the namespace over its quota; nothing was written.
+    #[error("storage quota exceeded for {namespace}: {used} + {needed} bytes > {limit} bytes; nothing written")]
+    QuotaExceeded {
+        /// The namespace (`plugin:<name>` or `shared`).
+        namespace: String,
+        /// Bytes in use before the write.
+        used: u64,
+        /// Bytes the write adds.
+        needed: u64,
+        /// The quota.
+        limit: u64,
+    },
+    /// The database failed.
+    #[error("storage backend failed ({path}): {message}")]
+    Backend {
+        /// The database file, or `memory`.
+        path: String,
+        /// The database's message.
+        message: String,
+    },
+}

@@ -1,0 +1,60 @@
+//! Loads native plugins (cdylib files) from a folder and dispatches their events, commands,
+//! messages, RPC, hooks, middleware and provider calls.
+//!
+//! ```no_run
+//! use loader::Host;
+//! use plugin_api::Payload;
+//!
+//! let host = Host::builder().plugins_dir("target/debug").build()?;
+//! let report = host.load_dir()?;
+//! for entry in &report.entries {
+//!     if let Some(error) = &entry.error {
+//!         eprintln!("{}: {error}", entry.file.display());
+//!     }
+//! }
+//! let args = Payload::from_json_str(r#"{"name":"Ada"}"#)?;
+//! let reply = host.execute("greeter:greet", args)?;
+//! println!("{}", reply.to_json_string()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What a load does
+//! Each file is checked before it is opened (regular file, not world-writable, a complete ELF
+//! image, optional SHA-256 allowlist), copied to a unique shadow path and opened from there
+//! (the same path would return the old image; overwriting a mapped file would crash), checked
+//! by abi_stable (interface version and type layout), refused if built with `panic = "abort"`,
+//! and its manifest read. Plugins are then checked for duplicate names, host requirements and
+//! dependencies, and activated in dependency order, each on its own thread.
+//!
+//! # Honest limits
+//! Plugins are native code running with the host's rights: the checks and the capability
+//! broker guard the API, not the process. Libraries are never unloaded (`dlclose` is unsound
+//! for Rust code); a retired plugin stays mapped. A thread stuck in plugin code cannot be
+//! killed: it is detached and counted.
+#![forbid(unsafe_code)]
+
+mod config;
+mod context;
+mod discover;
+mod dispatch;
+mod error;
+mod host;
+mod library;
+mod metrics;
+mod pattern;
+mod preflight;
+mod resolve;
+mod routes;
+mod slot;
+mod storage;
+
+pub use config::{HostConfig, PluginSettings};
+pub use discover::discover;
+pub use error::{ConfigError, LoadError, StorageError};
+pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscription, HOST_VERSION};
+pub use library::{load_library, PluginLibrary};
+pub use metrics::PluginMetrics;
+pub use pattern::matches as pattern_matches;
+pub use preflight::{preflight, Preflight};
+pub use slot::PluginState;
+pub use storage::{Namespace, Store};

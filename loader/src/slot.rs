@@ -1,0 +1,378 @@
+//! One plugin's mailbox and dispatcher thread.
+//!
+//! Each active plugin owns a thread that owns its instance. Work reaches it through two bounded
+//! crossbeam channels: requests (commands, messages, RPC, hooks, middleware, provider calls),
+//! which refuse new work with a queue-full error when full, and events, which drop the oldest
+//! queued event (counted) so a slow subscriber never blocks a publisher. The thread blocks on
+//! the channels: an idle plugin costs no CPU.
+
+use std::{
+    cell::RefCell,
+    sync::{
+        atomic::Ordering,
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
+use parking_lot::{Mutex, RwLock};
+use plugin_api::{ErrorKind, Event, Payload, PluginError, PluginInstanceBox};
+
+use crate::metrics::Metrics;
+
+/// The plugins whose dispatcher threads are blocked waiting on the current call, outermost
+/// first. Used to refuse call cycles instead of deadlocking.
+pub(crate) type Chain = Arc<[Arc<str>]>;
+
+/// Work for a plugin's thread. Dropping a job unrun drops its reply sender, which its caller
+/// sees as "cancelled".
+pub(crate) struct Job {
+    /// Callers blocked on this job.
+    pub chain: Chain,
+    /// Id of this unit of work (for event parent links).
+    pub work_id: u64,
+    /// Runs on the plugin thread; returns the error kind if the call failed.
+    pub run: Box<dyn FnOnce(&mut PluginInstanceBox) -> Option<ErrorKind> + Send>,
+}
+
+/// An event on its way to one subscriber.
+pub(crate) struct Delivery {
+    pub event: Arc<Event>,
+    pub chain: Chain,
+    /// Present for `emit_and_collect`.
+    pub reply: Option<Sender<(Arc<str>, Result<Payload, PluginError>)>>,
+}
+
+/// Orders for the thread itself.
+pub(crate) enum Control {
+    /// Cancel queued work, call `deactivate`, exit.
+    Stop { done: Sender<Result<(), PluginError>> },
+    /// Replace the instance (hot reload): finish the current job, hand over state, go on with
+    /// the same queues.
+    Swap {
+        next: Box<PluginInstanceBox>,
+        from_version: String,
+        done: Sender<Result<(), PluginError>>,
+    },
+}
+
+/// Senders into the plugin's queues; `None` once the plugin stops taking work.
+pub(crate) struct Mailbox {
+    pub jobs: Sender<Job>,
+    pub events: Sender<Delivery>,
+}
+
+/// Lifecycle state of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// Library loaded and checked, not yet active.
+    Loaded,
+    /// Serving.
+    Active,
+    /// Could not be loaded or activated.
+    Failed,
+    /// Active, but a handler panicked or missed a deadline.
+    Faulted,
+    /// Stopped.
+    Deactivated,
+    /// Stopped after repeated faults; stays off until re-enabled.
+    Quarantined,
+}
+
+impl PluginState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Loaded => "loaded",
+            PluginState::Active => "active",
+            PluginState::Failed => "failed",
+            PluginState::Faulted => "faulted",
+            PluginState::Deactivated => "deactivated",
+            PluginState::Quarantined => "quarantined",
+        }
+    }
+
+    /// Whether the plugin takes work in this state.
+    pub fn is_serving(self) -> bool {
+        matches!(self, PluginState::Active | PluginState::Faulted)
+    }
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A plugin as the dispatcher sees it.
+pub(crate) struct Slot {
+    pub name: Arc<str>,
+    pub mailbox: RwLock<Option<Mailbox>>,
+    pub control: Sender<Control>,
+    jobs_rx: Receiver<Job>,
+    events_rx: Receiver<Delivery>,
+    pub state: RwLock<PluginState>,
+    pub last_error: Mutex<Option<String>>,
+    pub metrics: Metrics,
+    event_capacity: usize,
+    job_capacity: usize,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<(Arc<str>, Chain, u64)>> = const { RefCell::new(None) };
+}
+
+/// If the current thread is `plugin`'s dispatcher thread busy with a job: the chain of blocked
+/// callers including `plugin` itself, and the job's work id.
+pub(crate) fn current_chain(plugin: &str) -> (Chain, u64) {
+    CURRENT.with(|c| match &*c.borrow() {
+        Some((name, chain, work)) if &**name == plugin => {
+            let mut v: Vec<Arc<str>> = chain.iter().cloned().collect();
+            v.push(name.clone());
+            (v.into(), *work)
+        }
+        _ => (Arc::from(Vec::new()), 0),
+    })
+}
+
+fn with_current<R>(name: &Arc<str>, chain: &Chain, work: u64, f: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| *c.borrow_mut() = Some((name.clone(), chain.clone(), work)));
+    let r = f();
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    r
+}
+
+/// Error returned when work cannot be queued.
+pub(crate) fn not_serving(name: &str) -> PluginError {
+    PluginError::new(
+        ErrorKind::Cancelled,
+        format!("plugin {name} is not active (deactivated or reloading away)"),
+    )
+}
+
+impl Slot {
+    /// A slot with empty queues of the given bounds, and the receiving ends for its thread.
+    pub fn new(
+        name: &str,
+        job_capacity: usize,
+        event_capacity: usize,
+    ) -> (Arc<Slot>, Receiver<Control>) {
+        let (jobs_tx, jobs_rx) = bounded(job_capacity.max(1));
+        let (events_tx, events_rx) = bounded(event_capacity.max(1));
+        let (control_tx, control_rx) = bounded(4);
+        let slot = Arc::new(Slot {
+            name: Arc::from(name),
+            mailbox: RwLock::new(Some(Mailbox {
+                jobs: jobs_tx,
+                events: events_tx,
+            })),
+            control: control_tx,
+            jobs_rx,
+            events_rx,
+            state: RwLock::new(PluginState::Loaded),
+            last_error: Mutex::new(None),
+            metrics: Metrics::default(),
+            event_capacity: event_capacity.max(1),
+            job_capacity: job_capacity.max(1),
+        });
+        (slot, control_rx)
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PluginState {
+        *self.state.read()
+    }
+
+    /// Queues a job, or refuses it at once.
+    pub fn submit(&self, job: Job) -> Result<(), PluginError> {
+        let guard = self.mailbox.read();
+        let Some(mailbox) = guard.as_ref() else {
+            return Err(not_serving(&self.name));
+        };
+        match mailbox.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.queue_full.fetch_add(1, Ordering::Relaxed);
+                Err(PluginError::new(
+                    ErrorKind::QueueFull,
+                    format!(
+                        "queue of plugin {} is full ({} requests waiting)",
+                        self.name, self.job_capacity
+                    ),
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(not_serving(&self.name)),
+        }
+    }
+
+    /// Queues an event, dropping the oldest queued one if the queue is full. Returns the
+    /// number of events dropped to make room (they are counted in the metrics), or `None`
+    /// if the plugin no longer takes work.
+    pub fn deliver(&self, mut delivery: Delivery) -> Option<u64> {
+        let guard = self.mailbox.read();
+        let mailbox = guard.as_ref()?;
+        let mut dropped = 0;
+        loop {
+            match mailbox.events.try_send(delivery) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    delivery = back;
+                    if let Ok(old) = self.events_rx.try_recv() {
+                        dropped += 1;
+                        let total = self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        if total.is_power_of_two() {
+                            log::warn!(
+                                "plugin {} is falling behind: {total} events dropped so far (queue of {}), latest dropped {} #{}",
+                                self.name, self.event_capacity, old.event.event_type, old.event.id
+                            );
+                        }
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return None,
+            }
+        }
+        Some(dropped)
+    }
+
+    /// Requests and events waiting.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        (self.jobs_rx.len(), self.events_rx.len())
+    }
+
+    /// Stops taking new work: later submits fail at once.
+    pub fn close(&self) {
+        self.mailbox.write().take();
+    }
+
+    /// Marks a handler fault (panic or missed deadline).
+    pub fn mark_faulted(&self, why: String) {
+        let mut state = self.state.write();
+        if *state == PluginState::Active {
+            *state = PluginState::Faulted;
+        }
+        *self.last_error.lock() = Some(why);
+    }
+
+    fn cancel_queued(&self) -> usize {
+        let mut n = 0;
+        loop {
+            match self.jobs_rx.try_recv() {
+                Ok(job) => {
+                    drop(job);
+                    n += 1;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        while self.events_rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The body of a plugin's dispatcher thread, once its instance is active.
+pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, control: Receiver<Control>) {
+    let name = slot.name.clone();
+    let jobs = slot.jobs_rx.clone();
+    let events = slot.events_rx.clone();
+    loop {
+        select! {
+            recv(control) -> order => match order {
+                Ok(Control::Stop { done }) => {
+                    let cancelled = slot.cancel_queued();
+                    if cancelled > 0 {
+                        log::info!("plugin {name}: {cancelled} queued calls and events cancelled at deactivation");
+                    }
+                    let result = instance.deactivate().into_result();
+                    let _ = done.send(result);
+                    return;
+                }
+                Ok(Control::Swap { next, from_version, done }) => {
+                    let mut next = *next;
+                    let result = swap(&name, &mut instance, &mut next, &from_version);
+                    if result.is_ok() {
+                        std::mem::swap(&mut instance, &mut next);
+                    }
+                    // `next` now holds whichever instance is retired; its library stays mapped.
+                    drop(next);
+                    let _ = done.send(result);
+                }
+                Err(_) => return,
+            },
+            recv(jobs) -> job => if let Ok(job) = job {
+                let started = Instant::now();
+                let failed = with_current(&name, &job.chain, job.work_id, || (job.run)(&mut instance));
+                slot.metrics.record_call(started.elapsed(), failed);
+                if failed == Some(ErrorKind::Panicked) {
+                    slot.mark_faulted(format!("a handler of plugin {name} panicked"));
+                }
+            },
+            recv(events) -> delivery => if let Ok(delivery) = delivery {
+                let started = Instant::now();
+                let event = delivery.event;
+                let result = with_current(&name, &delivery.chain, event.id, || instance.on_event(&event).into_result());
+                let result = result.map(|r| r.into_option().unwrap_or_default());
+                slot.metrics.record_event(started.elapsed(), result.as_ref().err().map(|e| e.kind));
+                if let Err(e) = &result {
+                    log::warn!("plugin {name}: handler for event {} #{} failed: {e}", event.event_type, event.id);
+                    if e.kind == ErrorKind::Panicked {
+                        slot.mark_faulted(format!("event handler panicked: {e}"));
+                    }
+                }
+                if let Some(reply) = delivery.reply {
+                    let _ = reply.send((name.clone(), result));
+                }
+            },
+        }
+    }
+}
+
+/// Hands state from the old instance to the new one and activates it. On error the old
+/// instance stays (and, having only saved state, stays active).
+fn swap(
+    name: &str,
+    old: &mut PluginInstanceBox,
+    next: &mut PluginInstanceBox,
+    from_version: &str,
+) -> Result<(), PluginError> {
+    let state = match old.save_state().into_result() {
+        Ok(state) => state.into_option(),
+        Err(e) => {
+            log::warn!("plugin {name}: save_state failed, the new instance starts fresh: {e}");
+            None
+        }
+    };
+    if let Some(state) = state {
+        if let Err(e) = next
+            .restore_state(state, from_version.into())
+            .into_result()
+        {
+            log::warn!("plugin {name}: restore_state failed, the new instance starts fresh: {e}");
+        }
+    }
+    next.activate().into_result()?;
+    if let Err(e) = old.deactivate().into_result() {
+        log::warn!("plugin {name}: the old instance's deactivate failed: {e}");
+    }
+    Ok(())
+}
+
+/// How long to wait for a stopping plugin thread.
+pub(crate) fn wait_done(
+    done: &Receiver<Result<(), PluginError>>,
+    grace: Duration,
+) -> Result<(), PluginError> {
+    match done.recv_timeout(grace) {
+        Ok(r) => r,
+        Err(_) => Err(PluginError::new(
+            ErrorKind::Timeout,
+            format!(
+                "did not finish within {} ms; its thread is left running (threads cannot be killed)",
+                grace.as_millis()
+            ),
+        )),
+    }
+}

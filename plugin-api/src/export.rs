@@ -1,0 +1,354 @@
+//! The plumbing behind [`export_plugin!`](crate::export_plugin): the fenced adapter from
+//! [`Plugin`] to the instance vtable, the root module, and log forwarding.
+
+use std::{
+    any::Any,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{Arc, OnceLock},
+};
+
+use abi_stable::{
+    library::{CheckTypeLayout, LibHeader, RootModuleResult},
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RResult, RStr, RString, RVec},
+};
+use parking_lot::RwLock;
+
+use crate::{
+    abi::{HostContextBox, PluginInstanceBox, PluginInstance_TO, PluginMod, PluginModRef},
+    context::Context,
+    error::{ErrorKind, PluginError, PluginResult},
+    payload::Payload,
+    plugin::Plugin,
+    types::{CommandRequest, Event, HookOutcome, Message, MiddlewareAction},
+    API_VERSION,
+};
+
+/// Build facts about the plugin crate, captured by the export macro in the plugin's own crate.
+#[doc(hidden)]
+pub trait BuildInfo: 'static {
+    /// `CARGO_PKG_VERSION` of the plugin crate.
+    const VERSION: &'static str;
+    /// `CARGO_PKG_DESCRIPTION` of the plugin crate.
+    const DESCRIPTION: &'static str;
+    /// `cfg!(panic = "unwind")` in the plugin crate.
+    const PANIC_UNWINDS: bool;
+}
+
+/// Turns a caught panic into a boundary error.
+fn panic_error(what: &str, panic: Box<dyn Any + Send>) -> PluginError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    PluginError::new(ErrorKind::Panicked, format!("panicked in {what}: {detail}"))
+}
+
+/// Runs plugin code so that neither a panic nor an error can unwind across the boundary.
+pub(crate) fn fence<R>(what: &str, f: impl FnOnce() -> PluginResult<R>) -> RResult<R, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(panic) => RResult::RErr(panic_error(what, panic)),
+    }
+}
+
+/// The manifest with build facts filled in.
+fn full_manifest<T: Plugin, B: BuildInfo>() -> crate::Manifest {
+    let mut manifest = T::manifest();
+    if manifest.version.is_empty() {
+        manifest.version = B::VERSION.to_owned();
+    }
+    if manifest.description.is_empty() {
+        manifest.description = B::DESCRIPTION.to_owned();
+    }
+    manifest.api_version = API_VERSION.to_owned();
+    manifest
+}
+
+extern "C" fn manifest_entry<T: Plugin, B: BuildInfo>() -> RResult<RString, PluginError> {
+    fence("manifest", || {
+        full_manifest::<T, B>()
+            .to_json()
+            .map(RString::from)
+            .map_err(|e| PluginError::new(ErrorKind::Codec, format!("manifest encode: {e}")))
+    })
+}
+
+extern "C" fn instantiate_dynamic<T: Plugin + Default, B: BuildInfo>(
+    context: HostContextBox,
+) -> RResult<PluginInstanceBox, PluginError> {
+    fence("instantiate", || {
+        let context = Arc::new(Context::new(context));
+        install_log_forwarding(&context);
+        let plugin = T::default();
+        Ok(PluginInstance_TO::from_value(
+            Adapter { plugin, context },
+            TD_Opaque,
+        ))
+    })
+}
+
+extern "C" fn instantiate_static<T: Plugin + Default, B: BuildInfo>(
+    context: HostContextBox,
+) -> RResult<PluginInstanceBox, PluginError> {
+    // A plugin compiled into the host shares the host's `log` statics: nothing to forward.
+    fence("instantiate", || {
+        let context = Arc::new(Context::new(context));
+        let plugin = T::default();
+        Ok(PluginInstance_TO::from_value(
+            Adapter { plugin, context },
+            TD_Opaque,
+        ))
+    })
+}
+
+fn root_module<T: Plugin + Default, B: BuildInfo>(dynamic: bool) -> PluginModRef {
+    PluginMod {
+        panic_unwinds: B::PANIC_UNWINDS,
+        manifest: manifest_entry::<T, B>,
+        instantiate: if dynamic {
+            instantiate_dynamic::<T, B>
+        } else {
+            instantiate_static::<T, B>
+        },
+    }
+    .leak_into_prefix()
+}
+
+fn dynamic_root_module<T: Plugin + Default, B: BuildInfo>() -> PluginModRef {
+    root_module::<T, B>(true)
+}
+
+extern "C" fn root_module_loader<T: Plugin + Default, B: BuildInfo>() -> RootModuleResult {
+    abi_stable::library::__call_root_module_loader(dynamic_root_module::<T, B>)
+}
+
+/// The library header a plugin exports (used by [`export_plugin!`](crate::export_plugin)).
+#[doc(hidden)]
+pub const fn lib_header<T: Plugin + Default, B: BuildInfo>() -> LibHeader {
+    // SAFETY: the constructor returns a `PluginModRef`, the module type named here, so the
+    // erased prefix it produces is the one `from_constructor` expects.
+    #[allow(unsafe_code, reason = "abi_stable's library header constructor is unsafe")]
+    unsafe {
+        LibHeader::from_constructor::<PluginModRef>(
+            root_module_loader::<T, B>,
+            CheckTypeLayout::Yes,
+        )
+    }
+}
+
+/// The root module of a plugin compiled into the host (see
+/// [`static_plugin!`](crate::static_plugin)): the same entry points as a dynamic plugin, without
+/// dlopen and without log forwarding.
+#[doc(hidden)]
+pub fn static_root_module<T: Plugin + Default, B: BuildInfo>() -> PluginModRef {
+    root_module::<T, B>(false)
+}
+
+/// The plugin wrapped for the instance vtable; every method is fenced.
+struct Adapter<T> {
+    plugin: T,
+    context: Arc<Context>,
+}
+
+impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
+    fn activate(&mut self) -> RResult<(), PluginError> {
+        fence("activate", || self.plugin.activate(&self.context))
+    }
+
+    fn deactivate(&mut self) -> RResult<(), PluginError> {
+        fence("deactivate", || self.plugin.deactivate(&self.context))
+    }
+
+    fn handle_command(&mut self, command: RStr<'_>, args: &Payload) -> RResult<Payload, PluginError> {
+        fence(command.as_str(), || {
+            self.plugin
+                .handle_command(&self.context, command.as_str(), args)
+        })
+    }
+
+    fn on_event(&mut self, event: &Event) -> RResult<ROption<Payload>, PluginError> {
+        fence("on_event", || {
+            self.plugin
+                .on_event(&self.context, event)
+                .map(ROption::from)
+        })
+    }
+
+    fn on_message(&mut self, message: &Message) -> RResult<ROption<Payload>, PluginError> {
+        if message.method.is_empty() {
+            fence("on_message", || {
+                self.plugin
+                    .on_message(&self.context, message)
+                    .map(ROption::from)
+            })
+        } else {
+            fence(message.method.as_str(), || {
+                self.plugin
+                    .on_call(&self.context, message.method.as_str(), &message.payload)
+                    .map(ROption::RSome)
+            })
+        }
+    }
+
+    fn on_hook(&mut self, hook: RStr<'_>, data: &Payload) -> RResult<HookOutcome, PluginError> {
+        fence(hook.as_str(), || {
+            self.plugin.on_hook(&self.context, hook.as_str(), data)
+        })
+    }
+
+    fn before_command(&mut self, request: &CommandRequest) -> RResult<MiddlewareAction, PluginError> {
+        fence("before_command", || {
+            self.plugin.before_command(&self.context, request)
+        })
+    }
+
+    fn after_command(
+        &mut self,
+        request: &CommandRequest,
+        result: RResult<Payload, PluginError>,
+    ) -> RResult<Payload, PluginError> {
+        fence("after_command", || {
+            self.plugin
+                .after_command(&self.context, request, result.into_result())
+        })
+    }
+
+    fn provide(
+        &mut self,
+        provider: RStr<'_>,
+        method: RStr<'_>,
+        args: &Payload,
+    ) -> RResult<Payload, PluginError> {
+        fence(method.as_str(), || {
+            self.plugin
+                .provide(&self.context, provider.as_str(), method.as_str(), args)
+        })
+    }
+
+    fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, PluginError> {
+        fence("save_state", || {
+            self.plugin
+                .save_state(&self.context)
+                .map(|s| s.map(RVec::from).into())
+        })
+    }
+
+    fn restore_state(&mut self, state: RVec<u8>, from_version: RStr<'_>) -> RResult<(), PluginError> {
+        fence("restore_state", || {
+            self.plugin
+                .restore_state(&self.context, &state, from_version.as_str())
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log forwarding: the plugin has its own copy of the `log` crate's statics, so its macros would
+// go nowhere. Each library installs one forwarding logger that hands records to the host, which
+// logs them with the plugin's name as target.
+
+static FORWARD_TO: OnceLock<RwLock<Option<Arc<Context>>>> = OnceLock::new();
+
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let Some(slot) = FORWARD_TO.get() else { return };
+        if let Some(ctx) = slot.read().as_ref() {
+            let text = record.args().to_string();
+            ctx.raw().log(record.level() as u8, RStr::from_str(&text));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn level_filter(raw: u8) -> log::LevelFilter {
+    match raw {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+fn install_log_forwarding(context: &Arc<Context>) {
+    let slot = FORWARD_TO.get_or_init(|| RwLock::new(None));
+    *slot.write() = Some(Arc::clone(context));
+    // Fails only if this library already installed it, which is fine.
+    let _ = log::set_logger(&HostLogger);
+    log::set_max_level(level_filter(context.raw().log_max_level()));
+}
+
+/// Exports a [`Plugin`] from a cdylib crate: generates the root module, the fenced entry points
+/// and the panic-strategy marker. Use it once per plugin crate.
+///
+/// The type must implement [`Plugin`] and `Default`.
+///
+/// # Examples
+/// ```
+/// use plugin_api::prelude::*;
+/// #[derive(Default)]
+/// struct Quiet;
+/// impl Plugin for Quiet {
+///     fn manifest() -> Manifest { Manifest::new("quiet") }
+/// }
+/// export_plugin!(Quiet);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __PluginBuild;
+            impl $crate::__private::BuildInfo for __PluginBuild {
+                const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+                const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
+                const PANIC_UNWINDS: bool = cfg!(panic = "unwind");
+            }
+
+            #[no_mangle]
+            pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader =
+                $crate::__private::lib_header::<$plugin, __PluginBuild>();
+        };
+    };
+}
+
+/// The root module of a plugin compiled into the host, for
+/// [`Host::register_static`](https://docs.rs/loader) style registration: same entry points as the
+/// exported library, no dlopen.
+///
+/// # Examples
+/// ```
+/// use plugin_api::prelude::*;
+/// #[derive(Default)]
+/// struct Builtin;
+/// impl Plugin for Builtin {
+///     fn manifest() -> Manifest { Manifest::new("builtin") }
+/// }
+/// let module = plugin_api::static_plugin!(Builtin);
+/// assert!(module.panic_unwinds());
+/// ```
+#[macro_export]
+macro_rules! static_plugin {
+    ($plugin:ty) => {{
+        struct __PluginBuild;
+        impl $crate::__private::BuildInfo for __PluginBuild {
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+            const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
+            const PANIC_UNWINDS: bool = cfg!(panic = "unwind");
+        }
+        $crate::__private::static_root_module::<$plugin, __PluginBuild>()
+    }};
+}

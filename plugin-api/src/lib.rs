@@ -1,0 +1,127 @@
+//! The stable-ABI contract between a native plugin host and its plugins.
+//!
+//! Plugins are `cdylib` crates that implement [`Plugin`] and call [`export_plugin!`] once. The
+//! host (the `loader` crate) loads each library, reads its [`Manifest`] before activation, and
+//! hands the plugin a [`Context`]: a vtable through which the plugin emits and subscribes to
+//! events, runs commands, sends messages, makes RPC calls, runs hooks, calls providers, reads
+//! and writes storage, reads its configuration and logs.
+//!
+//! Only types from this crate cross the boundary: `#[repr(C)]` + [`abi_stable::StableAbi`]
+//! structs, R-types, and data as [`Payload`] bytes tagged with their [`Codec`]. Every entry
+//! point into plugin code runs inside a `catch_unwind` fence, so a panic comes back to the host
+//! as an [`ErrorKind::Panicked`] error instead of aborting it.
+//!
+//! # A complete plugin
+//!
+//! ```
+//! use plugin_api::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Greet { name: String }
+//! #[derive(Serialize)]
+//! struct Greeting { message: String }
+//!
+//! #[derive(Default)]
+//! struct Greeter;
+//!
+//! impl Plugin for Greeter {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("greeter").command("greet").emits("greeter:greeted")
+//!     }
+//!
+//!     fn handle_command(&mut self, ctx: &Context, command: &str, args: &Payload) -> PluginResult<Payload> {
+//!         match command {
+//!             "greet" => {
+//!                 let Greet { name } = args.decode()?;
+//!                 ctx.emit("greeter:greeted", &name)?;
+//!                 args.reply_with(&Greeting { message: format!("Hello, {name}!") })
+//!             }
+//!             other => Err(PluginError::not_found(format!("command not found: greeter:{other}"))),
+//!         }
+//!     }
+//! }
+//!
+//! export_plugin!(Greeter);
+//! # fn main() {}
+//! ```
+//!
+//! # Capabilities
+//! A plugin declares in its manifest what it uses; the host refuses anything else with a
+//! permission-denied error naming the capability:
+//!
+//! | capability | grants |
+//! |---|---|
+//! | `emit:<pattern>` (from [`Manifest::emits`]) | emitting matching event types |
+//! | `subscribe:<pattern>` (from [`Manifest::subscribes`]) | subscribing to the pattern |
+//! | `call:<pattern>` ([`Manifest::calls`]) | executing matching commands |
+//! | `message:<plugin>` ([`Manifest::messages`]) | direct messages, request-reply and RPC to that plugin |
+//! | `hook:run:<name>` ([`Manifest::runs_hook`]) | running a hook |
+//! | `provider:<name>` ([`Manifest::uses_provider`]) | calling a provider |
+//! | `storage:shared:read`, `storage:shared:write` | the shared namespace |
+//! | `database` | scans and atomic batches |
+//! | `middleware` (from [`Manifest::middleware`]) | wrapping command execution |
+//!
+//! A plugin's own storage namespace, its configuration and logging need no capability.
+//! Patterns accept a trailing `*` (`call:greeter:*`, `emit:data:*`, `*`).
+//!
+//! # Logging
+//! Plugins use the ordinary `log` macros. The export macro installs a logger in the plugin's
+//! copy of `log` that forwards records to the host, which logs them with the plugin's name as
+//! target (`RUST_LOG=greeter=debug`).
+#![allow(
+    unsafe_code,
+    reason = "abi_stable's derive, sabi_trait and library-header constructor expand to unsafe code"
+)]
+#![allow(
+    non_local_definitions,
+    reason = "#[sabi_trait] expands to impls inside functions"
+)]
+
+pub mod abi;
+mod context;
+mod error;
+mod export;
+mod manifest;
+mod payload;
+mod plugin;
+mod types;
+
+pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
+pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
+pub use context::{Context, Storage};
+pub use error::{ErrorKind, PluginError, PluginResult};
+pub use manifest::{CommandDecl, Dependency, HookDecl, Manifest, MiddlewareDecl, ProviderDecl};
+pub use payload::{Codec, Payload};
+pub use plugin::Plugin;
+pub use types::{
+    BatchOp, CollectedReply, CommandRequest, Entry, Event, HookOutcome, Message, MiddlewareAction,
+    StorageScope,
+};
+
+/// Everything a plugin author needs: `use plugin_api::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
+        MiddlewareAction, Payload, Plugin, PluginError, PluginResult,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{lib_header, static_root_module, BuildInfo};
+    pub use abi_stable::library::LibHeader;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exported_symbol_name_matches_abi_stable() {
+        // The export macro spells the symbol out (macro_rules cannot compute an identifier);
+        // this keeps it in step with abi_stable.
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Bytes that cross the boundary, tagged with the codec that wrote them.
+
+use abi_stable::{std_types::RVec, StableAbi};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{ErrorKind, PluginError, PluginResult};
+
+/// How the bytes of a [`Payload`] are encoded.
+///
+/// Rust plugins talk to each other in [`Codec::Bincode`]; the command line and other
+/// JSON-speaking callers use [`Codec::Json`]. A handler decodes either into the same typed
+/// struct with [`Payload::decode`] and answers in the caller's codec with
+/// [`Payload::reply_with`].
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// No data at all (a unit payload).
+    Empty = 0,
+    /// bincode 2 with its standard configuration, through serde.
+    Bincode = 1,
+    /// UTF-8 JSON.
+    Json = 2,
+}
+
+impl Codec {
+    /// The lower-case name of the codec, as shown in errors and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Empty => "empty",
+            Codec::Bincode => "bincode",
+            Codec::Json => "json",
+        }
+    }
+}
+
+/// Encoded data with its codec tag: the unit of data exchange between host and plugins.
+///
+/// # Examples
+///
+/// ```
+/// use plugin_api::Payload;
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Greet { name: String }
+///
+/// // The CLI sends JSON…
+/// let args = Payload::from_json_str(r#"{"name":"Ada"}"#).unwrap();
+/// let typed: Greet = args.decode().unwrap();
+/// assert_eq!(typed.name, "Ada");
+/// // …and gets its answer back as JSON, whatever the handler's types are.
+/// let reply = args.reply_with(&Greet { name: "Hello, Ada!".into() }).unwrap();
+/// assert_eq!(reply.to_json_string().unwrap(), r#"{"name":"Hello, Ada!"}"#);
+/// ```
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// How `bytes` is encoded.
+    pub codec: Codec,
+    /// The encoded data.
+    pub bytes: RVec<u8>,
+}
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload::empty()
+    }
+}
+
+impl Payload {
+    /// A payload carrying no data.
+    pub fn empty() -> Self {
+        Payload {
+            codec: Codec::Empty,
+            bytes: RVec::new(),
+        }
+    }
+
+    /// Whether this payload carries no data.
+    pub fn is_empty(&self) -> bool {
+        self.codec == Codec::Empty
+    }
+
+    /// Encodes `value` with bincode, the codec Rust plugins use between themselves.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] if serde refuses the value (for example a map with non-string keys
+    /// is fine, but `serde_json::Value` is not supported by bincode).
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> PluginResult<Self> {
+        let bytes = bincode::serde::encode_to_vec(value, bincode_config())
+            .map_err(|e| PluginError::new(ErrorKind::Codec, format!("bincode encode: {e}")))?;
+        Ok(Payload {
+            codec: Codec::Bincode,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Encodes `value` as JSON.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] if serde_json refuses the value.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> PluginResult<Self> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| PluginError::new(ErrorKind::Codec, format!("json encode: {e}")))?;
+        Ok(Payload {
+            codec: Codec::Json,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Wraps a JSON document given as text, checking that it parses.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] naming the parse error when `text` is not JSON.
+    pub fn from_json_str(text: &str) -> PluginResult<Self> {
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| PluginError::new(ErrorKind::Codec, format!("invalid json: {e}")))?;
+        Ok(Payload {
+            codec: Codec::Json,
+            bytes: text.as_bytes().to_vec().into(),
+        })
+    }
+
+    /// Encodes `value` in the given codec; [`Codec::Empty`] encodes nothing.
+    ///
+    /// # Errors
+    /// As [`Payload::encode`] and [`Payload::json`].
+    pub fn encode_as<T: Serialize + ?Sized>(codec: Codec, value: &T) -> PluginResult<Self> {
+        match codec {
+            Codec::Json => Payload::json(value),
+            Codec::Bincode | Codec::Empty => Payload::encode(value),
+        }
+    }
+
+    /// Decodes the payload into `T`, whichever codec wrote it.
+    ///
+    /// An empty payload decodes as JSON `null`, so `Option<T>` and `()` accept it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] with the codec and serde's message when the bytes do not fit `T`
+    /// (including trailing bytes after a bincode value).
+    pub fn decode<T: DeserializeOwned>(&self) -> PluginResult<T> {
+        match self.codec {
+            Codec::Empty => serde_json::from_slice(b"null").map_err(|e| {
+                PluginError::new(ErrorKind::Codec, format!("empty payload where data was expected: {e}"))
+            }),
+            Codec::Json => serde_json::from_slice(&self.bytes)
+                .map_err(|e| PluginError::new(ErrorKind::Codec, format!("json decode: {e}"))),
+            Codec::Bincode => {
+                let (value, used) = bincode::serde::decode_from_slice(&self.bytes, bincode_config())
+                    .map_err(|e| PluginError::new(ErrorKind::Codec, format!("bincode decode: {e}")))?;
+                if used != self.bytes.len() {
+                    return Err(PluginError::new(
+                        ErrorKind::Codec,
+                        format!(
+                            "bincode decode: {} trailing bytes after the value",
+                            self.bytes.len() - used
+                        ),
+                    ));
+                }
+                Ok(value)
+            }
+        }
+    }
+
+    /// Encodes an answer to this payload in the same codec (the caller's codec), so a JSON
+    /// caller gets JSON back and a Rust plugin gets bincode.
+    ///
+    /// # Errors
+    /// As [`Payload::encode_as`].
+    pub fn reply_with<T: Serialize + ?Sized>(&self, value: &T) -> PluginResult<Payload> {
+        Payload::encode_as(self.codec, value)
+    }
+
+    /// The payload as JSON text, when it is JSON (or empty, which reads as `null`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] for bincode payloads, which carry no schema, or for JSON bytes that
+    /// are not UTF-8.
+    pub fn to_json_string(&self) -> PluginResult<String> {
+        match self.codec {
+            Codec::Empty => Ok("null".to_owned()),
+            Codec::Json => String::from_utf8(self.bytes.to_vec())
+                .map_err(|e| PluginError::new(ErrorKind::Codec, format!("json payload is not utf-8: {e}"))),
+            Codec::Bincode => Err(PluginError::new(
+                ErrorKind::Codec,
+                "a bincode payload cannot be shown as json without its type",
+            )),
+        }
+    }
+
+    /// Number of encoded bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}

@@ -1,0 +1,168 @@
+//! Example plugin: greets people, announces each greeting, and greets users by id through the
+//! `users` provider.
+//!
+//! | command | arguments | answer |
+//! |---|---|---|
+//! | `greeter:greet` | `{"name": "Ada"}` | `{"message": "Hello, Ada!"}` |
+//! | `greeter:greet-user` | `{"id": 1}` | `{"message": "Hello, Ada Lovelace!"}` |
+//!
+//! `greet` emits `greeter:greeted` with `{"name": ...}`; `greet-user` calls method `get` of
+//! provider `users` (served by the `users` plugin).
+//!
+//! ```
+//! use greeter::greeting;
+//! assert_eq!(greeting(" Ada ").unwrap(), "Hello, Ada!");
+//! assert!(greeting("  ").is_err());
+//! ```
+#![forbid(unsafe_code)]
+
+use plugin_api::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Arguments of `greeter:greet`; also what a caller encodes to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Greet {
+    /// Who to greet; must not be blank.
+    pub name: String,
+}
+
+/// The answer of `greeter:greet` and `greeter:greet-user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Greeting {
+    /// The greeting, for example `Hello, Ada!`.
+    pub message: String,
+}
+
+/// Data of the `greeter:greeted` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Greeted {
+    /// The name that was greeted, trimmed.
+    pub name: String,
+}
+
+/// Arguments of `greeter:greet-user`, and of the `users` provider's `get` method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserId {
+    /// The user's id.
+    pub id: u64,
+}
+
+/// A user as the `users` provider returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's id.
+    pub id: u64,
+    /// The user's full name.
+    pub name: String,
+}
+
+/// The greeting for `name`, which is trimmed first.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] when `name` is empty or only whitespace.
+pub fn greeting(name: &str) -> PluginResult<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(PluginError::invalid("name must be a non-empty string"));
+    }
+    Ok(format!("Hello, {name}!"))
+}
+
+/// The greeter plugin; it keeps no state.
+#[derive(Debug, Default)]
+pub struct Greeter;
+
+impl Greeter {
+    fn greet(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
+        // A missing or non-string `name` is a decode error; report it the same way as a blank one.
+        let Greet { name } = args
+            .decode()
+            .map_err(|e| PluginError::invalid(format!("name must be a non-empty string ({e})")))?;
+        let message = greeting(&name)?;
+        let name = name.trim().to_owned();
+        log::info!("greeting {name}");
+        ctx.emit("greeter:greeted", &Greeted { name })?;
+        args.reply_with(&Greeting { message })
+    }
+
+    fn greet_user(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
+        let id: UserId = args.decode()?;
+        let user: User = ctx.provider_call("users", "get", &id)?;
+        let message = greeting(&user.name)?;
+        log::info!("greeting user {} ({})", user.id, user.name);
+        args.reply_with(&Greeting { message })
+    }
+}
+
+impl Plugin for Greeter {
+    fn manifest() -> Manifest {
+        Manifest::new("greeter")
+            .command_with_help("greet", r#"greets {"name": ...} and emits greeter:greeted"#)
+            .command_with_help(
+                "greet-user",
+                r#"greets user {"id": n} from the users provider"#,
+            )
+            .emits("greeter:greeted")
+            .uses_provider("users")
+    }
+
+    fn handle_command(
+        &mut self,
+        ctx: &Context,
+        command: &str,
+        args: &Payload,
+    ) -> PluginResult<Payload> {
+        match command {
+            "greet" => Self::greet(ctx, args),
+            "greet-user" => Self::greet_user(ctx, args),
+            other => Err(PluginError::not_found(format!(
+                "command not found: greeter:{other}"
+            ))),
+        }
+    }
+}
+
+export_plugin!(Greeter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greets_trimmed_names() -> PluginResult<()> {
+        assert_eq!(greeting("Ada")?, "Hello, Ada!");
+        assert_eq!(greeting("  Grace ")?, "Hello, Grace!");
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_blank_names() {
+        for blank in ["", "   ", "\t\n"] {
+            let err = greeting(blank).expect_err("a blank name is refused");
+            assert_eq!(err.kind, ErrorKind::InvalidInput);
+            assert_eq!(err.message(), "name must be a non-empty string");
+        }
+    }
+
+    #[test]
+    fn json_callers_get_json_back() -> PluginResult<()> {
+        let args = Payload::from_json_str(r#"{"name":"Ada"}"#)?;
+        assert_eq!(args.decode::<Greet>()?.name, "Ada");
+        let reply = args.reply_with(&Greeting {
+            message: "Hello, Ada!".into(),
+        })?;
+        assert_eq!(reply.to_json_string()?, r#"{"message":"Hello, Ada!"}"#);
+        Ok(())
+    }
+
+    #[test]
+    fn manifest_declares_what_the_plugin_uses() {
+        let m = Greeter::manifest();
+        assert_eq!(m.name, "greeter");
+        let commands: Vec<_> = m.commands.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(commands, ["greet", "greet-user"]);
+        let caps = m.declared_capabilities();
+        assert!(caps.contains(&"emit:greeter:greeted".to_owned()));
+        assert!(caps.contains(&"provider:users".to_owned()));
+    }
+}
