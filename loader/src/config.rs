@@ -155,8 +155,12 @@ impl HostConfig {
 
     /// The allowlist as a set, or `None` when no allowlist is configured.
     pub fn allowlist_set(&self) -> Option<HashSet<String>> {
-        (!self.allowlist.is_empty())
-            .then(|| self.allowlist.iter().map(|h| h.to_ascii_lowercase()).collect())
+        (!self.allowlist.is_empty()).then(|| {
+            self.allowlist
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect()
+        })
     }
 }
 
@@ -207,7 +211,11 @@ mod tests {
         )
         .expect("valid config");
         let s = c.plugin("greeter");
-        let declared = vec!["emit:greeter:*".to_owned(), "call:x".to_owned(), "database".to_owned()];
+        let declared = vec![
+            "emit:greeter:*".to_owned(),
+            "call:x".to_owned(),
+            "database".to_owned(),
+        ];
         assert_eq!(s.grant(&declared), vec!["emit:greeter:*".to_owned()]);
         assert_eq!(s.config_json()["salutation"], "Hi");
     }

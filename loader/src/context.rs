@@ -12,12 +12,7 @@ use plugin_api::{
     BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
 };
 
-use crate::{
-    dispatch::Caller,
-    host::HostInner,
-    slot::current_chain,
-    storage::Namespace,
-};
+use crate::{dispatch::Caller, host::HostInner, slot::current_chain, storage::Namespace};
 
 /// What a plugin's context knows about it.
 pub(crate) struct PluginContext {
@@ -44,9 +39,15 @@ fn storage_error(e: crate::error::StorageError) -> PluginError {
 impl PluginContext {
     /// Runs a host operation for this plugin. Host code must never unwind into the plugin
     /// (that would abort), so panics are caught here too.
-    fn with<T>(&self, f: impl FnOnce(&HostInner, &Caller<'_>) -> Result<T, PluginError>) -> RResult<T, PluginError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&HostInner, &Caller<'_>) -> Result<T, PluginError>,
+    ) -> RResult<T, PluginError> {
         let Some(host) = self.host.upgrade() else {
-            return RResult::RErr(PluginError::new(ErrorKind::Cancelled, "the host is shutting down"));
+            return RResult::RErr(PluginError::new(
+                ErrorKind::Cancelled,
+                "the host is shutting down",
+            ));
         };
         let (chain, work) = current_chain(&self.name);
         let caller = Caller {
@@ -64,11 +65,20 @@ impl PluginContext {
         }
     }
 
-    fn namespace(&self, caller: &Caller<'_>, scope: StorageScope, write: bool) -> Result<Namespace, PluginError> {
+    fn namespace(
+        &self,
+        caller: &Caller<'_>,
+        scope: StorageScope,
+        write: bool,
+    ) -> Result<Namespace, PluginError> {
         match scope {
             StorageScope::Plugin => Ok(Namespace::Plugin(self.name.to_string())),
             StorageScope::Shared => {
-                caller.require(if write { "storage:shared:write" } else { "storage:shared:read" })?;
+                caller.require(if write {
+                    "storage:shared:write"
+                } else {
+                    "storage:shared:read"
+                })?;
                 Ok(Namespace::Shared)
             }
         }
@@ -110,7 +120,12 @@ impl HostContext for PluginContext {
         self.with(|h, c| h.unsubscribe_plugin(c, pattern.as_str()))
     }
 
-    fn execute(&self, command: RStr<'_>, args: Payload, timeout_ms: u64) -> RResult<Payload, PluginError> {
+    fn execute(
+        &self,
+        command: RStr<'_>,
+        args: Payload,
+        timeout_ms: u64,
+    ) -> RResult<Payload, PluginError> {
         self.with(|h, c| h.execute(c, command.as_str(), args, timeout(timeout_ms)))
     }
 
@@ -118,7 +133,12 @@ impl HostContext for PluginContext {
         self.with(|h, c| h.message(c, plugin.as_str(), "", message, None).map(|_| ()))
     }
 
-    fn request(&self, plugin: RStr<'_>, message: Payload, timeout_ms: u64) -> RResult<Payload, PluginError> {
+    fn request(
+        &self,
+        plugin: RStr<'_>,
+        message: Payload,
+        timeout_ms: u64,
+    ) -> RResult<Payload, PluginError> {
         self.with(|h, c| h.message(c, plugin.as_str(), "", message, Some(timeout(timeout_ms))))
     }
 
@@ -133,7 +153,13 @@ impl HostContext for PluginContext {
             if method.is_empty() {
                 return Err(PluginError::invalid("rpc method name must not be empty"));
             }
-            h.message(c, plugin.as_str(), method.as_str(), args, Some(timeout(timeout_ms)))
+            h.message(
+                c,
+                plugin.as_str(),
+                method.as_str(),
+                args,
+                Some(timeout(timeout_ms)),
+            )
         })
     }
 
@@ -148,20 +174,42 @@ impl HostContext for PluginContext {
         args: Payload,
         timeout_ms: u64,
     ) -> RResult<Payload, PluginError> {
-        self.with(|h, c| h.provider_call(c, provider.as_str(), method.as_str(), args, timeout(timeout_ms)))
-    }
-
-    fn storage_get(&self, scope: StorageScope, key: RStr<'_>) -> RResult<ROption<Payload>, PluginError> {
         self.with(|h, c| {
-            let ns = self.namespace(c, scope, false)?;
-            h.store.get(&ns, key.as_str()).map(ROption::from).map_err(storage_error)
+            h.provider_call(
+                c,
+                provider.as_str(),
+                method.as_str(),
+                args,
+                timeout(timeout_ms),
+            )
         })
     }
 
-    fn storage_set(&self, scope: StorageScope, key: RStr<'_>, value: Payload) -> RResult<(), PluginError> {
+    fn storage_get(
+        &self,
+        scope: StorageScope,
+        key: RStr<'_>,
+    ) -> RResult<ROption<Payload>, PluginError> {
+        self.with(|h, c| {
+            let ns = self.namespace(c, scope, false)?;
+            h.store
+                .get(&ns, key.as_str())
+                .map(ROption::from)
+                .map_err(storage_error)
+        })
+    }
+
+    fn storage_set(
+        &self,
+        scope: StorageScope,
+        key: RStr<'_>,
+        value: Payload,
+    ) -> RResult<(), PluginError> {
         self.with(|h, c| {
             let ns = self.namespace(c, scope, true)?;
-            h.store.set(&ns, key.as_str(), &value).map_err(storage_error)
+            h.store
+                .set(&ns, key.as_str(), &value)
+                .map_err(storage_error)
         })
     }
 
@@ -188,7 +236,10 @@ impl HostContext for PluginContext {
                 .map_err(storage_error)?;
             Ok(rows
                 .into_iter()
-                .map(|(key, value)| Entry { key: key.into(), value })
+                .map(|(key, value)| Entry {
+                    key: key.into(),
+                    value,
+                })
                 .collect())
         })
     }
@@ -218,7 +269,10 @@ impl HostContext for PluginContext {
             _ => log::Level::Trace,
         };
         let logger = log::logger();
-        let metadata = log::Metadata::builder().level(level).target(&self.name).build();
+        let metadata = log::Metadata::builder()
+            .level(level)
+            .target(&self.name)
+            .build();
         if logger.enabled(&metadata) {
             logger.log(
                 &log::Record::builder()

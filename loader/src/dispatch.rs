@@ -9,8 +9,8 @@ use std::{
 
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use plugin_api::{
-    CommandRequest, ErrorKind, Event, HookOutcome, Message, MiddlewareAction, Payload,
-    PluginError, PluginInstanceBox,
+    CommandRequest, ErrorKind, Event, HookOutcome, Message, MiddlewareAction, Payload, PluginError,
+    PluginInstanceBox,
 };
 
 use crate::{
@@ -19,6 +19,9 @@ use crate::{
     routes::{Route, Target},
     slot::{Chain, Delivery, Job, Slot},
 };
+
+/// Each subscriber's answer to `emit_and_collect`: plugin name and what its handler returned.
+pub type CollectedResults = Vec<(String, Result<Payload, PluginError>)>;
 
 /// Who is asking: a plugin (with its granted capabilities) or the host application.
 pub(crate) struct Caller<'a> {
@@ -48,7 +51,10 @@ impl Caller<'_> {
             None => Ok(()),
             Some(granted) if pattern::allows(granted, capability) => Ok(()),
             Some(_) => {
-                log::warn!("permission denied: plugin {} lacks capability {capability}", self.name);
+                log::warn!(
+                    "permission denied: plugin {} lacks capability {capability}",
+                    self.name
+                );
                 Err(PluginError::new(
                     ErrorKind::PermissionDenied,
                     format!(
@@ -164,7 +170,9 @@ impl HostInner {
                 "plugin {plugin} is not active (state {})",
                 entry.slot.state()
             ))),
-            None => Err(PluginError::not_found(format!("plugin not found: {plugin}"))),
+            None => Err(PluginError::not_found(format!(
+                "plugin not found: {plugin}"
+            ))),
         }
     }
 
@@ -199,12 +207,15 @@ impl HostInner {
             (route, mw)
         };
         let Some(route) = route else {
-            return Err(PluginError::not_found(format!("command not found: {command}")));
+            return Err(PluginError::not_found(format!(
+                "command not found: {command}"
+            )));
         };
         if middleware.is_empty() {
             return self.run_route(caller, command, route, args, timeout);
         }
         let mut request = CommandRequest {
+            id: self.next_id(),
             command: command.into(),
             caller: caller.name.into(),
             args,
@@ -302,6 +313,7 @@ impl HostInner {
         match route {
             Route::Host(handler) => {
                 let request = CommandRequest {
+                    id: 0,
                     command: command.into(),
                     caller: caller.name.into(),
                     args,
@@ -403,7 +415,7 @@ impl HostInner {
         event_type: &str,
         data: Payload,
         timeout: Option<Duration>,
-    ) -> Result<Vec<(String, Result<Payload, PluginError>)>, PluginError> {
+    ) -> Result<CollectedResults, PluginError> {
         let event = self.make_event(caller, event_type, data)?;
         let timeout = self.timeout(timeout);
         let targets = self.targets(event_type);
@@ -539,7 +551,11 @@ impl HostInner {
                         match r {
                             Ok(_) => None,
                             Err(e) => {
-                                log::warn!("plugin {name}: message #{} from {} failed: {e}", message.id, message.from);
+                                log::warn!(
+                                    "plugin {name}: message #{} from {} failed: {e}",
+                                    message.id,
+                                    message.from
+                                );
                                 Some(e.kind)
                             }
                         }
@@ -629,7 +645,10 @@ impl HostInner {
             &slot,
             format!("provider {provider}.{method}"),
             self.timeout(timeout),
-            move |i| i.provide(p.as_ref().into(), m.as_ref().into(), &args).into_result(),
+            move |i| {
+                i.provide(p.as_ref().into(), m.as_ref().into(), &args)
+                    .into_result()
+            },
         )
     }
 }

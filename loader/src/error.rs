@@ -202,7 +202,9 @@ pub enum LoadError {
         plugin: String,
     },
     /// An upgrade would break a dependent's requirement.
-    #[error("cannot replace {plugin} {old} with {new}: {dependent} requires {plugin} {requirement}")]
+    #[error(
+        "cannot replace {plugin} {old} with {new}: {dependent} requires {plugin} {requirement}"
+    )]
     BlockedByDependent {
         /// The plugin being replaced.
         plugin: String,

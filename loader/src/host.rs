@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     config::HostConfig,
     context::PluginContext,
-    dispatch::Caller,
+    dispatch::{Caller, CollectedResults},
     error::{LoadError, StorageError},
     library::{self, PluginLibrary},
     metrics::PluginMetrics,
@@ -68,9 +68,9 @@ pub(crate) struct HostInner {
     pub state: RwLock<State>,
     pub next_id: AtomicU64,
     weak: Weak<HostInner>,
-    allowlist: Option<HashSet<String>>,
+    pub(crate) allowlist: Option<HashSet<String>>,
     /// Serializes loads, deactivations and reloads (never held while dispatching).
-    lifecycle: Mutex<()>,
+    pub(crate) lifecycle: Mutex<()>,
     temp_dir: Option<PathBuf>,
 }
 
@@ -214,10 +214,14 @@ impl HostBuilder {
         let store = if self.in_memory || temp_dir.is_some() {
             Store::in_memory(self.config.storage_quota_bytes)?
         } else {
-            Store::open(&data_dir.join("storage.redb"), self.config.storage_quota_bytes)?
+            Store::open(
+                &data_dir.join("storage.redb"),
+                self.config.storage_quota_bytes,
+            )?
         };
         let allowlist = self.config.allowlist_set();
-        let host_version = semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
+        let host_version =
+            semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
         let inner = Arc::new_cyclic(|weak| HostInner {
             plugins_dir: self.config.plugins_dir.clone(),
             config: self.config,
@@ -298,10 +302,17 @@ impl Host {
     /// # Errors
     /// Only when the folder itself cannot be listed; per-file problems are in the report.
     pub fn load_dir(&self) -> Result<LoadReport, LoadError> {
-        let dir = self.inner.plugins_dir.clone().ok_or_else(|| LoadError::Io {
-            path: PathBuf::from("<plugins folder>"),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no plugins folder configured"),
-        })?;
+        let dir = self
+            .inner
+            .plugins_dir
+            .clone()
+            .ok_or_else(|| LoadError::Io {
+                path: PathBuf::from("<plugins folder>"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no plugins folder configured",
+                ),
+            })?;
         self.load_dir_from(&dir)
     }
 
@@ -325,11 +336,15 @@ impl Host {
                     file: file.clone(),
                     plugin: Some(plugin.clone()),
                     version: None,
-                    error: Some(LoadError::AlreadyLoaded { path: file.clone(), plugin }),
+                    error: Some(LoadError::AlreadyLoaded {
+                        path: file.clone(),
+                        plugin,
+                    }),
                 });
                 continue;
             }
-            match library::load_library(file, &self.inner.shadow_dir, self.inner.allowlist.as_ref()) {
+            match library::load_library(file, &self.inner.shadow_dir, self.inner.allowlist.as_ref())
+            {
                 Ok(lib) => libraries.push(lib),
                 Err(error) => {
                     log::error!("{error}");
@@ -387,12 +402,17 @@ impl Host {
             })
             .collect();
         for (file, f) in &state.failures {
-            if f.plugin.as_ref().is_some_and(|p| state.slots.contains_key(p)) {
+            if f.plugin
+                .as_ref()
+                .is_some_and(|p| state.slots.contains_key(p))
+            {
                 continue;
             }
             out.push(PluginInfo {
                 name: f.plugin.clone().unwrap_or_else(|| {
-                    file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                    file.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
                 }),
                 version: f.version.clone(),
                 state: PluginState::Failed,
@@ -431,8 +451,14 @@ impl Host {
     ///
     /// # Errors
     /// As [`Host::execute`].
-    pub fn execute_with_timeout(&self, command: &str, args: Payload, timeout: Duration) -> Result<Payload, PluginError> {
-        self.inner.execute(&Caller::host(), command, args, Some(timeout))
+    pub fn execute_with_timeout(
+        &self,
+        command: &str,
+        args: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, PluginError> {
+        self.inner
+            .execute(&Caller::host(), command, args, Some(timeout))
     }
 
     /// Publishes an event from the host (source `host`). Returns its id.
@@ -452,8 +478,9 @@ impl Host {
         event_type: &str,
         data: Payload,
         timeout: Option<Duration>,
-    ) -> Result<Vec<(String, Result<Payload, PluginError>)>, PluginError> {
-        self.inner.emit_and_collect(&Caller::host(), event_type, data, timeout)
+    ) -> Result<CollectedResults, PluginError> {
+        self.inner
+            .emit_and_collect(&Caller::host(), event_type, data, timeout)
     }
 
     /// Sends a direct message to `plugin` without waiting.
@@ -461,26 +488,41 @@ impl Host {
     /// # Errors
     /// Unknown or inactive plugin, plugin not accepting messages, queue full.
     pub fn send_to(&self, plugin: &str, message: Payload) -> Result<(), PluginError> {
-        self.inner.message(&Caller::host(), plugin, "", message, None).map(|_| ())
+        self.inner
+            .message(&Caller::host(), plugin, "", message, None)
+            .map(|_| ())
     }
 
     /// Sends a message to `plugin` and waits for its reply.
     ///
     /// # Errors
     /// As [`Host::send_to`], plus timeout and the handler's error.
-    pub fn request(&self, plugin: &str, message: Payload, timeout: Option<Duration>) -> Result<Payload, PluginError> {
-        self.inner.message(&Caller::host(), plugin, "", message, Some(timeout))
+    pub fn request(
+        &self,
+        plugin: &str,
+        message: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, PluginError> {
+        self.inner
+            .message(&Caller::host(), plugin, "", message, Some(timeout))
     }
 
     /// Calls RPC `method` on `plugin`.
     ///
     /// # Errors
     /// As [`Host::request`].
-    pub fn call(&self, plugin: &str, method: &str, args: Payload, timeout: Option<Duration>) -> Result<Payload, PluginError> {
+    pub fn call(
+        &self,
+        plugin: &str,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, PluginError> {
         if method.is_empty() {
             return Err(PluginError::invalid("rpc method name must not be empty"));
         }
-        self.inner.message(&Caller::host(), plugin, method, args, Some(timeout))
+        self.inner
+            .message(&Caller::host(), plugin, method, args, Some(timeout))
     }
 
     /// Runs hook `name` over `data`.
@@ -495,8 +537,14 @@ impl Host {
     ///
     /// # Errors
     /// No such provider, or the provider's error.
-    pub fn provider_call(&self, provider: &str, method: &str, args: Payload) -> Result<Payload, PluginError> {
-        self.inner.provider_call(&Caller::host(), provider, method, args, None)
+    pub fn provider_call(
+        &self,
+        provider: &str,
+        method: &str,
+        args: Payload,
+    ) -> Result<Payload, PluginError> {
+        self.inner
+            .provider_call(&Caller::host(), provider, method, args, None)
     }
 
     /// Registers a host command, callable as `host:<name>` by plugins (with capability
@@ -519,8 +567,16 @@ impl Host {
     pub fn subscribe(&self, pattern: &str, capacity: usize) -> Subscription {
         let (tx, rx) = bounded(capacity.max(1));
         let id = self.inner.next_id();
-        let sub = HostSubscriber { id, tx, rx: rx.clone() };
-        self.inner.state.write().routes.subscribe(pattern, Target::Host(sub));
+        let sub = HostSubscriber {
+            id,
+            tx,
+            rx: rx.clone(),
+        };
+        self.inner
+            .state
+            .write()
+            .routes
+            .subscribe(pattern, Target::Host(sub));
         Subscription {
             host: Arc::downgrade(&self.inner),
             id,
@@ -576,8 +632,18 @@ impl HostInner {
             .map(|(n, _)| n.clone())
     }
 
-    pub(crate) fn lifecycle_event(&self, kind: &str, plugin: &str, version: Option<&str>, extra: Option<(&str, &str)>) {
-        let _ = self.emit(&Caller::host(), kind, lifecycle_data(plugin, version, extra));
+    pub(crate) fn lifecycle_event(
+        &self,
+        kind: &str,
+        plugin: &str,
+        version: Option<&str>,
+        extra: Option<(&str, &str)>,
+    ) {
+        let _ = self.emit(
+            &Caller::host(),
+            kind,
+            lifecycle_data(plugin, version, extra),
+        );
     }
 
     fn record_failures(&self, report: &LoadReport) {
@@ -623,11 +689,20 @@ impl HostInner {
                 .map(|l| l.source.clone())
                 .or_else(|| {
                     running.contains_key(&name).then(|| {
-                        self.state.read().slots.get(&name).map(|e| e.file.clone()).unwrap_or_default()
+                        self.state
+                            .read()
+                            .slots
+                            .get(&name)
+                            .map(|e| e.file.clone())
+                            .unwrap_or_default()
                     })
                 });
             let error = if let Some(existing) = existing {
-                Some(LoadError::Duplicate { plugin: name.clone(), path: lib.source.clone(), existing })
+                Some(LoadError::Duplicate {
+                    plugin: name.clone(),
+                    path: lib.source.clone(),
+                    existing,
+                })
             } else {
                 self.check_host_requirement(&lib).err()
             };
@@ -675,7 +750,12 @@ impl HostInner {
                 Ok(()) => report.entries.push(entry(lib, None)),
                 Err(error) => {
                     log::error!("{error}");
-                    self.lifecycle_event("plugin:error", &lib.manifest.name, Some(&lib.manifest.version), Some(("error", &error.to_string())));
+                    self.lifecycle_event(
+                        "plugin:error",
+                        &lib.manifest.name,
+                        Some(&lib.manifest.version),
+                        Some(("error", &error.to_string())),
+                    );
                     failed_names.insert(lib.manifest.name.clone());
                     report.entries.push(entry(lib, Some(error)));
                 }
@@ -683,8 +763,12 @@ impl HostInner {
         }
     }
 
-    fn check_host_requirement(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
-        let req_text = if lib.manifest.host_requirement.is_empty() { "*" } else { &lib.manifest.host_requirement };
+    pub(crate) fn check_host_requirement(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
+        let req_text = if lib.manifest.host_requirement.is_empty() {
+            "*"
+        } else {
+            &lib.manifest.host_requirement
+        };
         let req = semver::VersionReq::parse(req_text).map_err(|e| LoadError::Manifest {
             path: lib.source.clone(),
             message: format!("host requirement {req_text:?} is not a semver range: {e}"),
@@ -699,7 +783,11 @@ impl HostInner {
         Ok(())
     }
 
-    fn context_for(&self, name: &str, granted: &Arc<[String]>) -> plugin_api::HostContextBox {
+    pub(crate) fn context_for(
+        &self,
+        name: &str,
+        granted: &Arc<[String]>,
+    ) -> plugin_api::HostContextBox {
         let settings = self.config.plugin(name);
         let config = Payload::json(&settings.config_json()).unwrap_or_default();
         HostContext_TO::from_value(
@@ -774,7 +862,10 @@ impl HostInner {
         if let Err(error) = activated {
             slot.close();
             *slot.state.write() = PluginState::Failed;
-            return Err(LoadError::Activation { plugin: name, error });
+            return Err(LoadError::Activation {
+                plugin: name,
+                error,
+            });
         }
         let version = lib.manifest.version.clone();
         {
@@ -811,20 +902,30 @@ impl HostInner {
             .iter()
             .filter(|n| {
                 state.slots.get(*n).is_some_and(|e| {
-                    e.slot.state().is_serving() && e.manifest.dependencies.iter().any(|d| d.name == plugin)
+                    e.slot.state().is_serving()
+                        && e.manifest.dependencies.iter().any(|d| d.name == plugin)
                 })
             })
             .cloned()
             .collect()
     }
 
-    pub(crate) fn deactivate_with_dependents(&self, plugin: &str, why: &str) -> Result<(), LoadError> {
+    pub(crate) fn deactivate_with_dependents(
+        &self,
+        plugin: &str,
+        why: &str,
+    ) -> Result<(), LoadError> {
         if !self.state.read().slots.contains_key(plugin) {
-            return Err(LoadError::UnknownPlugin { plugin: plugin.to_owned() });
+            return Err(LoadError::UnknownPlugin {
+                plugin: plugin.to_owned(),
+            });
         }
         for dependent in self.dependents(plugin) {
             log::warn!("deactivating {dependent} first: it depends on {plugin}, which is being deactivated ({why})");
-            self.deactivate_with_dependents(&dependent, &format!("dependency {plugin} deactivated"))?;
+            self.deactivate_with_dependents(
+                &dependent,
+                &format!("dependency {plugin} deactivated"),
+            )?;
         }
         self.deactivate_one(plugin);
         Ok(())
@@ -835,7 +936,9 @@ impl HostInner {
     fn deactivate_one(&self, plugin: &str) {
         let (slot, version, worker) = {
             let mut state = self.state.write();
-            let Some(entry) = state.slots.get_mut(plugin) else { return };
+            let Some(entry) = state.slots.get_mut(plugin) else {
+                return;
+            };
             if !entry.slot.state().is_serving() {
                 return;
             }
@@ -876,14 +979,23 @@ impl HostInner {
         }
     }
 
-    pub(crate) fn subscribe_plugin(&self, caller: &Caller<'_>, pattern_text: &str) -> Result<(), PluginError> {
+    pub(crate) fn subscribe_plugin(
+        &self,
+        caller: &Caller<'_>,
+        pattern_text: &str,
+    ) -> Result<(), PluginError> {
         let Some(granted) = caller.granted else {
-            return Err(PluginError::invalid("the host subscribes with Host::subscribe"));
+            return Err(PluginError::invalid(
+                "the host subscribes with Host::subscribe",
+            ));
         };
         if !pattern::allows_pattern(granted, "subscribe", pattern_text) {
             return Err(PluginError::new(
                 plugin_api::ErrorKind::PermissionDenied,
-                format!("permission denied: plugin {} lacks capability subscribe:{pattern_text}", caller.name),
+                format!(
+                    "permission denied: plugin {} lacks capability subscribe:{pattern_text}",
+                    caller.name
+                ),
             ));
         }
         let mut state = self.state.write();
@@ -896,11 +1008,23 @@ impl HostInner {
         Ok(())
     }
 
-    pub(crate) fn unsubscribe_plugin(&self, caller: &Caller<'_>, pattern_text: &str) -> Result<(), PluginError> {
-        if self.state.write().routes.unsubscribe(caller.name, pattern_text) {
+    pub(crate) fn unsubscribe_plugin(
+        &self,
+        caller: &Caller<'_>,
+        pattern_text: &str,
+    ) -> Result<(), PluginError> {
+        if self
+            .state
+            .write()
+            .routes
+            .unsubscribe(caller.name, pattern_text)
+        {
             Ok(())
         } else {
-            Err(PluginError::not_found(format!("plugin {} has no subscription {pattern_text}", caller.name)))
+            Err(PluginError::not_found(format!(
+                "plugin {} has no subscription {pattern_text}",
+                caller.name
+            )))
         }
     }
 }
@@ -915,18 +1039,29 @@ fn entry(lib: &PluginLibrary, error: Option<LoadError>) -> LoadEntry {
 }
 
 /// Registers what a manifest declares, within what was granted.
-pub(crate) fn register(routes: &mut Routes, manifest: &Manifest, granted: &[String], slot: &Arc<Slot>) {
+pub(crate) fn register(
+    routes: &mut Routes,
+    manifest: &Manifest,
+    granted: &[String],
+    slot: &Arc<Slot>,
+) {
     for c in &manifest.commands {
         routes.commands.insert(
             format!("{}:{}", manifest.name, c.name),
-            Route::Plugin { slot: slot.clone(), short: Arc::from(c.name.as_str()) },
+            Route::Plugin {
+                slot: slot.clone(),
+                short: Arc::from(c.name.as_str()),
+            },
         );
     }
     for p in &manifest.subscribes {
         if pattern::allows_pattern(granted, "subscribe", p) {
             routes.subscribe(p, Target::Plugin(slot.clone()));
         } else {
-            log::warn!("plugin {}: subscription {p} revoked by the host config", manifest.name);
+            log::warn!(
+                "plugin {}: subscription {p} revoked by the host config",
+                manifest.name
+            );
         }
     }
     for h in &manifest.hooks {
@@ -939,7 +1074,10 @@ pub(crate) fn register(routes: &mut Routes, manifest: &Manifest, granted: &[Stri
         if pattern::allows(granted, "middleware") {
             routes.add_middleware(m.priority, slot.clone());
         } else {
-            log::warn!("plugin {}: middleware revoked by the host config", manifest.name);
+            log::warn!(
+                "plugin {}: middleware revoked by the host config",
+                manifest.name
+            );
         }
     }
 }

@@ -40,6 +40,12 @@ impl std::fmt::Debug for PluginLibrary {
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
+static IMAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many plugin libraries this process has mapped (none is ever unmapped).
+pub fn images_mapped() -> u64 {
+    IMAGES_MAPPED.load(Ordering::Relaxed)
+}
 
 /// A fresh, never-used path in `shadow_dir` for a copy of `source`.
 ///
@@ -106,6 +112,7 @@ fn open_checked(
     // Checks run on the copy that is opened, so the file cannot change between check and use.
     let facts = preflight::preflight(shadow, allowlist).map_err(|e| rename_path(e, path))?;
     let header = lib_header_from_path(shadow).map_err(|e| library_error(path, e))?;
+    IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
     let module = header
         .init_root_module::<PluginModRef>()
         .map_err(|e| library_error(path, e))?;
@@ -136,13 +143,12 @@ pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLib
         path: source.clone(),
         message,
     })?;
-    let version =
-        semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
-            path: source.clone(),
-            plugin: manifest.name.clone(),
-            version: manifest.version.clone(),
-            message: e.to_string(),
-        })?;
+    let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
+        path: source.clone(),
+        plugin: manifest.name.clone(),
+        version: manifest.version.clone(),
+        message: e.to_string(),
+    })?;
     Ok(PluginLibrary {
         source,
         module,

@@ -61,12 +61,14 @@ pub fn resolve(nodes: &[Node<'_>], running: &HashMap<String, semver::Version>) -
                     });
                 }
                 Some(v) if !req.matches(v) => {
-                    failed.entry(i).or_insert(LoadError::IncompatibleDependency {
-                        plugin: node.name.to_owned(),
-                        dependency: dep.name.clone(),
-                        requirement: dep.requirement.clone(),
-                        found: v.to_string(),
-                    });
+                    failed
+                        .entry(i)
+                        .or_insert(LoadError::IncompatibleDependency {
+                            plugin: node.name.to_owned(),
+                            dependency: dep.name.clone(),
+                            requirement: dep.requirement.clone(),
+                            found: v.to_string(),
+                        });
                 }
                 Some(_) => {}
             }
@@ -236,13 +238,41 @@ mod tests {
         let b_deps = [dep("a", "*")];
         let after_bad = [dep("bad", "*")];
         let nodes = vec![
-            Node { name: "welcome", version: &v1, dependencies: &welcome_deps },
-            Node { name: "greeter", version: &v1, dependencies: &[] },
-            Node { name: "bad", version: &v2, dependencies: &bad_deps },
-            Node { name: "missing", version: &v1, dependencies: &missing_deps },
-            Node { name: "a", version: &v1, dependencies: &a_deps },
-            Node { name: "b", version: &v1, dependencies: &b_deps },
-            Node { name: "after-bad", version: &v1, dependencies: &after_bad },
+            Node {
+                name: "welcome",
+                version: &v1,
+                dependencies: &welcome_deps,
+            },
+            Node {
+                name: "greeter",
+                version: &v1,
+                dependencies: &[],
+            },
+            Node {
+                name: "bad",
+                version: &v2,
+                dependencies: &bad_deps,
+            },
+            Node {
+                name: "missing",
+                version: &v1,
+                dependencies: &missing_deps,
+            },
+            Node {
+                name: "a",
+                version: &v1,
+                dependencies: &a_deps,
+            },
+            Node {
+                name: "b",
+                version: &v1,
+                dependencies: &b_deps,
+            },
+            Node {
+                name: "after-bad",
+                version: &v1,
+                dependencies: &after_bad,
+            },
         ];
         let r = resolve(&nodes, &HashMap::new());
         assert_eq!(r.order, vec![1, 0]);

@@ -112,9 +112,8 @@ impl Routes {
     /// Removes one plugin's subscription to `pattern`; returns whether it existed.
     pub fn unsubscribe(&mut self, plugin: &str, pattern: &str) -> bool {
         let before = self.subscriptions.len();
-        self.subscriptions.retain(|s| {
-            !(s.pattern == pattern && target_name(&s.target) == Some(plugin))
-        });
+        self.subscriptions
+            .retain(|s| !(s.pattern == pattern && target_name(&s.target) == Some(plugin)));
         self.resolved.clear();
         before != self.subscriptions.len()
     }
@@ -128,14 +127,22 @@ impl Routes {
     pub fn add_hook(&mut self, name: &str, priority: i32, slot: Arc<Slot>) {
         let seq = self.next_seq();
         let list = self.hooks.entry(name.to_owned()).or_default();
-        list.push(Ranked { priority, seq, slot });
+        list.push(Ranked {
+            priority,
+            seq,
+            slot,
+        });
         list.sort_by_key(|r| (r.priority, r.seq));
     }
 
     pub fn add_provider(&mut self, name: &str, priority: i32, slot: Arc<Slot>) {
         let seq = self.next_seq();
         let list = self.providers.entry(name.to_owned()).or_default();
-        list.push(Ranked { priority, seq, slot });
+        list.push(Ranked {
+            priority,
+            seq,
+            slot,
+        });
         // Highest priority first.
         list.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
     }
@@ -151,7 +158,11 @@ impl Routes {
 
     pub fn add_middleware(&mut self, priority: i32, slot: Arc<Slot>) {
         let seq = self.next_seq();
-        self.middleware.push(Ranked { priority, seq, slot });
+        self.middleware.push(Ranked {
+            priority,
+            seq,
+            slot,
+        });
         self.middleware.sort_by_key(|r| (r.priority, r.seq));
     }
 

@@ -8,14 +8,11 @@
 
 use std::{
     cell::RefCell,
-    sync::{
-        atomic::Ordering,
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{ErrorKind, Event, Payload, PluginError, PluginInstanceBox};
 
@@ -33,21 +30,29 @@ pub(crate) struct Job {
     /// Id of this unit of work (for event parent links).
     pub work_id: u64,
     /// Runs on the plugin thread; returns the error kind if the call failed.
-    pub run: Box<dyn FnOnce(&mut PluginInstanceBox) -> Option<ErrorKind> + Send>,
+    pub run: JobFn,
 }
+
+/// The body of a job.
+pub(crate) type JobFn = Box<dyn FnOnce(&mut PluginInstanceBox) -> Option<ErrorKind> + Send>;
+
+/// Where a subscriber's answer to `emit_and_collect` goes: (plugin, result).
+pub(crate) type CollectSender = Sender<(Arc<str>, Result<Payload, PluginError>)>;
 
 /// An event on its way to one subscriber.
 pub(crate) struct Delivery {
     pub event: Arc<Event>,
     pub chain: Chain,
     /// Present for `emit_and_collect`.
-    pub reply: Option<Sender<(Arc<str>, Result<Payload, PluginError>)>>,
+    pub reply: Option<CollectSender>,
 }
 
 /// Orders for the thread itself.
 pub(crate) enum Control {
     /// Cancel queued work, call `deactivate`, exit.
-    Stop { done: Sender<Result<(), PluginError>> },
+    Stop {
+        done: Sender<Result<(), PluginError>>,
+    },
     /// Replace the instance (hot reload): finish the current job, hand over state, go on with
     /// the same queues.
     Swap {
@@ -257,14 +262,10 @@ impl Slot {
 
     fn cancel_queued(&self) -> usize {
         let mut n = 0;
-        loop {
-            match self.jobs_rx.try_recv() {
-                Ok(job) => {
-                    drop(job);
-                    n += 1;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        // Dropping a job drops its reply sender: the waiting caller sees "cancelled".
+        while let Ok(job) = self.jobs_rx.try_recv() {
+            drop(job);
+            n += 1;
         }
         while self.events_rx.try_recv().is_ok() {
             n += 1;
@@ -346,10 +347,7 @@ fn swap(
         }
     };
     if let Some(state) = state {
-        if let Err(e) = next
-            .restore_state(state, from_version.into())
-            .into_result()
-        {
+        if let Err(e) = next.restore_state(state, from_version.into()).into_result() {
             log::warn!("plugin {name}: restore_state failed, the new instance starts fresh: {e}");
         }
     }

@@ -13,7 +13,9 @@ use crate::{
 };
 
 fn ms(timeout: Option<Duration>) -> u64 {
-    timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+    timeout.map_or(0, |t| {
+        u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
 }
 
 /// What a plugin can ask of its host: events, commands, messages, RPC, hooks, providers,
@@ -29,7 +31,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("plugin", &self.name).finish()
+        f.debug_struct("Context")
+            .field("plugin", &self.name)
+            .finish()
     }
 }
 
@@ -154,7 +158,11 @@ impl Context {
     ) -> PluginResult<R> {
         let reply: Payload = self
             .inner
-            .request(RStr::from_str(plugin), Payload::encode(message)?, ms(timeout))
+            .request(
+                RStr::from_str(plugin),
+                Payload::encode(message)?,
+                ms(timeout),
+            )
             .into_result()?;
         reply.decode()
     }
@@ -199,7 +207,11 @@ impl Context {
     /// # Errors
     /// [`ErrorKind::Vetoed`](crate::ErrorKind::Vetoed) naming the vetoing plugin and its
     /// reason; permission denied (`hook:run:<name>`); a failing handler's error.
-    pub fn run_hook<T: Serialize + DeserializeOwned>(&self, name: &str, data: &T) -> PluginResult<T> {
+    pub fn run_hook<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        data: &T,
+    ) -> PluginResult<T> {
         let out: Payload = self
             .inner
             .run_hook(RStr::from_str(name), Payload::encode(data)?)

@@ -76,7 +76,7 @@ extern "C" fn manifest_entry<T: Plugin, B: BuildInfo>() -> RResult<RString, Plug
     })
 }
 
-extern "C" fn instantiate_dynamic<T: Plugin + Default, B: BuildInfo>(
+extern "C" fn instantiate_dynamic<T: Plugin + Default>(
     context: HostContextBox,
 ) -> RResult<PluginInstanceBox, PluginError> {
     fence("instantiate", || {
@@ -90,7 +90,7 @@ extern "C" fn instantiate_dynamic<T: Plugin + Default, B: BuildInfo>(
     })
 }
 
-extern "C" fn instantiate_static<T: Plugin + Default, B: BuildInfo>(
+extern "C" fn instantiate_static<T: Plugin + Default>(
     context: HostContextBox,
 ) -> RResult<PluginInstanceBox, PluginError> {
     // A plugin compiled into the host shares the host's `log` statics: nothing to forward.
@@ -109,9 +109,9 @@ fn root_module<T: Plugin + Default, B: BuildInfo>(dynamic: bool) -> PluginModRef
         panic_unwinds: B::PANIC_UNWINDS,
         manifest: manifest_entry::<T, B>,
         instantiate: if dynamic {
-            instantiate_dynamic::<T, B>
+            instantiate_dynamic::<T>
         } else {
-            instantiate_static::<T, B>
+            instantiate_static::<T>
         },
     }
     .leak_into_prefix()
@@ -127,10 +127,13 @@ extern "C" fn root_module_loader<T: Plugin + Default, B: BuildInfo>() -> RootMod
 
 /// The library header a plugin exports (used by [`export_plugin!`](crate::export_plugin)).
 #[doc(hidden)]
+#[allow(
+    unsafe_code,
+    reason = "abi_stable's library header constructor is unsafe"
+)]
 pub const fn lib_header<T: Plugin + Default, B: BuildInfo>() -> LibHeader {
     // SAFETY: the constructor returns a `PluginModRef`, the module type named here, so the
     // erased prefix it produces is the one `from_constructor` expects.
-    #[allow(unsafe_code, reason = "abi_stable's library header constructor is unsafe")]
     unsafe {
         LibHeader::from_constructor::<PluginModRef>(
             root_module_loader::<T, B>,
@@ -162,7 +165,11 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence("deactivate", || self.plugin.deactivate(&self.context))
     }
 
-    fn handle_command(&mut self, command: RStr<'_>, args: &Payload) -> RResult<Payload, PluginError> {
+    fn handle_command(
+        &mut self,
+        command: RStr<'_>,
+        args: &Payload,
+    ) -> RResult<Payload, PluginError> {
         fence(command.as_str(), || {
             self.plugin
                 .handle_command(&self.context, command.as_str(), args)
@@ -199,7 +206,10 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         })
     }
 
-    fn before_command(&mut self, request: &CommandRequest) -> RResult<MiddlewareAction, PluginError> {
+    fn before_command(
+        &mut self,
+        request: &CommandRequest,
+    ) -> RResult<MiddlewareAction, PluginError> {
         fence("before_command", || {
             self.plugin.before_command(&self.context, request)
         })
@@ -236,7 +246,11 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         })
     }
 
-    fn restore_state(&mut self, state: RVec<u8>, from_version: RStr<'_>) -> RResult<(), PluginError> {
+    fn restore_state(
+        &mut self,
+        state: RVec<u8>,
+        from_version: RStr<'_>,
+    ) -> RResult<(), PluginError> {
         fence("restore_state", || {
             self.plugin
                 .restore_state(&self.context, &state, from_version.as_str())

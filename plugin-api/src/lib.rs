@@ -87,8 +87,8 @@ mod payload;
 mod plugin;
 mod types;
 
-pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
+pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use manifest::{CommandDecl, Dependency, HookDecl, Manifest, MiddlewareDecl, ProviderDecl};

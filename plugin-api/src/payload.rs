@@ -144,13 +144,18 @@ impl Payload {
     pub fn decode<T: DeserializeOwned>(&self) -> PluginResult<T> {
         match self.codec {
             Codec::Empty => serde_json::from_slice(b"null").map_err(|e| {
-                PluginError::new(ErrorKind::Codec, format!("empty payload where data was expected: {e}"))
+                PluginError::new(
+                    ErrorKind::Codec,
+                    format!("empty payload where data was expected: {e}"),
+                )
             }),
             Codec::Json => serde_json::from_slice(&self.bytes)
                 .map_err(|e| PluginError::new(ErrorKind::Codec, format!("json decode: {e}"))),
             Codec::Bincode => {
-                let (value, used) = bincode::serde::decode_from_slice(&self.bytes, bincode_config())
-                    .map_err(|e| PluginError::new(ErrorKind::Codec, format!("bincode decode: {e}")))?;
+                let (value, used) =
+                    bincode::serde::decode_from_slice(&self.bytes, bincode_config()).map_err(
+                        |e| PluginError::new(ErrorKind::Codec, format!("bincode decode: {e}")),
+                    )?;
                 if used != self.bytes.len() {
                     return Err(PluginError::new(
                         ErrorKind::Codec,
@@ -182,8 +187,9 @@ impl Payload {
     pub fn to_json_string(&self) -> PluginResult<String> {
         match self.codec {
             Codec::Empty => Ok("null".to_owned()),
-            Codec::Json => String::from_utf8(self.bytes.to_vec())
-                .map_err(|e| PluginError::new(ErrorKind::Codec, format!("json payload is not utf-8: {e}"))),
+            Codec::Json => String::from_utf8(self.bytes.to_vec()).map_err(|e| {
+                PluginError::new(ErrorKind::Codec, format!("json payload is not utf-8: {e}"))
+            }),
             Codec::Bincode => Err(PluginError::new(
                 ErrorKind::Codec,
                 "a bincode payload cannot be shown as json without its type",

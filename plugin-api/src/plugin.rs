@@ -109,14 +109,21 @@ pub trait Plugin: Send + 'static {
     /// # Errors
     /// Returned to the caller; by default "method not found".
     fn on_call(&mut self, _ctx: &Context, method: &str, _args: &Payload) -> PluginResult<Payload> {
-        Err(PluginError::not_found(format!("method not found: {method}")))
+        Err(PluginError::not_found(format!(
+            "method not found: {method}"
+        )))
     }
 
     /// Handles a run of hook `hook`: return the (possibly modified) data, or veto it.
     ///
     /// # Errors
     /// By the host's hook policy, an error fails the whole run, naming this plugin.
-    fn on_hook(&mut self, _ctx: &Context, _hook: &str, data: &Payload) -> PluginResult<HookOutcome> {
+    fn on_hook(
+        &mut self,
+        _ctx: &Context,
+        _hook: &str,
+        data: &Payload,
+    ) -> PluginResult<HookOutcome> {
         Ok(HookOutcome::Continue(data.clone()))
     }
 

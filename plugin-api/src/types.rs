@@ -68,6 +68,9 @@ pub enum HookOutcome {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct CommandRequest {
+    /// Unique id of this execution: pairs a middleware's `before_command` with its
+    /// `after_command`.
+    pub id: u64,
     /// Full command name, `<plugin>:<command>`.
     pub command: RString,
     /// Who called it: a plugin name, or `host`.

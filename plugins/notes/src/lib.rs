@@ -7,9 +7,9 @@
 //!
 //! Saving runs hook `before:save` over the note (the `validator` plugin trims the title or
 //! vetoes it), stores the note under `note:<id padded to 6 digits>`, emits `document:saved`
-//! with `{"id", "title"}` and runs hook `after:save` over the saved note. The plugin handles
-//! `after:save` itself (priority 100, passing the data through) so that the hook exists even
-//! when no other plugin handles it.
+//! with `{"id", "title"}` and runs hook `after:save` over the saved note. The plugin does not
+//! handle `after:save` itself: a plugin running a hook cannot also be one of its handlers (its
+//! own dispatcher thread is busy running the hook; the host refuses it as a call cycle).
 //!
 //! Ids count up from 1; the next one is kept under the key `next_id`, which `list` walks instead
 //! of scanning (scans need the `database` capability).
@@ -133,7 +133,6 @@ impl Plugin for Notes {
             .emits(SAVED_EVENT)
             .runs_hook(BEFORE_SAVE)
             .runs_hook(AFTER_SAVE)
-            .hook(AFTER_SAVE, 100)
     }
 
     fn handle_command(
@@ -149,15 +148,6 @@ impl Plugin for Notes {
                 "command not found: notes:{other}"
             ))),
         }
-    }
-
-    fn on_hook(
-        &mut self,
-        _ctx: &Context,
-        _hook: &str,
-        data: &Payload,
-    ) -> PluginResult<HookOutcome> {
-        Ok(HookOutcome::Continue(data.clone()))
     }
 }
 

@@ -1,0 +1,230 @@
+//! Watching the plugins folder: debounced, settle-checked, off the dispatch path.
+//!
+//! File-system notifications (the `notify` crate; a polling watcher when the platform's
+//! notification API is unavailable) only mark a path as *pending*. A pending path is applied
+//! once its size and modification time have stayed the same for one debounce interval, so a
+//! file still being copied is never opened. The watcher thread blocks while nothing is pending:
+//! an idle host uses no CPU.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use notify::{RecursiveMode, Watcher as _};
+
+use crate::{discover, host::Host, reload::FileChange};
+
+/// Why the folder cannot be watched.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {message}")]
+pub struct WatchError {
+    /// The folder.
+    pub path: PathBuf,
+    /// The watcher's message.
+    pub message: String,
+}
+
+/// A running folder watcher; dropping it stops the watcher thread.
+pub struct FolderWatcher {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    _watcher: Box<dyn notify::Watcher + Send>,
+    /// Whether notifications come from polling (the fallback) rather than the OS.
+    pub polling: bool,
+}
+
+impl std::fmt::Debug for FolderWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FolderWatcher")
+            .field("polling", &self.polling)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FolderWatcher {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the watcher reports for each change it applied.
+pub type ChangeCallback = Box<dyn Fn(&Path, &Result<FileChange, crate::LoadError>) + Send>;
+
+#[derive(PartialEq, Clone, Copy)]
+struct Fingerprint {
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    std::fs::metadata(path).ok().map(|m| Fingerprint {
+        size: m.len(),
+        modified: m.modified().ok(),
+    })
+}
+
+struct Pending {
+    seen: Option<Fingerprint>,
+    since: Instant,
+}
+
+impl Host {
+    /// Watches the plugins folder and applies every settled change with
+    /// [`Host::apply_file`]: new files load, changed files reload, removed files deactivate.
+    /// `on_change` is told about each (lifecycle events are emitted as usual).
+    ///
+    /// # Errors
+    /// No plugins folder configured, or neither the OS watcher nor polling can watch it.
+    pub fn watch(
+        &self,
+        debounce: Duration,
+        on_change: ChangeCallback,
+    ) -> Result<FolderWatcher, WatchError> {
+        let dir = self.inner.plugins_dir.clone().ok_or_else(|| WatchError {
+            path: PathBuf::from("<plugins folder>"),
+            message: "no plugins folder configured".into(),
+        })?;
+        let (tx, rx) = unbounded::<PathBuf>();
+        let handler = {
+            let tx = tx.clone();
+            move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    for p in event.paths {
+                        let _ = tx.send(p);
+                    }
+                }
+                // Overflow or error: rescan the folder.
+                Err(_) => {
+                    let _ = tx.send(PathBuf::new());
+                }
+            }
+        };
+        let (watcher, polling): (Box<dyn notify::Watcher + Send>, bool) =
+            match notify::recommended_watcher(handler.clone()) {
+                Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => (Box::new(w), false),
+                    Err(e) => {
+                        log::warn!(
+                            "native file watching failed ({e}); polling {} instead",
+                            dir.display()
+                        );
+                        (poll_watcher(&dir, debounce, handler)?, true)
+                    }
+                },
+                Err(e) => {
+                    log::warn!(
+                        "native file watching unavailable ({e}); polling {} instead",
+                        dir.display()
+                    );
+                    (poll_watcher(&dir, debounce, handler)?, true)
+                }
+            };
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let host = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("plugin-watcher".into())
+            .spawn(move || watch_loop(host, dir, debounce, rx, stop_rx, on_change))
+            .map_err(|e| WatchError {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?;
+        drop(tx);
+        Ok(FolderWatcher {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _watcher: watcher,
+            polling,
+        })
+    }
+}
+
+fn poll_watcher<H: notify::EventHandler>(
+    dir: &Path,
+    interval: Duration,
+    handler: H,
+) -> Result<Box<dyn notify::Watcher + Send>, WatchError> {
+    let error = |e: notify::Error| WatchError {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    };
+    let config =
+        notify::Config::default().with_poll_interval(interval.max(Duration::from_millis(50)));
+    let mut w = notify::PollWatcher::new(handler, config).map_err(error)?;
+    w.watch(dir, RecursiveMode::NonRecursive).map_err(error)?;
+    Ok(Box::new(w))
+}
+
+fn watch_loop(
+    host: Host,
+    dir: PathBuf,
+    debounce: Duration,
+    changes: Receiver<PathBuf>,
+    stop: Receiver<()>,
+    on_change: ChangeCallback,
+) {
+    let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
+    loop {
+        // Block while nothing is pending; otherwise wake up once per debounce interval.
+        let timeout = if pending.is_empty() {
+            None
+        } else {
+            Some(debounce)
+        };
+        let tick = timeout.map_or_else(crossbeam_channel::never, crossbeam_channel::after);
+        select! {
+            recv(stop) -> _ => return,
+            recv(changes) -> path => match path {
+                Ok(path) if path.as_os_str().is_empty() => {
+                    // Rescan: every candidate, plus every file a plugin came from.
+                    let mut all = discover::discover(&dir).unwrap_or_default();
+                    all.extend(host.plugins().into_iter().map(|p| p.file).filter(|f| f.starts_with(&dir)));
+                    for p in all {
+                        mark(&mut pending, p);
+                    }
+                }
+                Ok(path) => {
+                    if path.parent() == Some(dir.as_path()) && discover::is_candidate(&path) {
+                        mark(&mut pending, path);
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(tick) -> _ => {
+                let now = Instant::now();
+                let mut ready = Vec::new();
+                for (path, p) in pending.iter_mut() {
+                    let current = fingerprint(path);
+                    if current != p.seen {
+                        p.seen = current;
+                        p.since = now;
+                    } else if now.duration_since(p.since) >= debounce {
+                        ready.push(path.clone());
+                    }
+                }
+                for path in ready {
+                    pending.remove(&path);
+                    let outcome = host.apply_file(&path);
+                    on_change(&path, &outcome);
+                }
+            },
+        }
+    }
+}
+
+fn mark(pending: &mut HashMap<PathBuf, Pending>, path: PathBuf) {
+    let seen = fingerprint(&path);
+    let entry = pending.entry(path).or_insert(Pending {
+        seen,
+        since: Instant::now(),
+    });
+    // Any new notification restarts the settle period.
+    entry.seen = seen;
+    entry.since = Instant::now();
+}
