@@ -22,6 +22,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+/// SHA-256 of `bytes`, lower-case hex (the form allowlists use).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    to_hex(&Sha256::digest(bytes))
+}
+
 use crate::error::LoadError;
 
 /// What preflight learned about a file that passed every check.
@@ -114,7 +119,7 @@ pub fn preflight(path: &Path, allowlist: Option<&HashSet<String>>) -> Result<Pre
         check_elf(&bytes).map_err(bad_library)?;
     }
 
-    let sha256 = to_hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     if let Some(allowed) = allowlist {
         let listed =
             allowed.contains(&sha256) || allowed.iter().any(|h| h.eq_ignore_ascii_case(&sha256));

@@ -84,6 +84,15 @@ impl Host {
             return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
         };
         let _guard = self.inner.lifecycle.lock();
+        // Same bytes as the running plugin: nothing to do, and nothing new gets mapped.
+        if let Ok(bytes) = std::fs::read(path) {
+            if self
+                .inner
+                .same_contents(&plugin, &crate::preflight::sha256_hex(&bytes))
+            {
+                return Ok(FileChange::Unchanged { plugin });
+            }
+        }
         let lib = match library::load_library(
             path,
             &self.inner.shadow_dir,

@@ -95,6 +95,8 @@ impl Host {
         let handler = {
             let tx = tx.clone();
             move |event: notify::Result<notify::Event>| match event {
+                // Reading a file (the host's own shadow copy does) is not a change.
+                Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
                 Ok(event) => {
                     for p in event.paths {
                         let _ = tx.send(p);
