@@ -14,8 +14,10 @@ use plugin_api::{
 };
 
 use crate::{
+    deadletter::DeadLetter,
     host::HostInner,
     pattern,
+    recorder::{RecordKind, TraceRecord},
     routes::{Route, Target},
     slot::{Chain, Delivery, Job, Slot},
 };
@@ -86,6 +88,19 @@ impl Caller<'_> {
     }
 }
 
+fn kind_word(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Event => "event",
+        RecordKind::Delivery => "delivery of",
+        RecordKind::Command => "command",
+        RecordKind::Message => "message",
+        RecordKind::Rpc => "call",
+        RecordKind::Hook => "hook",
+        RecordKind::Middleware => "middleware",
+        RecordKind::Provider => "provider",
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -94,7 +109,7 @@ pub(crate) fn now_ms() -> u64 {
 
 impl HostInner {
     pub(crate) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.recorder.next_id()
     }
 
     pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
@@ -117,20 +132,45 @@ impl HostInner {
         &self,
         caller: &Caller<'_>,
         slot: &Arc<Slot>,
-        what: String,
+        (kind, name): (RecordKind, String),
         timeout: Duration,
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         caller.cycle_to(&slot.name)?;
+        let what = format!("{} {name}", kind_word(kind));
         let (tx, rx) = bounded::<Result<T, PluginError>>(1);
         let late = slot.clone();
         let what_late = what.clone();
+        let work_id = self.next_id();
+        let recorder = self.recorder.clone();
+        let mut record = recorder.enabled().then(|| TraceRecord {
+            id: work_id,
+            parent: caller.work,
+            kind,
+            name,
+            caller: caller.name.to_owned(),
+            plugin: slot.name.to_string(),
+            queued_us: recorder.now(),
+            started_us: 0,
+            finished_us: 0,
+            outcome: String::new(),
+        });
         let job = Job {
             chain: caller.chain.clone(),
-            work_id: self.next_id(),
+            work_id,
             run: Box::new(move |instance| {
+                let started = recorder.now();
                 let result = f(instance);
                 let failed = result.as_ref().err().map(|e| e.kind);
+                if let Some(mut r) = record.take() {
+                    r.started_us = started;
+                    r.finished_us = recorder.now();
+                    r.outcome = match &result {
+                        Ok(_) => "ok".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    recorder.push(r);
+                }
                 if tx.send(result).is_err() {
                     late.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
                     log::warn!("late reply from plugin {} for {what_late} dropped: the caller stopped waiting", late.name);
@@ -143,6 +183,13 @@ impl HostInner {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
                 slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                // Missing the host's own deadline is a fault; a caller's shorter one is not.
+                if timeout >= self.config.call_timeout() {
+                    slot.mark_faulted(format!(
+                        "{what} missed its {} ms deadline",
+                        timeout.as_millis()
+                    ));
+                }
                 Err(PluginError::new(
                     ErrorKind::Timeout,
                     format!(
@@ -228,7 +275,7 @@ impl HostInner {
             let step = self.call_slot(
                 caller,
                 mw,
-                format!("middleware {} before {command}", mw.name),
+                (RecordKind::Middleware, format!("before {command}")),
                 remaining,
                 move |i| i.before_command(&req).into_result(),
             );
@@ -288,7 +335,7 @@ impl HostInner {
             result = match self.call_slot(
                 caller,
                 mw,
-                format!("middleware {} after {command}", mw.name),
+                (RecordKind::Middleware, format!("after {command}")),
                 remaining,
                 move |i| Ok(i.after_command(&req, prior.into()).into_result()),
             ) {
@@ -329,7 +376,7 @@ impl HostInner {
             Route::Plugin { slot, short } => self.call_slot(
                 caller,
                 &slot,
-                format!("command {command}"),
+                (RecordKind::Command, command.to_owned()),
                 timeout,
                 move |i| i.handle_command(short.as_ref().into(), &args).into_result(),
             ),
@@ -391,7 +438,9 @@ impl HostInner {
     }
 
     pub(crate) fn publish(&self, caller: &Caller<'_>, event: Arc<Event>) {
-        for target in self.targets(&event.event_type).iter() {
+        let targets = self.targets(&event.event_type);
+        self.record_event(&event, targets.len());
+        for target in targets.iter() {
             match target {
                 Target::Plugin(slot) => {
                     let delivery = Delivery {
@@ -399,8 +448,14 @@ impl HostInner {
                         chain: caller.chain.clone(),
                         reply: None,
                     };
-                    if slot.deliver(delivery).is_none() {
-                        self.dead_letter(&slot.name, &event, "plugin not taking events");
+                    match slot.deliver(delivery) {
+                        Ok(None) => {}
+                        Ok(Some(dropped)) => self.dead_letter(
+                            &slot.name,
+                            &dropped,
+                            "dropped from a full event queue",
+                        ),
+                        Err(()) => self.dead_letter(&slot.name, &event, "plugin not taking events"),
                     }
                 }
                 Target::Host(sub) => deliver_host(sub, &event),
@@ -419,6 +474,7 @@ impl HostInner {
         let event = self.make_event(caller, event_type, data)?;
         let timeout = self.timeout(timeout);
         let targets = self.targets(event_type);
+        self.record_event(&event, targets.len());
         let plugins: Vec<&Arc<Slot>> = targets
             .iter()
             .filter_map(|t| match t {
@@ -438,8 +494,12 @@ impl HostInner {
                     reply: Some(tx.clone()),
                 };
                 match slot.deliver(delivery) {
-                    Some(_) => None,
-                    None => Some(Err(crate::slot::not_serving(&slot.name))),
+                    Ok(None) => None,
+                    Ok(Some(dropped)) => {
+                        self.dead_letter(&slot.name, &dropped, "dropped from a full event queue");
+                        None
+                    }
+                    Err(()) => Some(Err(crate::slot::not_serving(&slot.name))),
                 }
             };
             results.push((slot.name.to_string(), pending));
@@ -484,12 +544,39 @@ impl HostInner {
             .collect())
     }
 
+    fn record_event(&self, event: &Event, subscribers: usize) {
+        if self.recorder.enabled() {
+            let now = self.recorder.now();
+            self.recorder.push(TraceRecord {
+                id: event.id,
+                parent: event.parent,
+                kind: RecordKind::Event,
+                name: event.event_type.to_string(),
+                caller: event.source.to_string(),
+                plugin: String::new(),
+                queued_us: now,
+                started_us: now,
+                finished_us: now,
+                outcome: format!("ok ({subscribers} subscribers)"),
+            });
+        }
+    }
+
     pub(crate) fn dead_letter(&self, plugin: &str, event: &Event, why: &str) {
         log::debug!(
             "event {} #{} not delivered to {plugin}: {why}",
             event.event_type,
             event.id
         );
+        self.dead_letters.push(DeadLetter {
+            timestamp_ms: now_ms(),
+            kind: "event".to_owned(),
+            id: event.id,
+            name: event.event_type.to_string(),
+            source: event.source.to_string(),
+            target: plugin.to_owned(),
+            reason: why.to_owned(),
+        });
     }
 
     // ---- messages and RPC -----------------------------------------------------------------
@@ -530,17 +617,19 @@ impl HostInner {
             payload,
             wants_reply: wait.is_some(),
         };
-        let what = if method.is_empty() {
-            format!("message #{} to {plugin}", message.id)
+        let label = if method.is_empty() {
+            (RecordKind::Message, format!("#{} to {plugin}", message.id))
         } else {
-            format!("call {plugin}.{method}")
+            (RecordKind::Rpc, format!("{plugin}.{method}"))
         };
         match wait {
-            Some(timeout) => self.call_slot(caller, &slot, what, self.timeout(timeout), move |i| {
-                i.on_message(&message)
-                    .into_result()
-                    .map(|r| r.into_option().unwrap_or_default())
-            }),
+            Some(timeout) => {
+                self.call_slot(caller, &slot, label, self.timeout(timeout), move |i| {
+                    i.on_message(&message)
+                        .into_result()
+                        .map(|r| r.into_option().unwrap_or_default())
+                })
+            }
             None => {
                 let name = slot.name.clone();
                 let job = Job {
@@ -561,7 +650,18 @@ impl HostInner {
                         }
                     }),
                 };
-                slot.submit(job)?;
+                if let Err(e) = slot.submit(job) {
+                    self.dead_letters.push(DeadLetter {
+                        timestamp_ms: now_ms(),
+                        kind: "message".to_owned(),
+                        id: 0,
+                        name: String::new(),
+                        source: caller.name.to_owned(),
+                        target: plugin.to_owned(),
+                        reason: e.to_string(),
+                    });
+                    return Err(e);
+                }
                 Ok(Payload::empty())
             }
         }
@@ -595,7 +695,7 @@ impl HostInner {
             let outcome = self.call_slot(
                 caller,
                 &slot,
-                format!("hook {name}"),
+                (RecordKind::Hook, name.to_owned()),
                 self.timeout(None),
                 move |i| i.on_hook(hook.as_ref().into(), &input).into_result(),
             );
@@ -643,7 +743,7 @@ impl HostInner {
         self.call_slot(
             caller,
             &slot,
-            format!("provider {provider}.{method}"),
+            (RecordKind::Provider, format!("{provider}.{method}")),
             self.timeout(timeout),
             move |i| {
                 i.provide(p.as_ref().into(), m.as_ref().into(), &args)

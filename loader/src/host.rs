@@ -17,15 +17,18 @@ use serde::Serialize;
 use crate::{
     config::HostConfig,
     context::PluginContext,
+    deadletter::{DeadLetter, DeadLetters},
     dispatch::{Caller, CollectedResults},
     error::{LoadError, StorageError},
     library::{self, PluginLibrary},
     metrics::PluginMetrics,
     pattern,
+    recorder::{Recorder, TraceRecord},
     resolve::{self, Node},
     routes::{HostCommand, HostSubscriber, Route, Routes, Target},
-    slot::{self, Control, PluginState, Slot},
+    slot::{self, Control, Fault, PluginState, Slot},
     storage::Store,
+    supervisor::{self, SupervisorHandle},
 };
 
 /// The host's own version, which plugins' `host_requirement` is checked against.
@@ -34,6 +37,8 @@ pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A loaded plugin, as the host keeps it.
 pub(crate) struct SlotEntry {
     pub slot: Arc<Slot>,
+    /// What it was loaded from, for restarts and re-enabling.
+    pub library: PluginLibrary,
     pub manifest: Manifest,
     pub version: semver::Version,
     pub file: PathBuf,
@@ -66,7 +71,11 @@ pub(crate) struct HostInner {
     pub shadow_dir: PathBuf,
     pub store: Store,
     pub state: RwLock<State>,
-    pub next_id: AtomicU64,
+    pub recorder: Arc<Recorder>,
+    pub dead_letters: DeadLetters,
+    pub faults: crossbeam_channel::Sender<Fault>,
+    pub detached: AtomicU64,
+    supervisor: Mutex<Option<SupervisorHandle>>,
     weak: Weak<HostInner>,
     pub(crate) allowlist: Option<HashSet<String>>,
     /// Serializes loads, deactivations and reloads (never held while dispatching).
@@ -222,6 +231,9 @@ impl HostBuilder {
         let allowlist = self.config.allowlist_set();
         let host_version =
             semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
+        let recorder = Arc::new(Recorder::new(self.config.recorder_capacity));
+        let dead_letters = DeadLetters::new(self.config.dead_letter_capacity);
+        let (faults_tx, faults_rx) = crossbeam_channel::unbounded();
         let inner = Arc::new_cyclic(|weak| HostInner {
             plugins_dir: self.config.plugins_dir.clone(),
             config: self.config,
@@ -229,12 +241,17 @@ impl HostBuilder {
             shadow_dir,
             store,
             state: RwLock::new(State::default()),
-            next_id: AtomicU64::new(1),
+            recorder,
+            dead_letters,
+            faults: faults_tx,
+            detached: AtomicU64::new(0),
+            supervisor: Mutex::new(None),
             weak: weak.clone(),
             allowlist,
             lifecycle: Mutex::new(()),
             temp_dir,
         });
+        *inner.supervisor.lock() = supervisor::start(&inner, faults_rx);
         Ok(Host { inner })
     }
 }
@@ -594,6 +611,30 @@ impl Host {
         self.inner.deactivate_with_dependents(plugin, "requested")
     }
 
+    /// Events and messages that could not be delivered (most recent `dead_letter_capacity`),
+    /// oldest first, and how many there were in all.
+    pub fn dead_letters(&self) -> (Vec<DeadLetter>, u64) {
+        (
+            self.inner.dead_letters.snapshot(),
+            self.inner.dead_letters.total(),
+        )
+    }
+
+    /// The flight recorder's records, oldest first.
+    pub fn trace(&self) -> Vec<TraceRecord> {
+        self.inner.recorder.snapshot()
+    }
+
+    /// Switches the flight recorder on or off (it stays off when `recorder_capacity` is 0).
+    pub fn set_recording(&self, on: bool) {
+        self.inner.recorder.set_enabled(on);
+    }
+
+    /// Empties the flight recorder.
+    pub fn clear_trace(&self) {
+        self.inner.recorder.clear();
+    }
+
     /// Deactivates every plugin, in reverse activation order.
     pub fn shutdown(&self) {
         let _guard = self.inner.lifecycle.lock();
@@ -803,7 +844,7 @@ impl HostInner {
 
     /// Creates the plugin's thread, instantiates and activates it there (under the activation
     /// deadline), then registers what its manifest declares.
-    fn activate(&self, lib: PluginLibrary) -> Result<(), LoadError> {
+    pub(crate) fn activate(&self, lib: PluginLibrary) -> Result<(), LoadError> {
         let name = lib.manifest.name.clone();
         let settings = self.config.plugin(&name);
         if !settings.enabled {
@@ -825,10 +866,16 @@ impl HostInner {
         }
         let granted: Arc<[String]> = settings.grant(&lib.manifest.declared_capabilities()).into();
         let context = self.context_for(&name, &granted);
-        let (slot, control) = Slot::new(&name, self.config.request_queue, self.config.event_queue);
+        let slot = Slot::new(
+            &name,
+            self.config.request_queue,
+            self.config.event_queue,
+            self.faults.clone(),
+        );
         let module = lib.module;
         let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
         let thread_slot = slot.clone();
+        let recorder = self.recorder.clone();
         let worker = std::thread::Builder::new()
             .name(format!("plugin-{name}"))
             .spawn(move || {
@@ -844,7 +891,7 @@ impl HostInner {
                 let ok = activated.is_ok();
                 let _ = ready_tx.send(activated);
                 if ok {
-                    slot::run(thread_slot, instance, control);
+                    slot::run(thread_slot, instance, recorder);
                 }
             })
             .map_err(|e| LoadError::Activation {
@@ -878,6 +925,7 @@ impl HostInner {
             state.slots.insert(
                 name.clone(),
                 SlotEntry {
+                    library: lib.clone(),
                     slot,
                     manifest: lib.manifest,
                     version: lib.version,

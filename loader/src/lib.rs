@@ -35,6 +35,7 @@
 
 mod config;
 mod context;
+mod deadletter;
 mod discover;
 mod dispatch;
 mod error;
@@ -43,14 +44,17 @@ mod library;
 mod metrics;
 mod pattern;
 mod preflight;
+mod recorder;
 mod reload;
 mod resolve;
 mod routes;
 mod slot;
 mod storage;
+mod supervisor;
 mod watch;
 
 pub use config::{HostConfig, PluginSettings};
+pub use deadletter::DeadLetter;
 pub use discover::{discover, is_candidate, library_file_name};
 pub use dispatch::CollectedResults;
 pub use error::{ConfigError, LoadError, StorageError};
@@ -59,6 +63,7 @@ pub use library::{load_library, PluginLibrary};
 pub use metrics::PluginMetrics;
 pub use pattern::matches as pattern_matches;
 pub use preflight::{preflight, Preflight};
+pub use recorder::{render_tree, RecordKind, TraceRecord};
 pub use reload::FileChange;
 pub use slot::PluginState;
 pub use storage::{Namespace, Store};

@@ -8,7 +8,10 @@
 
 use std::{
     cell::RefCell,
-    sync::{atomic::Ordering, Arc},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -16,7 +19,10 @@ use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{ErrorKind, Event, Payload, PluginError, PluginInstanceBox};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    recorder::{RecordKind, Recorder, TraceRecord},
+};
 
 /// The plugins whose dispatcher threads are blocked waiting on the current call, outermost
 /// first. Used to refuse call cycles instead of deadlocking.
@@ -68,6 +74,12 @@ pub(crate) struct Mailbox {
     pub events: Sender<Delivery>,
 }
 
+/// A fault reported to the supervisor.
+pub(crate) struct Fault {
+    pub plugin: String,
+    pub reason: String,
+}
+
 /// Lifecycle state of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +128,11 @@ pub(crate) struct Slot {
     pub name: Arc<str>,
     pub mailbox: RwLock<Option<Mailbox>>,
     pub control: Sender<Control>,
+    control_rx: Receiver<Control>,
+    /// Bumped when a faulted plugin gets a fresh instance on a new thread; an older thread
+    /// exits as soon as it is free.
+    pub generation: AtomicU64,
+    faults: Sender<Fault>,
     jobs_rx: Receiver<Job>,
     events_rx: Receiver<Delivery>,
     pub state: RwLock<PluginState>,
@@ -163,17 +180,21 @@ impl Slot {
         name: &str,
         job_capacity: usize,
         event_capacity: usize,
-    ) -> (Arc<Slot>, Receiver<Control>) {
+        faults: Sender<Fault>,
+    ) -> Arc<Slot> {
         let (jobs_tx, jobs_rx) = bounded(job_capacity.max(1));
         let (events_tx, events_rx) = bounded(event_capacity.max(1));
         let (control_tx, control_rx) = bounded(4);
-        let slot = Arc::new(Slot {
+        Arc::new(Slot {
             name: Arc::from(name),
             mailbox: RwLock::new(Some(Mailbox {
                 jobs: jobs_tx,
                 events: events_tx,
             })),
             control: control_tx,
+            control_rx,
+            generation: AtomicU64::new(0),
+            faults,
             jobs_rx,
             events_rx,
             state: RwLock::new(PluginState::Loaded),
@@ -181,8 +202,7 @@ impl Slot {
             metrics: Metrics::default(),
             event_capacity: event_capacity.max(1),
             job_capacity: job_capacity.max(1),
-        });
-        (slot, control_rx)
+        })
     }
 
     /// Current state.
@@ -212,20 +232,18 @@ impl Slot {
         }
     }
 
-    /// Queues an event, dropping the oldest queued one if the queue is full. Returns the
-    /// number of events dropped to make room (they are counted in the metrics), or `None`
-    /// if the plugin no longer takes work.
-    pub fn deliver(&self, mut delivery: Delivery) -> Option<u64> {
+    /// Queues an event, dropping the oldest queued one if the queue is full (counted in the
+    /// metrics). Returns the dropped event, if any, or `Err` if the plugin takes no more work.
+    pub fn deliver(&self, mut delivery: Delivery) -> Result<Option<Arc<Event>>, ()> {
         let guard = self.mailbox.read();
-        let mailbox = guard.as_ref()?;
-        let mut dropped = 0;
+        let mailbox = guard.as_ref().ok_or(())?;
+        let mut dropped = None;
         loop {
             match mailbox.events.try_send(delivery) {
-                Ok(()) => break,
+                Ok(()) => return Ok(dropped),
                 Err(TrySendError::Full(back)) => {
                     delivery = back;
                     if let Ok(old) = self.events_rx.try_recv() {
-                        dropped += 1;
                         let total = self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed) + 1;
                         if total.is_power_of_two() {
                             log::warn!(
@@ -233,12 +251,12 @@ impl Slot {
                                 self.name, self.event_capacity, old.event.event_type, old.event.id
                             );
                         }
+                        dropped = Some(old.event);
                     }
                 }
-                Err(TrySendError::Disconnected(_)) => return None,
+                Err(TrySendError::Disconnected(_)) => return Err(()),
             }
         }
-        Some(dropped)
     }
 
     /// Requests and events waiting.
@@ -252,12 +270,20 @@ impl Slot {
     }
 
     /// Marks a handler fault (panic or missed deadline).
+    /// Marks a handler fault (a panic, or a missed host deadline) and reports it to the
+    /// supervisor, which restarts or quarantines the plugin.
     pub fn mark_faulted(&self, why: String) {
-        let mut state = self.state.write();
-        if *state == PluginState::Active {
-            *state = PluginState::Faulted;
+        {
+            let mut state = self.state.write();
+            if *state == PluginState::Active {
+                *state = PluginState::Faulted;
+            }
         }
-        *self.last_error.lock() = Some(why);
+        *self.last_error.lock() = Some(why.clone());
+        let _ = self.faults.send(Fault {
+            plugin: self.name.to_string(),
+            reason: why,
+        });
     }
 
     fn cancel_queued(&self) -> usize {
@@ -275,11 +301,20 @@ impl Slot {
 }
 
 /// The body of a plugin's dispatcher thread, once its instance is active.
-pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, control: Receiver<Control>) {
+pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Arc<Recorder>) {
     let name = slot.name.clone();
     let jobs = slot.jobs_rx.clone();
     let events = slot.events_rx.clone();
+    let control = slot.control_rx.clone();
+    let generation = slot.generation.load(Ordering::Acquire);
     loop {
+        if slot.generation.load(Ordering::Acquire) != generation {
+            // A restart replaced this instance: retire it.
+            if let Err(e) = instance.deactivate().into_result() {
+                log::warn!("plugin {name}: deactivate of the replaced instance failed: {e}");
+            }
+            return;
+        }
         select! {
             recv(control) -> order => match order {
                 Ok(Control::Stop { done }) => {
@@ -313,10 +348,29 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, control: Rec
             },
             recv(events) -> delivery => if let Ok(delivery) = delivery {
                 let started = Instant::now();
+                let started_us = recorder.now();
                 let event = delivery.event;
-                let result = with_current(&name, &delivery.chain, event.id, || instance.on_event(&event).into_result());
+                let work = recorder.next_id();
+                let result = with_current(&name, &delivery.chain, work, || instance.on_event(&event).into_result());
                 let result = result.map(|r| r.into_option().unwrap_or_default());
                 slot.metrics.record_event(started.elapsed(), result.as_ref().err().map(|e| e.kind));
+                if recorder.enabled() {
+                    recorder.push(TraceRecord {
+                        id: work,
+                        parent: event.id,
+                        kind: RecordKind::Delivery,
+                        name: event.event_type.to_string(),
+                        caller: event.source.to_string(),
+                        plugin: name.to_string(),
+                        queued_us: started_us,
+                        started_us,
+                        finished_us: recorder.now(),
+                        outcome: match &result {
+                            Ok(_) => "ok".to_owned(),
+                            Err(e) => e.to_string(),
+                        },
+                    });
+                }
                 if let Err(e) = &result {
                     log::warn!("plugin {name}: handler for event {} #{} failed: {e}", event.event_type, event.id);
                     if e.kind == ErrorKind::Panicked {
