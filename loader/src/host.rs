@@ -738,11 +738,20 @@ impl HostInner {
                             .unwrap_or_default()
                     })
                 });
+            let quarantined = self.state.read().slots.get(&name).and_then(|e| {
+                (e.slot.state() == PluginState::Quarantined)
+                    .then(|| e.slot.last_error.lock().clone().unwrap_or_default())
+            });
             let error = if let Some(existing) = existing {
                 Some(LoadError::Duplicate {
                     plugin: name.clone(),
                     path: lib.source.clone(),
                     existing,
+                })
+            } else if let Some(reason) = quarantined {
+                Some(LoadError::Quarantined {
+                    plugin: name.clone(),
+                    reason,
                 })
             } else {
                 self.check_host_requirement(&lib).err()
