@@ -1,68 +1,76 @@
-//! Reference host.
+//! `demo-app`: the reference host for native plugins, meant to be copied from.
+//!
+//! ```text
+//! demo-app [--plugins DIR] [--data DIR] [--config FILE] [-v] <COMMAND>
+//!
+//!   list [--json]                       every plugin file, its state and any error
+//!   describe <plugin> [--json]          manifest, capabilities declared and granted
+//!   call <plugin:command> [JSON]        run a command, print its JSON result (--pretty)
+//!   emit <type> [JSON] [--collect]      publish an event (and collect the answers)
+//!   shell                               the same commands at a prompt, host kept loaded
+//! ```
+//!
+//! Without `--plugins` (or `plugins_dir` in the config), the example plugins that cargo built
+//! next to this binary are copied into `plugins/` beside it and loaded from there, so
+//! `cargo run -p demo-app -- list` works on a fresh clone.
+//!
+//! Exit codes: 0 success, 1 failed operation, 2 bad usage. Errors are one line on stderr,
+//! `error: <message>`; logs go to stderr too (`-v`, `RUST_LOG`).
+//!
+//! How the pieces fit: `cli` is the command line, `session` resolves settings and loads the
+//! host, `staging` fills the default plugins folder, `commands` computes and prints each
+//! subcommand's answer, `shell` runs the same commands in a loop.
 #![forbid(unsafe_code)]
-fn main() {
-    env_logger::init();
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|p| p.to_owned()))
-        .unwrap_or_default();
-    let pdir = dir.join("plugins");
-    std::fs::create_dir_all(&pdir).unwrap();
-    for n in [
-        "greeter",
-        "welcome",
-        "audit_log",
-        "echo",
-        "counter",
-        "notes",
-        "validator",
-        "users",
-    ] {
-        std::fs::copy(
-            dir.join("deps").join(format!("lib{n}.so")),
-            pdir.join(format!("lib{n}.so")),
-        )
-        .unwrap();
+
+mod cli;
+mod commands;
+mod error;
+mod json;
+mod session;
+mod shell;
+mod staging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command},
+    error::AppError,
+    session::Session,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
     }
-    let host = loader::Host::builder()
-        .plugins_dir(&pdir)
-        .build()
-        .expect("host");
-    let report = host.load_dir().expect("load");
-    for e in &report.entries {
-        println!(
-            "{:?} {:?} {:?}",
-            e.file,
-            e.plugin,
-            e.error.as_ref().map(|e| e.to_string())
-        );
+}
+
+fn run(cli: &Cli) -> Result<(), AppError> {
+    commands::check_usage(&cli.command)?;
+    let session = Session::open(&cli.global)?;
+    match &cli.command {
+        Command::Shell => shell::run(&session),
+        command => commands::run(&session, command),
     }
-    let r = host.execute(
-        "greeter:greet",
-        plugin_api::Payload::from_json_str(r#"{"name":"Ada"}"#).unwrap(),
-    );
-    println!("{:?}", r.map(|p| p.to_json_string()));
-    for c in [
-        ("welcome:welcome", r#"{"name":"Bob"}"#),
-        ("audit-log:recent", r#"{"limit":3}"#),
-        ("counter:increment", "{}"),
-        ("notes:save", r#"{"title":"  hi ","body":"x"}"#),
-        ("notes:save", r#"{"title":"  ","body":"x"}"#),
-        ("notes:list", "{}"),
-        ("greeter:greet-user", r#"{"id":2}"#),
-        ("audit-log:commands", r#"{"limit":2}"#),
-    ] {
-        let r = host.execute(c.0, plugin_api::Payload::from_json_str(c.1).unwrap());
-        println!("{} => {:?}", c.0, r.map(|p| p.to_json_string().unwrap()));
-    }
-    println!(
-        "{:?}",
-        host.call(
-            "echo",
-            "reverse",
-            plugin_api::Payload::json("abc").unwrap(),
-            None
-        )
-        .map(|p| p.to_json_string().unwrap())
-    );
+}
+
+/// Warnings by default, info with `-v`, debug with `-vv`; `RUST_LOG` directives are applied on
+/// top, so `RUST_LOG=greeter=debug` adds one plugin's detail without silencing the rest.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .init();
 }

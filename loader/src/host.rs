@@ -620,6 +620,25 @@ impl Host {
         )
     }
 
+    /// A preflight report of the plugins folder (or `dir`) under this host's config, activating
+    /// nothing.
+    ///
+    /// # Errors
+    /// The folder cannot be listed.
+    pub fn diagnose(&self, dir: Option<&Path>) -> Result<crate::DoctorReport, LoadError> {
+        let dir = dir
+            .map(Path::to_path_buf)
+            .or_else(|| self.inner.plugins_dir.clone())
+            .ok_or_else(|| LoadError::Io {
+                path: PathBuf::from("<plugins folder>"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no plugins folder configured",
+                ),
+            })?;
+        crate::doctor::diagnose(&dir, &self.inner.config, &self.inner.shadow_dir)
+    }
+
     /// The flight recorder's records, oldest first.
     pub fn trace(&self) -> Vec<TraceRecord> {
         self.inner.recorder.snapshot()

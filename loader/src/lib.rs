@@ -38,6 +38,7 @@ mod context;
 mod deadletter;
 mod discover;
 mod dispatch;
+mod doctor;
 mod error;
 mod host;
 mod library;
@@ -51,12 +52,15 @@ mod routes;
 mod slot;
 mod storage;
 mod supervisor;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod watch;
 
 pub use config::{HostConfig, PluginSettings};
 pub use deadletter::DeadLetter;
 pub use discover::{discover, is_candidate, library_file_name};
 pub use dispatch::CollectedResults;
+pub use doctor::{fix_for, DoctorReport, FileDiagnosis, Problem};
 pub use error::{ConfigError, LoadError, StorageError};
 pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscription, HOST_VERSION};
 pub use library::{load_library, PluginLibrary};

@@ -1,0 +1,234 @@
+//! `describe`: a plugin's manifest and its capabilities, declared versus granted.
+
+use std::fmt::Write as _;
+
+use loader::{PluginInfo, PluginState};
+use plugin_api::{CommandDecl, Dependency, ErrorKind, HookDecl, MiddlewareDecl, ProviderDecl};
+use serde::Serialize;
+
+use super::report_error;
+use crate::{error::AppError, session::Session};
+
+/// What `describe` shows about one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Description {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version, when known.
+    pub version: Option<String>,
+    /// Lifecycle state.
+    pub state: String,
+    /// The plugin file.
+    pub file: String,
+    /// Why it is not serving, or its last fault.
+    pub error: Option<String>,
+    /// The manifest, absent when the file failed before it could be read.
+    #[serde(flatten)]
+    pub manifest: Option<ManifestView>,
+    /// Capabilities declared and granted.
+    pub capabilities: Capabilities,
+}
+
+/// The manifest fields `describe` shows (name and version are on [`Description`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestView {
+    /// One line about the plugin.
+    pub description: String,
+    /// plugin-api version it was built against.
+    pub api_version: String,
+    /// Semver requirement on the host.
+    pub host_requirement: String,
+    /// Plugins it needs, with version ranges.
+    pub dependencies: Vec<Dependency>,
+    /// Commands, short names.
+    pub commands: Vec<CommandDecl>,
+    /// Event types it emits.
+    pub emits: Vec<String>,
+    /// Event patterns it subscribes to.
+    pub subscribes: Vec<String>,
+    /// Hooks it handles, with priorities.
+    pub hooks: Vec<HookDecl>,
+    /// Providers it offers, with priorities.
+    pub providers: Vec<ProviderDecl>,
+    /// Its middleware, when it installs one.
+    pub middleware: Option<MiddlewareDecl>,
+    /// Whether it answers direct messages and RPC.
+    pub accepts_messages: bool,
+}
+
+/// Declared versus granted capabilities.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capabilities {
+    /// What the manifest declares.
+    pub declared: Vec<String>,
+    /// What the host config granted.
+    pub granted: Vec<String>,
+    /// Declared but not granted.
+    pub denied: Vec<String>,
+}
+
+/// Describes plugin `name`, failed plugins included.
+///
+/// # Errors
+/// No plugin of that name: the message lists the active plugins.
+pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> {
+    let info = session.host.plugin(name).ok_or_else(|| {
+        let active = session.active_plugin_names();
+        let active = if active.is_empty() {
+            "none".to_owned()
+        } else {
+            active.join(", ")
+        };
+        AppError::failed(
+            ErrorKind::NotFound,
+            format!("no plugin named {name} (loaded: {active})"),
+        )
+    })?;
+    let error = (info.state == PluginState::Failed)
+        .then(|| report_error(session, &info.file))
+        .flatten()
+        .or_else(|| info.error.clone());
+    Ok(Description::new(info, error))
+}
+
+impl Description {
+    fn new(info: PluginInfo, error: Option<String>) -> Self {
+        let denied = info
+            .declared
+            .iter()
+            .filter(|c| !info.granted.contains(c))
+            .cloned()
+            .collect();
+        Description {
+            name: info.name,
+            version: info.version,
+            state: info.state.as_str().to_owned(),
+            file: info.file.display().to_string(),
+            error,
+            manifest: info.manifest.map(|m| ManifestView {
+                description: m.description,
+                api_version: m.api_version,
+                host_requirement: m.host_requirement,
+                dependencies: m.dependencies,
+                commands: m.commands,
+                emits: m.emits,
+                subscribes: m.subscribes,
+                hooks: m.hooks,
+                providers: m.providers,
+                middleware: m.middleware,
+                accepts_messages: m.accepts_messages,
+            }),
+            capabilities: Capabilities {
+                declared: info.declared,
+                granted: info.granted,
+                denied,
+            },
+        }
+    }
+}
+
+/// `describe` as text for people.
+pub fn render_description(d: &Description) -> String {
+    let mut out = String::new();
+    let version = d.version.as_deref().unwrap_or("(unknown version)");
+    let _ = writeln!(out, "{} {version} ({})", d.name, d.state);
+    let mut field = |label: &str, value: &str| {
+        let _ = writeln!(out, "  {label:<17}{value}");
+    };
+    if let Some(m) = &d.manifest {
+        if !m.description.is_empty() {
+            field("description:", &m.description);
+        }
+    }
+    field("file:", &d.file);
+    if let Some(error) = &d.error {
+        field("error:", error);
+    }
+    if let Some(m) = &d.manifest {
+        field("api version:", &m.api_version);
+        field("host requires:", &m.host_requirement);
+        let deps: Vec<String> = m
+            .dependencies
+            .iter()
+            .map(|dep| format!("{} {}", dep.name, dep.requirement))
+            .collect();
+        field("dependencies:", &joined(&deps));
+        field("emits:", &joined(&m.emits));
+        field("subscribes:", &joined(&m.subscribes));
+        let hooks: Vec<String> = m
+            .hooks
+            .iter()
+            .map(|h| format!("{} (priority {})", h.name, h.priority))
+            .collect();
+        field("hooks:", &joined(&hooks));
+        let providers: Vec<String> = m
+            .providers
+            .iter()
+            .map(|p| format!("{} (priority {})", p.name, p.priority))
+            .collect();
+        field("providers:", &joined(&providers));
+        let middleware = m
+            .middleware
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |m| format!("priority {}", m.priority));
+        field("middleware:", &middleware);
+        field(
+            "messages:",
+            if m.accepts_messages {
+                "accepted (direct messages and RPC)"
+            } else {
+                "not accepted"
+            },
+        );
+        push_commands(&mut out, &d.name, &m.commands);
+    }
+    push_capabilities(&mut out, &d.capabilities);
+    out
+}
+
+fn joined(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn push_commands(out: &mut String, plugin: &str, commands: &[CommandDecl]) {
+    if commands.is_empty() {
+        let _ = writeln!(out, "  {:<17}-", "commands:");
+        return;
+    }
+    let _ = writeln!(out, "  commands:");
+    let names: Vec<String> = commands
+        .iter()
+        .map(|c| format!("{plugin}:{}", c.name))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (name, command) in names.iter().zip(commands) {
+        let line = format!("    {name:<width$}  {}", command.description);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+fn push_capabilities(out: &mut String, caps: &Capabilities) {
+    if caps.declared.is_empty() {
+        let _ = writeln!(out, "  {:<17}-", "capabilities:");
+        return;
+    }
+    let _ = writeln!(out, "  capabilities:");
+    let width = caps
+        .declared
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    for capability in &caps.declared {
+        let verdict = if caps.granted.contains(capability) {
+            "granted"
+        } else {
+            "denied by the host config"
+        };
+        let _ = writeln!(out, "    {capability:<width$}  {verdict}");
+    }
+}

@@ -1,0 +1,224 @@
+//! The shell on a terminal: rustyline with history and tab completion.
+
+use std::path::PathBuf;
+
+use loader::Host;
+use plugin_api::ErrorKind;
+use rustyline::{
+    completion::{Completer, Pair},
+    error::ReadlineError,
+    highlight::Highlighter,
+    hint::Hinter,
+    history::FileHistory,
+    validate::Validator,
+    CompletionType, Config, Context, Editor, Helper,
+};
+
+use super::{human_answer, line, line::ShellCommand};
+use crate::{commands::print_line, error::AppError, session::Session};
+
+const PROMPT: &str = "demo> ";
+
+/// History file name inside the data folder.
+const HISTORY_FILE: &str = "shell_history";
+
+/// Runs the interactive shell until `quit`, `exit` or Ctrl-D.
+///
+/// # Errors
+/// The terminal cannot be set up or read, or stdout is closed.
+pub fn run(session: &Session) -> Result<(), AppError> {
+    let config = Config::builder()
+        .auto_add_history(true)
+        .completion_type(CompletionType::List)
+        .build();
+    let mut editor: Editor<ShellHelper, FileHistory> =
+        Editor::with_config(config).map_err(readline_error)?;
+    editor.set_helper(Some(ShellHelper {
+        host: session.host.clone(),
+    }));
+    // History only persists with a data folder: without one nothing else of the session
+    // survives it either.
+    let history: Option<PathBuf> = session.data_dir.as_ref().map(|d| d.join(HISTORY_FILE));
+    if let Some(path) = history.as_ref().filter(|p| p.exists()) {
+        if let Err(e) = editor.load_history(path) {
+            log::warn!("cannot read shell history {}: {e}", path.display());
+        }
+    }
+    print_line(&format!(
+        "demo-app shell: {} plugins active from {}. Type help, or quit to leave.",
+        session.active_plugin_names().len(),
+        session.plugins_dir.display()
+    ))?;
+    let result = read_eval_print(session, &mut editor);
+    if let Some(path) = &history {
+        if let Err(e) = editor.save_history(path) {
+            log::warn!("cannot save shell history {}: {e}", path.display());
+        }
+    }
+    result
+}
+
+fn read_eval_print(
+    session: &Session,
+    editor: &mut Editor<ShellHelper, FileHistory>,
+) -> Result<(), AppError> {
+    loop {
+        let typed = match editor.readline(PROMPT) {
+            Ok(typed) => typed,
+            // Ctrl-C abandons the line being typed, as in other shells; Ctrl-D leaves.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return Ok(()),
+            Err(e) => return Err(readline_error(e)),
+        };
+        match line::parse(&typed) {
+            Ok(None) => {}
+            Ok(Some(ShellCommand::Quit)) => return Ok(()),
+            Ok(Some(command)) => match human_answer(session, &command) {
+                Ok(text) => print_line(&text)?,
+                Err(e) => eprintln!("error: {e}"),
+            },
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}
+
+fn readline_error(error: ReadlineError) -> AppError {
+    AppError::failed(ErrorKind::Failed, format!("terminal: {error}"))
+}
+
+/// Completion from the live host, so plugins and commands are offered as they are now.
+struct ShellHelper {
+    host: Host,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let plugins = self.host.plugins();
+        let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+        // Event types that plugins declare they emit; patterns are not event types.
+        let events: Vec<String> = plugins
+            .iter()
+            .filter_map(|p| p.manifest.as_ref())
+            .flat_map(|m| m.emits.iter())
+            .filter(|e| !e.contains('*'))
+            .cloned()
+            .collect();
+        let words = Words {
+            plugins: &names,
+            commands: &self.host.commands(),
+            events: &events,
+        };
+        let (start, candidates) = complete(&line[..pos], &words);
+        let pairs = candidates
+            .into_iter()
+            .map(|c| Pair {
+                replacement: format!("{c} "),
+                display: c,
+            })
+            .collect();
+        Ok((start, pairs))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ShellHelper {}
+
+impl Validator for ShellHelper {}
+
+impl Helper for ShellHelper {}
+
+/// What can be completed besides the shell's own command names.
+struct Words<'a> {
+    plugins: &'a [String],
+    commands: &'a [String],
+    events: &'a [String],
+}
+
+/// Completes the word ending at the end of `before` (the line up to the cursor). Returns where
+/// that word starts and the sorted candidates.
+fn complete(before: &str, words: &Words<'_>) -> (usize, Vec<String>) {
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
+    let partial = &before[start..];
+    let previous: Vec<&str> = before[..start].split_whitespace().collect();
+    let pool: Vec<&str> = match previous.as_slice() {
+        [] => line::COMMAND_NAMES.to_vec(),
+        ["call"] => words.commands.iter().map(String::as_str).collect(),
+        ["describe"] => words.plugins.iter().map(String::as_str).collect(),
+        ["describe", _] | ["list"] => vec!["--json"],
+        ["emit"] => words.events.iter().map(String::as_str).collect(),
+        ["emit", _, ..] => vec!["--collect"],
+        _ => Vec::new(),
+    };
+    let mut candidates: Vec<String> = pool
+        .into_iter()
+        .filter(|c| c.starts_with(partial))
+        .map(str::to_owned)
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    (start, candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn with_words<T>(f: impl FnOnce(&Words<'_>) -> T) -> T {
+        let plugins = strings(&["greeter", "notes"]);
+        let commands = strings(&["greeter:greet", "greeter:greet-user", "notes:save"]);
+        let events = strings(&["greeter:greeted"]);
+        f(&Words {
+            plugins: &plugins,
+            commands: &commands,
+            events: &events,
+        })
+    }
+
+    #[test]
+    fn completes_shell_commands_first() {
+        with_words(|w| {
+            assert_eq!(complete("", w).1.len(), line::COMMAND_NAMES.len());
+            assert_eq!(complete("d", w), (0, strings(&["describe"])));
+            assert_eq!(complete("e", w), (0, strings(&["emit", "exit"])));
+        });
+    }
+
+    #[test]
+    fn completes_commands_plugins_and_events() {
+        with_words(|w| {
+            assert_eq!(
+                complete("call greeter:g", w),
+                (5, strings(&["greeter:greet", "greeter:greet-user"]))
+            );
+            assert_eq!(complete("describe n", w), (9, strings(&["notes"])));
+            assert_eq!(complete("emit gr", w), (5, strings(&["greeter:greeted"])));
+            assert_eq!(
+                complete("emit greeter:greeted {} --c", w),
+                (24, strings(&["--collect"]))
+            );
+        });
+    }
+
+    #[test]
+    fn nothing_to_complete_inside_json() {
+        with_words(|w| {
+            assert!(complete(r#"call greeter:greet {"na"#, w).1.is_empty());
+        });
+    }
+}

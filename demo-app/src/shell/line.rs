@@ -1,0 +1,294 @@
+//! Splitting a typed shell line into a command.
+//!
+//! Shell words are not enough here: a JSON argument contains spaces and quotes, so after the
+//! command name (and the target, for `call` and `emit`) the rest of the line is taken as it is.
+
+use plugin_api::ErrorKind;
+
+use crate::error::AppError;
+
+/// The shell's command names, for `help` and completion.
+pub const COMMAND_NAMES: [&str; 7] = ["call", "emit", "list", "describe", "help", "quit", "exit"];
+
+/// One line of shell input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellCommand<'a> {
+    /// `call <plugin:command> [JSON]`
+    Call {
+        /// `<plugin>:<command>`.
+        command: &'a str,
+        /// The JSON arguments (`{}` when none were typed).
+        args: &'a str,
+    },
+    /// `emit <type> [--collect] [JSON]` (`--collect` may also come last).
+    Emit {
+        /// The event type.
+        event_type: &'a str,
+        /// The JSON data (`{}` when none was typed).
+        data: &'a str,
+        /// Whether to wait for the subscribers' answers.
+        collect: bool,
+    },
+    /// `list [--json]`
+    List {
+        /// JSON instead of a table (on a terminal; piped output is always JSON).
+        json: bool,
+    },
+    /// `describe <plugin> [--json]`
+    Describe {
+        /// The plugin name.
+        plugin: &'a str,
+        /// JSON instead of text (on a terminal).
+        json: bool,
+    },
+    /// `help`
+    Help,
+    /// `quit` or `exit`
+    Quit,
+}
+
+/// What `help` prints: each command's synopsis and what it does.
+pub const HELP: [(&str, &str); 6] = [
+    (
+        "call <plugin:command> [JSON]",
+        "run a command; JSON is the rest of the line (default {})",
+    ),
+    (
+        "emit <type> [JSON] [--collect]",
+        "publish an event; --collect waits for every subscriber's answer",
+    ),
+    (
+        "list [--json]",
+        "every plugin file with its state and any error",
+    ),
+    (
+        "describe <plugin> [--json]",
+        "a plugin's manifest and capabilities",
+    ),
+    ("help", "this list"),
+    ("quit | exit", "leave the shell (end of input also does)"),
+];
+
+/// Parses one line. Blank lines and `#` comments give `Ok(None)`.
+///
+/// # Errors
+/// An unknown command name, a missing argument or unexpected words: a usage error whose
+/// message shows the expected form.
+pub fn parse(line: &str) -> Result<Option<ShellCommand<'_>>, AppError> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (name, rest) = split_word(line);
+    let command = match name {
+        "call" => {
+            let (command, args) = split_word(rest);
+            if command.is_empty() {
+                return Err(usage("call <plugin:command> [JSON]"));
+            }
+            ShellCommand::Call {
+                command,
+                args: or_empty_object(args),
+            }
+        }
+        "emit" => {
+            let (event_type, rest) = split_word(rest);
+            if event_type.is_empty() || event_type == "--collect" {
+                return Err(usage("emit <type> [JSON] [--collect]"));
+            }
+            let (data, collect) = strip_flag(rest, "--collect");
+            ShellCommand::Emit {
+                event_type,
+                data: or_empty_object(data),
+                collect,
+            }
+        }
+        "list" => {
+            let (rest, json) = strip_flag(rest, "--json");
+            no_more(rest, "list [--json]")?;
+            ShellCommand::List { json }
+        }
+        "describe" => {
+            let (rest, json) = strip_flag(rest, "--json");
+            let (plugin, rest) = split_word(rest);
+            if plugin.is_empty() {
+                return Err(usage("describe <plugin> [--json]"));
+            }
+            no_more(rest, "describe <plugin> [--json]")?;
+            ShellCommand::Describe { plugin, json }
+        }
+        "help" => ShellCommand::Help,
+        "quit" | "exit" => ShellCommand::Quit,
+        other => {
+            return Err(AppError::usage(
+                ErrorKind::InvalidInput,
+                format!(
+                    "unknown command {other:?} (commands: {})",
+                    COMMAND_NAMES.join(", ")
+                ),
+            ))
+        }
+    };
+    Ok(Some(command))
+}
+
+/// The first whitespace-separated word of `text` and the trimmed rest.
+pub fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(end) => (&text[..end], text[end..].trim()),
+        None => (text, ""),
+    }
+}
+
+/// Removes `flag` when it is the first or the last word of `text`. Only whole words count, so a
+/// JSON string that merely contains the flag's text is left alone.
+fn strip_flag<'a>(text: &'a str, flag: &str) -> (&'a str, bool) {
+    let (first, rest) = split_word(text);
+    if first == flag {
+        return (rest, true);
+    }
+    if let Some(before) = text.strip_suffix(flag) {
+        if before.is_empty() || before.ends_with(char::is_whitespace) {
+            return (before.trim_end(), true);
+        }
+    }
+    (text, false)
+}
+
+fn or_empty_object(json: &str) -> &str {
+    if json.is_empty() {
+        "{}"
+    } else {
+        json
+    }
+}
+
+fn no_more(rest: &str, synopsis: &str) -> Result<(), AppError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::usage(
+            ErrorKind::InvalidInput,
+            format!("unexpected {rest:?}; usage: {synopsis}"),
+        ))
+    }
+}
+
+fn usage(synopsis: &str) -> AppError {
+    AppError::usage(ErrorKind::InvalidInput, format!("usage: {synopsis}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> ShellCommand<'_> {
+        parse(line).expect("parses").expect("a command")
+    }
+
+    #[test]
+    fn blank_lines_and_comments_are_skipped() {
+        assert_eq!(parse("").expect("ok"), None);
+        assert_eq!(parse("   \t").expect("ok"), None);
+        assert_eq!(parse("# call greeter:greet").expect("ok"), None);
+    }
+
+    #[test]
+    fn call_keeps_the_rest_of_the_line_as_json() {
+        assert_eq!(
+            ok(r#"call greeter:greet {"name": "Ada Lovelace"}"#),
+            ShellCommand::Call {
+                command: "greeter:greet",
+                args: r#"{"name": "Ada Lovelace"}"#,
+            }
+        );
+        assert_eq!(
+            ok("  call   counter:increment  "),
+            ShellCommand::Call {
+                command: "counter:increment",
+                args: "{}",
+            }
+        );
+    }
+
+    #[test]
+    fn call_without_target_is_usage() {
+        let err = parse("call").expect_err("usage");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("call <plugin:command>"), "{err}");
+    }
+
+    #[test]
+    fn emit_collect_first_or_last() {
+        let expected = ShellCommand::Emit {
+            event_type: "data:changed",
+            data: r#"{"a": 1}"#,
+            collect: true,
+        };
+        assert_eq!(ok(r#"emit data:changed --collect {"a": 1}"#), expected);
+        assert_eq!(ok(r#"emit data:changed {"a": 1} --collect"#), expected);
+        assert_eq!(
+            ok("emit data:changed --collect"),
+            ShellCommand::Emit {
+                event_type: "data:changed",
+                data: "{}",
+                collect: true,
+            }
+        );
+    }
+
+    #[test]
+    fn flag_text_inside_json_is_data() {
+        assert_eq!(
+            ok(r#"emit note {"text": "x --collect"}"#),
+            ShellCommand::Emit {
+                event_type: "note",
+                data: r#"{"text": "x --collect"}"#,
+                collect: false,
+            }
+        );
+        assert_eq!(
+            ok(r#"emit note "a--collect""#),
+            ShellCommand::Emit {
+                event_type: "note",
+                data: r#""a--collect""#,
+                collect: false,
+            }
+        );
+    }
+
+    #[test]
+    fn list_describe_help_quit() {
+        assert_eq!(ok("list"), ShellCommand::List { json: false });
+        assert_eq!(ok("list --json"), ShellCommand::List { json: true });
+        assert_eq!(
+            ok("describe greeter --json"),
+            ShellCommand::Describe {
+                plugin: "greeter",
+                json: true,
+            }
+        );
+        assert_eq!(ok("help"), ShellCommand::Help);
+        assert_eq!(ok("quit"), ShellCommand::Quit);
+        assert_eq!(ok("exit"), ShellCommand::Quit);
+        assert!(parse("list everything").is_err());
+        assert!(parse("describe").is_err());
+        assert!(parse("describe a b").is_err());
+    }
+
+    #[test]
+    fn unknown_command_names_the_known_ones() {
+        let err = parse("cal greeter:greet").expect_err("unknown");
+        assert!(err.to_string().contains("\"cal\""), "{err}");
+        assert!(err.to_string().contains("call, emit"), "{err}");
+        assert!(matches!(err, AppError::Usage { .. }));
+    }
+
+    #[test]
+    fn split_word_trims() {
+        assert_eq!(split_word("  a  b c "), ("a", "b c"));
+        assert_eq!(split_word("a"), ("a", ""));
+        assert_eq!(split_word(""), ("", ""));
+    }
+}

@@ -1,0 +1,251 @@
+//! A preflight report of a plugins folder that activates nothing: what `demo-app doctor` prints.
+//!
+//! Each file goes through the same checks as a real load (including dlopen of a shadow copy and
+//! reading the manifest, which runs no plugin code of the author's), then the set is checked for
+//! duplicate names, host requirements and dependencies, and the activation order is computed.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use crate::{
+    config::HostConfig,
+    discover,
+    error::LoadError,
+    host::HOST_VERSION,
+    library::{self, PluginLibrary},
+    resolve::{self, Node},
+};
+
+/// One problem and how to fix it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// What is wrong.
+    pub error: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// What the doctor found about one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiagnosis {
+    /// The file.
+    pub file: PathBuf,
+    /// Whether it is a loadable plugin library at all.
+    pub is_plugin: bool,
+    /// Plugin name, if the manifest was read.
+    pub name: Option<String>,
+    /// Plugin version.
+    pub version: Option<String>,
+    /// plugin-api version it was built against.
+    pub api_version: Option<String>,
+    /// SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// Dependencies with their ranges.
+    pub dependencies: Vec<String>,
+    /// Capabilities the manifest declares.
+    pub declared: Vec<String>,
+    /// Capabilities the host config grants.
+    pub granted: Vec<String>,
+    /// Problems, each with a fix; empty when the plugin would activate.
+    pub problems: Vec<Problem>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    /// The folder examined.
+    pub folder: PathBuf,
+    /// The host version plugins are checked against.
+    pub host_version: String,
+    /// The plugin-api version of the host.
+    pub api_version: String,
+    /// One entry per candidate file.
+    pub files: Vec<FileDiagnosis>,
+    /// Plugins in the order they would be activated.
+    pub activation_order: Vec<String>,
+}
+
+impl DoctorReport {
+    /// Whether every file would load and activate (activation itself is not tried).
+    pub fn is_healthy(&self) -> bool {
+        self.files.iter().all(|f| f.problems.is_empty())
+    }
+}
+
+/// The advice that goes with an error.
+pub fn fix_for(error: &LoadError) -> String {
+    match error {
+        LoadError::Io { .. } => "check that the file exists and is readable by the host".into(),
+        LoadError::NotRegularFile { .. } => "put the library itself in the folder, not a link or folder".into(),
+        LoadError::WorldWritable { path, .. } => format!("chmod o-w {}", path.display()),
+        LoadError::BadLibrary { .. } => "rebuild the plugin or copy it again completely (the file is truncated or not a shared library)".into(),
+        LoadError::NotAllowed { sha256, .. } => format!("add {sha256} to the allowlist in the host config if you trust this build"),
+        LoadError::Open { .. } => "rebuild the plugin for this platform; remove files that are not plugins from the folder".into(),
+        LoadError::NotAPlugin { .. } => "remove the file from the plugins folder, or add `export_plugin!(YourPlugin);` to the crate".into(),
+        LoadError::InterfaceVersion { host, .. } => format!("rebuild the plugin against plugin-api {host}"),
+        LoadError::AbiMismatch { .. } => "rebuild the plugin against this host's plugin-api".into(),
+        LoadError::PanicAbort { .. } => "remove `panic = \"abort\"` from the plugin's build profile".into(),
+        LoadError::Manifest { .. } => "fix the plugin's manifest (name: a-z, 0-9, '-', '_')".into(),
+        LoadError::BadVersion { .. } => "give the plugin a semver version (for example 0.1.0)".into(),
+        LoadError::HostRequirement { host, .. } => format!("use a plugin build whose host requirement accepts {host}"),
+        LoadError::Duplicate { path, .. } => format!("remove one of the two files ({})", path.display()),
+        LoadError::AlreadyLoaded { .. } => "nothing to do".into(),
+        LoadError::MissingDependency { dependency, requirement, .. } => format!("add plugin {dependency} {requirement} to the folder"),
+        LoadError::IncompatibleDependency { dependency, requirement, .. } => format!("install a version of {dependency} matching {requirement}"),
+        LoadError::DependencyFailed { dependency, .. } => format!("fix plugin {dependency} first"),
+        LoadError::Cycle { .. } => "break the dependency cycle: one of these plugins must not depend on the other".into(),
+        LoadError::Activation { .. } => "see the plugin's own error; its activate failed".into(),
+        LoadError::Disabled { plugin } => format!("set enabled = true under [plugins.{plugin}] in the host config"),
+        LoadError::Quarantined { plugin, .. } => format!("fix the plugin, then re-enable {plugin}"),
+        LoadError::UnknownPlugin { .. } => "check the plugin name".into(),
+        LoadError::BlockedByDependent { dependent, .. } => format!("upgrade {dependent} first, or keep a compatible version"),
+    }
+}
+
+fn problem(error: &LoadError) -> Problem {
+    Problem {
+        error: error.to_string(),
+        fix: fix_for(error),
+    }
+}
+
+/// Examines every candidate file in `dir` under `config`, activating nothing.
+///
+/// # Errors
+/// Only when `dir` cannot be listed.
+pub fn diagnose(
+    dir: &Path,
+    config: &HostConfig,
+    shadow_dir: &Path,
+) -> Result<DoctorReport, LoadError> {
+    let files = discover::discover(dir)?;
+    let allowlist = config.allowlist_set();
+    let host_version =
+        semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
+    let mut out: Vec<FileDiagnosis> = Vec::new();
+    let mut libs: Vec<(usize, PluginLibrary)> = Vec::new();
+    for file in files {
+        let mut d = FileDiagnosis {
+            file: file.clone(),
+            is_plugin: false,
+            name: None,
+            version: None,
+            api_version: None,
+            sha256: None,
+            dependencies: Vec::new(),
+            declared: Vec::new(),
+            granted: Vec::new(),
+            problems: Vec::new(),
+        };
+        match library::load_library(&file, shadow_dir, allowlist.as_ref()) {
+            Ok(lib) => {
+                let m = &lib.manifest;
+                d.is_plugin = true;
+                d.name = Some(m.name.clone());
+                d.version = Some(m.version.clone());
+                d.api_version = Some(m.api_version.clone());
+                d.sha256 = Some(lib.sha256.clone());
+                d.dependencies = m
+                    .dependencies
+                    .iter()
+                    .map(|x| format!("{} {}", x.name, x.requirement))
+                    .collect();
+                d.declared = m.declared_capabilities();
+                let settings = config.plugin(&m.name);
+                d.granted = settings.grant(&d.declared);
+                for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
+                    d.problems.push(Problem {
+                        error: format!("capability {missing} is declared but not granted by the host config"),
+                        fix: format!("grant it under [plugins.{}] or accept that the plugin gets permission-denied errors when it uses it", m.name),
+                    });
+                }
+                if !settings.enabled {
+                    d.problems.push(problem(&LoadError::Disabled {
+                        plugin: m.name.clone(),
+                    }));
+                }
+                let req = if m.host_requirement.is_empty() {
+                    "*"
+                } else {
+                    &m.host_requirement
+                };
+                match semver::VersionReq::parse(req) {
+                    Ok(r) if !r.matches(&host_version) => {
+                        d.problems.push(problem(&LoadError::HostRequirement {
+                            plugin: m.name.clone(),
+                            requirement: req.to_owned(),
+                            host: host_version.to_string(),
+                        }))
+                    }
+                    Ok(_) => {}
+                    Err(e) => d.problems.push(Problem {
+                        error: format!("host requirement {req:?} is not a semver range: {e}"),
+                        fix: "use a range like \"^0.1\" or \"*\"".into(),
+                    }),
+                }
+                libs.push((out.len(), lib));
+            }
+            Err(error) => {
+                d.is_plugin = !matches!(
+                    error,
+                    LoadError::NotAPlugin { .. }
+                        | LoadError::Open { .. }
+                        | LoadError::BadLibrary { .. }
+                );
+                d.problems.push(problem(&error));
+            }
+        }
+        out.push(d);
+    }
+    // Duplicate names: the first file wins, as in a real load.
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut unique: Vec<(usize, &PluginLibrary)> = Vec::new();
+    for (i, lib) in &libs {
+        match seen.get(&lib.manifest.name) {
+            Some(existing) => out[*i].problems.push(problem(&LoadError::Duplicate {
+                plugin: lib.manifest.name.clone(),
+                path: lib.source.clone(),
+                existing: existing.clone(),
+            })),
+            None => {
+                seen.insert(lib.manifest.name.clone(), lib.source.clone());
+                unique.push((*i, lib));
+            }
+        }
+    }
+    let nodes: Vec<Node<'_>> = unique
+        .iter()
+        .map(|(_, l)| Node {
+            name: &l.manifest.name,
+            version: &l.version,
+            dependencies: &l.manifest.dependencies,
+        })
+        .collect();
+    let resolution = resolve::resolve(&nodes, &HashMap::new());
+    for (k, error) in &resolution.failed {
+        out[unique[*k].0].problems.push(problem(error));
+    }
+    let blocked: HashSet<usize> = unique
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| !out[*i].problems.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    let activation_order = resolution
+        .order
+        .iter()
+        .filter(|k| !blocked.contains(k))
+        .map(|&k| unique[k].1.manifest.name.clone())
+        .collect();
+    Ok(DoctorReport {
+        folder: dir.to_owned(),
+        host_version: host_version.to_string(),
+        api_version: plugin_api::API_VERSION.to_owned(),
+        files: out,
+        activation_order,
+    })
+}
