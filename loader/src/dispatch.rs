@@ -185,10 +185,10 @@ impl HostInner {
                 slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                 // Missing the host's own deadline is a fault; a caller's shorter one is not.
                 if timeout >= self.config.call_timeout() {
-                    slot.mark_faulted(format!(
-                        "{what} missed its {} ms deadline",
-                        timeout.as_millis()
-                    ));
+                    slot.mark_faulted(
+                        format!("{what} missed its {} ms deadline", timeout.as_millis()),
+                        true,
+                    );
                 }
                 Err(PluginError::new(
                     ErrorKind::Timeout,

@@ -78,6 +78,8 @@ pub(crate) struct Mailbox {
 pub(crate) struct Fault {
     pub plugin: String,
     pub reason: String,
+    /// The plugin's thread may still be stuck in plugin code (a missed deadline).
+    pub stuck: bool,
 }
 
 /// Lifecycle state of a plugin.
@@ -272,7 +274,7 @@ impl Slot {
     /// Marks a handler fault (panic or missed deadline).
     /// Marks a handler fault (a panic, or a missed host deadline) and reports it to the
     /// supervisor, which restarts or quarantines the plugin.
-    pub fn mark_faulted(&self, why: String) {
+    pub fn mark_faulted(&self, why: String, stuck: bool) {
         {
             let mut state = self.state.write();
             if *state == PluginState::Active {
@@ -283,6 +285,7 @@ impl Slot {
         let _ = self.faults.send(Fault {
             plugin: self.name.to_string(),
             reason: why,
+            stuck,
         });
     }
 
@@ -343,7 +346,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 let failed = with_current(&name, &job.chain, job.work_id, || (job.run)(&mut instance));
                 slot.metrics.record_call(started.elapsed(), failed);
                 if failed == Some(ErrorKind::Panicked) {
-                    slot.mark_faulted(format!("a handler of plugin {name} panicked"));
+                    slot.mark_faulted(format!("a handler of plugin {name} panicked"), false);
                 }
             },
             recv(events) -> delivery => if let Ok(delivery) = delivery {
@@ -374,7 +377,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 if let Err(e) = &result {
                     log::warn!("plugin {name}: handler for event {} #{} failed: {e}", event.event_type, event.id);
                     if e.kind == ErrorKind::Panicked {
-                        slot.mark_faulted(format!("event handler panicked: {e}"));
+                        slot.mark_faulted(format!("event handler panicked: {e}"), false);
                     }
                 }
                 if let Some(reply) = delivery.reply {

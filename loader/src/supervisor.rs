@@ -42,7 +42,7 @@ pub(crate) fn supervise(host: Weak<HostInner>, faults: Receiver<Fault>, stop: Re
                     host.quarantine(&fault.plugin, &fault.reason);
                 } else {
                     restarts.push_back(now);
-                    host.restart(&fault.plugin, &fault.reason);
+                    host.restart(&fault);
                 }
             }
         }
@@ -52,7 +52,8 @@ pub(crate) fn supervise(host: Weak<HostInner>, faults: Receiver<Fault>, stop: Re
 impl HostInner {
     /// Replaces a faulted plugin's instance with a fresh one (no state handoff: the old state
     /// may be what faulted) on a new thread serving the same queues.
-    fn restart(&self, plugin: &str, reason: &str) {
+    fn restart(&self, fault: &Fault) {
+        let (plugin, reason) = (fault.plugin.as_str(), fault.reason.as_str());
         let _guard = self.lifecycle.lock();
         let (slot, library, granted, version) = {
             let state = self.state.read();
@@ -80,7 +81,10 @@ impl HostInner {
             }
         };
         slot.generation.fetch_add(1, Ordering::AcqRel);
-        self.detached.fetch_add(1, Ordering::Relaxed);
+        if fault.stuck {
+            // The old thread may never come back from plugin code; it is left behind.
+            self.detached.fetch_add(1, Ordering::Relaxed);
+        }
         let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
         let thread_slot = slot.clone();
         let recorder = self.recorder.clone();
