@@ -92,7 +92,7 @@ pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use manifest::{CommandDecl, Dependency, HookDecl, Manifest, MiddlewareDecl, ProviderDecl};
-pub use payload::{Codec, Payload};
+pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
 pub use types::{
     BatchOp, CollectedReply, CommandRequest, Entry, Event, HookOutcome, Message, MiddlewareAction,

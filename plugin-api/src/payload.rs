@@ -59,8 +59,16 @@ pub struct Payload {
     pub bytes: RVec<u8>,
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Largest allocation a bincode payload may claim while decoding. Without a limit, a length
+/// prefix in malformed bytes makes the decoder try to allocate whatever it says (and abort).
+pub const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
+
+fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODE_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
 }
 
 impl Default for Payload {
