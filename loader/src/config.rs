@@ -225,4 +225,16 @@ mod tests {
         let err = HostConfig::from_toml_str("call_timeout = 5").expect_err("unknown key");
         assert!(err.contains("call_timeout"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn config_parser_never_panics(text in ".{0,300}") {
+            let _ = HostConfig::from_toml_str(&text);
+        }
+
+        #[test]
+        fn config_values_of_the_wrong_type_are_errors(key in "[a-z_]{1,20}", value in "[0-9a-z\\[\\]\"]{0,10}") {
+            let _ = HostConfig::from_toml_str(&format!("{key} = {value}"));
+        }
+    }
 }
