@@ -137,17 +137,14 @@ impl HostInner {
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         caller.cycle_to(&slot.name)?;
-        let what = format!("{} {name}", kind_word(kind));
         let (tx, rx) = bounded::<Result<T, PluginError>>(1);
-        let late = slot.clone();
-        let what_late = what.clone();
         let work_id = self.next_id();
         let recorder = self.recorder.clone();
         let mut record = recorder.enabled().then(|| TraceRecord {
             id: work_id,
             parent: caller.work,
             kind,
-            name,
+            name: name.clone(),
             caller: caller.name.to_owned(),
             plugin: slot.name.to_string(),
             queued_us: recorder.now(),
@@ -155,6 +152,9 @@ impl HostInner {
             finished_us: 0,
             outcome: String::new(),
         });
+        // Descriptions are built only when something goes wrong: this is the hot path.
+        let late = slot.clone();
+        let late_name = name.clone();
         let job = Job {
             chain: caller.chain.clone(),
             work_id,
@@ -173,7 +173,11 @@ impl HostInner {
                 }
                 if tx.send(result).is_err() {
                     late.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("late reply from plugin {} for {what_late} dropped: the caller stopped waiting", late.name);
+                    log::warn!(
+                        "late reply from plugin {} for {} {late_name} dropped: the caller stopped waiting",
+                        late.name,
+                        kind_word(kind)
+                    );
                 }
                 failed
             }),
@@ -182,6 +186,7 @@ impl HostInner {
         match rx.recv_timeout(timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
+                let what = format!("{} {name}", kind_word(kind));
                 slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                 // Missing the host's own deadline is a fault; a caller's shorter one is not.
                 if timeout >= self.config.call_timeout() {
@@ -202,7 +207,8 @@ impl HostInner {
             Err(RecvTimeoutError::Disconnected) => Err(PluginError::new(
                 ErrorKind::Cancelled,
                 format!(
-                    "{what} cancelled: plugin {} was deactivated before answering",
+                    "{} {name} cancelled: plugin {} was deactivated before answering",
+                    kind_word(kind),
                     slot.name
                 ),
             )),
