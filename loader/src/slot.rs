@@ -59,6 +59,11 @@ pub(crate) enum Control {
     Stop {
         done: Sender<Result<(), PluginError>>,
     },
+    /// Replace a faulted instance with a fresh one (no state handoff), same thread and queues.
+    Restart {
+        next: Box<PluginInstanceBox>,
+        done: Sender<Result<(), PluginError>>,
+    },
     /// Replace the instance (hot reload): finish the current job, hand over state, go on with
     /// the same queues.
     Swap {
@@ -266,6 +271,11 @@ impl Slot {
         (self.jobs_rx.len(), self.events_rx.len())
     }
 
+    /// Whether the plugin stopped taking work (deactivation has begun).
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.read().is_none()
+    }
+
     /// Stops taking new work: later submits fail at once.
     pub fn close(&self) {
         self.mailbox.write().take();
@@ -312,80 +322,171 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
     let generation = slot.generation.load(Ordering::Acquire);
     loop {
         if slot.generation.load(Ordering::Acquire) != generation {
-            // A restart replaced this instance: retire it.
+            // A restart left this thread behind (it was stuck in plugin code): retire it.
             if let Err(e) = instance.deactivate().into_result() {
                 log::warn!("plugin {name}: deactivate of the replaced instance failed: {e}");
             }
             return;
         }
-        select! {
-            recv(control) -> order => match order {
-                Ok(Control::Stop { done }) => {
-                    let cancelled = slot.cancel_queued();
-                    if cancelled > 0 {
-                        log::info!("plugin {name}: {cancelled} queued calls and events cancelled at deactivation");
-                    }
-                    let result = instance.deactivate().into_result();
-                    let _ = done.send(result);
+        // Orders go first: a stop, swap or restart must not wait behind queued work (`select!`
+        // picks at random among ready channels).
+        match control.try_recv() {
+            Ok(order) => {
+                if obey(&slot, &mut instance, order) {
                     return;
                 }
-                Ok(Control::Swap { next, from_version, done }) => {
-                    let mut next = *next;
-                    let result = swap(&name, &mut instance, &mut next, &from_version);
-                    if result.is_ok() {
-                        std::mem::swap(&mut instance, &mut next);
+                continue;
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        select! {
+            recv(control) -> order => match order {
+                Ok(order) => {
+                    if obey(&slot, &mut instance, order) {
+                        return;
                     }
-                    // `next` now holds whichever instance is retired; its library stays mapped.
-                    drop(next);
-                    let _ = done.send(result);
                 }
                 Err(_) => return,
             },
             recv(jobs) -> job => if let Ok(job) = job {
+                if slot.is_closed() {
+                    // Deactivation has begun: dropping the job answers its caller "cancelled".
+                    drop(job);
+                    continue;
+                }
                 let started = Instant::now();
                 let failed = with_current(&name, &job.chain, job.work_id, || (job.run)(&mut instance));
                 slot.metrics.record_call(started.elapsed(), failed);
                 if failed == Some(ErrorKind::Panicked) {
                     slot.mark_faulted(format!("a handler of plugin {name} panicked"), false);
+                    if await_orders(&slot, &mut instance, &control) {
+                        return;
+                    }
                 }
             },
             recv(events) -> delivery => if let Ok(delivery) = delivery {
-                let started = Instant::now();
-                let started_us = recorder.now();
-                let event = delivery.event;
-                let work = recorder.next_id();
-                let result = with_current(&name, &delivery.chain, work, || instance.on_event(&event).into_result());
-                let result = result.map(|r| r.into_option().unwrap_or_default());
-                slot.metrics.record_event(started.elapsed(), result.as_ref().err().map(|e| e.kind));
-                if recorder.enabled() {
-                    recorder.push(TraceRecord {
-                        id: work,
-                        parent: event.id,
-                        kind: RecordKind::Delivery,
-                        name: event.event_type.to_string(),
-                        caller: event.source.to_string(),
-                        plugin: name.to_string(),
-                        queued_us: started_us,
-                        started_us,
-                        finished_us: recorder.now(),
-                        outcome: match &result {
-                            Ok(_) => "ok".to_owned(),
-                            Err(e) => e.to_string(),
-                        },
-                    });
+                if slot.is_closed() {
+                    continue;
                 }
-                if let Err(e) = &result {
-                    log::warn!("plugin {name}: handler for event {} #{} failed: {e}", event.event_type, event.id);
-                    if e.kind == ErrorKind::Panicked {
-                        slot.mark_faulted(format!("event handler panicked: {e}"), false);
-                    }
-                }
-                if let Some(reply) = delivery.reply {
-                    let _ = reply.send((name.clone(), result));
+                if deliver_event(&slot, &mut instance, &recorder, delivery)
+                    && await_orders(&slot, &mut instance, &control)
+                {
+                    return;
                 }
             },
         }
     }
+}
+
+/// After a panic: take no more work until the supervisor says what to do (restart with a fresh
+/// instance, or stop), so nothing reaches the faulted instance. Returns whether to exit.
+fn await_orders(
+    slot: &Slot,
+    instance: &mut PluginInstanceBox,
+    control: &Receiver<Control>,
+) -> bool {
+    match control.recv_timeout(Duration::from_secs(10)) {
+        Ok(order) => obey(slot, instance, order),
+        // No supervisor answer (the host is going away): go on with what we have.
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => true,
+    }
+}
+
+/// Carries out an order; returns whether the thread must exit.
+fn obey(slot: &Slot, instance: &mut PluginInstanceBox, order: Control) -> bool {
+    let name = &slot.name;
+    match order {
+        Control::Stop { done } => {
+            let cancelled = slot.cancel_queued();
+            if cancelled > 0 {
+                log::info!(
+                    "plugin {name}: {cancelled} queued calls and events cancelled at deactivation"
+                );
+            }
+            let result = instance.deactivate().into_result();
+            let _ = done.send(result);
+            true
+        }
+        Control::Swap {
+            next,
+            from_version,
+            done,
+        } => {
+            let mut next = *next;
+            let result = swap(name, instance, &mut next, &from_version);
+            if result.is_ok() {
+                std::mem::swap(instance, &mut next);
+            }
+            // `next` now holds whichever instance is retired; its library stays mapped.
+            drop(next);
+            let _ = done.send(result);
+            false
+        }
+        Control::Restart { next, done } => {
+            // The faulted instance's state may be what faulted: no handoff.
+            if let Err(e) = instance.deactivate().into_result() {
+                log::warn!("plugin {name}: deactivate of the faulted instance failed: {e}");
+            }
+            *instance = *next;
+            let _ = done.send(instance.activate().into_result());
+            false
+        }
+    }
+}
+
+/// Runs one event handler; returns whether it panicked.
+fn deliver_event(
+    slot: &Slot,
+    instance: &mut PluginInstanceBox,
+    recorder: &Recorder,
+    delivery: Delivery,
+) -> bool {
+    let name = &slot.name;
+    let started = Instant::now();
+    let started_us = recorder.now();
+    let event = delivery.event;
+    let work = recorder.next_id();
+    let result = with_current(name, &delivery.chain, work, || {
+        instance.on_event(&event).into_result()
+    });
+    let result = result.map(|r| r.into_option().unwrap_or_default());
+    slot.metrics
+        .record_event(started.elapsed(), result.as_ref().err().map(|e| e.kind));
+    if recorder.enabled() {
+        recorder.push(TraceRecord {
+            id: work,
+            parent: event.id,
+            kind: RecordKind::Delivery,
+            name: event.event_type.to_string(),
+            caller: event.source.to_string(),
+            plugin: name.to_string(),
+            queued_us: started_us,
+            started_us,
+            finished_us: recorder.now(),
+            outcome: match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            },
+        });
+    }
+    let mut panicked = false;
+    if let Err(e) = &result {
+        log::warn!(
+            "plugin {name}: handler for event {} #{} failed: {e}",
+            event.event_type,
+            event.id
+        );
+        if e.kind == ErrorKind::Panicked {
+            slot.mark_faulted(format!("event handler panicked: {e}"), false);
+            panicked = true;
+        }
+    }
+    if let Some(reply) = delivery.reply {
+        let _ = reply.send((name.clone(), result));
+    }
+    panicked
 }
 
 /// Hands state from the old instance to the new one and activates it. On error the old

@@ -19,7 +19,7 @@ use plugin_api::PluginError;
 use crate::{
     error::LoadError,
     host::{Host, HostInner},
-    slot::{self, Fault, PluginState},
+    slot::{self, Control, Fault, PluginState},
 };
 
 /// Runs until the host is dropped (its `stop` sender goes away).
@@ -80,32 +80,45 @@ impl HostInner {
                 return;
             }
         };
-        slot.generation.fetch_add(1, Ordering::AcqRel);
-        if fault.stuck {
-            // The old thread may never come back from plugin code; it is left behind.
+        let deadline = Duration::from_millis(self.config.activation_timeout_ms.max(1));
+        let activated = if fault.stuck {
+            // The old thread may never come back from plugin code: leave it behind (it exits if
+            // it ever returns) and serve the same queues from a new thread.
+            slot.generation.fetch_add(1, Ordering::AcqRel);
             self.detached.fetch_add(1, Ordering::Relaxed);
-        }
-        let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
-        let thread_slot = slot.clone();
-        let recorder = self.recorder.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("plugin-{plugin}"))
-            .spawn(move || {
-                let mut instance = instance;
-                let activated = instance.activate().into_result();
-                let ok = activated.is_ok();
-                let _ = ready_tx.send(activated);
-                if ok {
-                    slot::run(thread_slot, instance, recorder);
-                }
-            });
-        let activated = match spawned {
-            Ok(_) => ready_rx
-                .recv_timeout(Duration::from_millis(
-                    self.config.activation_timeout_ms.max(1),
-                ))
-                .unwrap_or_else(|_| Err(PluginError::failed("activate missed its deadline"))),
-            Err(e) => Err(PluginError::failed(format!("cannot start its thread: {e}"))),
+            let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
+            let thread_slot = slot.clone();
+            let recorder = self.recorder.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("plugin-{plugin}"))
+                .spawn(move || {
+                    let mut instance = instance;
+                    let activated = instance.activate().into_result();
+                    let ok = activated.is_ok();
+                    let _ = ready_tx.send(activated);
+                    if ok {
+                        slot::run(thread_slot, instance, recorder);
+                    }
+                });
+            match spawned {
+                Ok(_) => ready_rx
+                    .recv_timeout(deadline)
+                    .unwrap_or_else(|_| Err(PluginError::failed("activate missed its deadline"))),
+                Err(e) => Err(PluginError::failed(format!("cannot start its thread: {e}"))),
+            }
+        } else {
+            // The thread is alive (the panic was caught): it swaps the instance itself, before
+            // it takes any further work, so nothing reaches the faulted instance again.
+            let (done_tx, done_rx) = bounded(1);
+            match slot.control.send(Control::Restart {
+                next: Box::new(instance),
+                done: done_tx,
+            }) {
+                Ok(()) => done_rx
+                    .recv_timeout(deadline)
+                    .unwrap_or_else(|_| Err(PluginError::failed("restart missed its deadline"))),
+                Err(_) => Err(crate::slot::not_serving(plugin)),
+            }
         };
         match activated {
             Ok(()) => {

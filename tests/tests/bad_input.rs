@@ -1,0 +1,361 @@
+//! Bad plugin files next to a good one: each must get its own precise error, naming the file,
+//! the plugin or the versions involved, while the good plugin (greeter) still activates and
+//! serves, and the host process survives.
+
+use std::path::{Path, PathBuf};
+
+use loader::{Host, LoadError, LoadReport, PluginState};
+use plugin_api::ErrorKind;
+use tests::{example_lib, info, json, set_mode, to_json, truncated_inside_pt_load, PluginDir};
+
+/// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
+const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// A folder with greeter and whatever `add` puts in (returning the bad file), loaded.
+fn load_beside_greeter(
+    add: impl FnOnce(&PluginDir) -> PathBuf,
+) -> (PluginDir, Host, LoadReport, PathBuf) {
+    let dir = PluginDir::new();
+    dir.add_example("greeter");
+    let bad = add(&dir);
+    let (host, report) = dir.load();
+    (dir, host, report, bad)
+}
+
+/// Greeter activated and answers, whatever else was in the folder.
+fn assert_greeter_survives(host: &Host, report: &LoadReport) {
+    assert!(
+        report.activated().contains(&"greeter"),
+        "greeter did not activate: {report:?}"
+    );
+    let reply = host
+        .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
+        .expect("greeter still answers");
+    assert_eq!(to_json(&reply)["message"], "Hello, Ada!");
+    assert_eq!(info(host, "greeter").state, PluginState::Active);
+}
+
+/// The error reported for `file`, which must exist.
+fn error_for<'r>(report: &'r LoadReport, file: &Path) -> &'r LoadError {
+    let name = file
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    report
+        .error_for(&name)
+        .unwrap_or_else(|| panic!("no error reported for {name}: {report:?}"))
+}
+
+/// The error's message names `file`.
+fn assert_names_file(error: &LoadError, file: &Path) {
+    let text = error.to_string();
+    assert!(
+        text.contains(&file.display().to_string()),
+        "{text:?} does not name {}",
+        file.display()
+    );
+}
+
+#[test]
+fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
+    let (_dir, host, report, bad) =
+        load_beside_greeter(|d| d.add_file("libnotes.so", b"shopping: milk, eggs\n"));
+    match error_for(&report, &bad) {
+        LoadError::BadLibrary { path, reason } => {
+            assert_eq!(path, &bad);
+            assert!(reason.contains("not an ELF file"), "{reason}");
+        }
+        other => panic!("expected BadLibrary, got {other:?}"),
+    }
+    assert_names_file(error_for(&report, &bad), &bad);
+    // The failure is listed with the plugins, by file name.
+    let listed = info(&host, "libnotes.so");
+    assert_eq!(listed.state, PluginState::Failed);
+    assert_eq!(listed.file, bad);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn empty_file_is_refused() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libempty.so", b""));
+    match error_for(&report, &bad) {
+        LoadError::BadLibrary { path, reason } => {
+            assert_eq!(path, &bad);
+            assert!(reason.contains("empty"), "{reason}");
+        }
+        other => panic!("expected BadLibrary, got {other:?}"),
+    }
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert_greeter_survives(&host, &report);
+}
+
+/// dlopen of such a file dies with SIGBUS: this test passing means the process survived.
+#[test]
+fn library_truncated_inside_a_load_segment_is_refused_before_dlopen() {
+    let real = std::fs::read(example_lib("echo")).expect("read echo");
+    let cut = truncated_inside_pt_load(&real);
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libecho.so", &cut));
+    match error_for(&report, &bad) {
+        LoadError::BadLibrary { path, reason } => {
+            assert_eq!(path, &bad);
+            assert!(reason.contains("PT_LOAD"), "{reason}");
+        }
+        other => panic!("expected BadLibrary, got {other:?}"),
+    }
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn library_without_the_root_symbol_is_not_a_plugin() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("not-a-plugin"));
+    match error_for(&report, &bad) {
+        LoadError::NotAPlugin { path, symbol } => {
+            assert_eq!(path, &bad);
+            assert_eq!(symbol, ROOT_SYMBOL);
+        }
+        other => panic!("expected NotAPlugin, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(text.contains(ROOT_SYMBOL), "{text}");
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn incompatible_interface_version_names_both_versions() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("bad-interface"));
+    match error_for(&report, &bad) {
+        LoadError::InterfaceVersion {
+            path,
+            plugin,
+            host: host_version,
+        } => {
+            assert_eq!(path, &bad);
+            assert_eq!(plugin, "2.0.0");
+            assert_eq!(host_version, plugin_api::API_VERSION);
+        }
+        other => panic!("expected InterfaceVersion, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(
+        text.contains("2.0.0") && text.contains(plugin_api::API_VERSION),
+        "{text}"
+    );
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn incompatible_layout_is_an_abi_error() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("bad-layout"));
+    match error_for(&report, &bad) {
+        LoadError::AbiMismatch { path, message } => {
+            assert_eq!(path, &bad);
+            assert!(!message.trim().is_empty(), "the difference is described");
+        }
+        other => panic!("expected AbiMismatch, got {other:?}"),
+    }
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn activation_error_is_reported_with_the_plugin_name_and_nothing_is_registered() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("activate-fails"));
+    match error_for(&report, &bad) {
+        LoadError::Activation { plugin, error } => {
+            assert_eq!(plugin, "activate-fails");
+            assert_eq!(error.kind, ErrorKind::Failed);
+            assert_eq!(error.message(), "database unreachable");
+        }
+        other => panic!("expected Activation, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(
+        text.contains("activate-fails") && text.contains("database unreachable"),
+        "{text}"
+    );
+    assert_eq!(info(&host, "activate-fails").state, PluginState::Failed);
+    assert!(!host
+        .commands()
+        .iter()
+        .any(|c| c.starts_with("activate-fails:")));
+    let err = host
+        .execute("activate-fails:never", json("null"))
+        .expect_err("an inactive plugin's commands are not registered");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn activation_panic_is_caught_and_reported() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("activate-panics"));
+    match error_for(&report, &bad) {
+        LoadError::Activation { plugin, error } => {
+            assert_eq!(plugin, "activate-panics");
+            assert_eq!(error.kind, ErrorKind::Panicked);
+            assert!(
+                error.message().contains("activation exploded on purpose"),
+                "{error}"
+            );
+        }
+        other => panic!("expected Activation, got {other:?}"),
+    }
+    assert_eq!(info(&host, "activate-panics").state, PluginState::Failed);
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn two_files_with_the_same_plugin_name_keep_the_first() {
+    let dir = PluginDir::new();
+    dir.add_example("greeter");
+    let first = dir.add_fixture("dup-a");
+    let second = dir.add_fixture("dup-b");
+    let (host, report) = dir.load();
+    assert!(
+        report.error_for("libfixture_dup_a.so").is_none(),
+        "{report:?}"
+    );
+    match error_for(&report, &second) {
+        LoadError::Duplicate {
+            plugin,
+            path,
+            existing,
+        } => {
+            assert_eq!(plugin, "duplicate");
+            assert_eq!(path, &second);
+            assert_eq!(existing, &first);
+        }
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+    let text = error_for(&report, &second).to_string();
+    assert!(
+        text.contains(&first.display().to_string()) && text.contains(&second.display().to_string()),
+        "{text}"
+    );
+    let which = host
+        .execute("duplicate:which", json("null"))
+        .expect("the first file's plugin serves");
+    assert_eq!(to_json(&which), "a");
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn missing_dependency_is_named() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("missing-dep"));
+    match error_for(&report, &bad) {
+        LoadError::MissingDependency {
+            plugin,
+            dependency,
+            requirement,
+        } => {
+            assert_eq!(plugin, "missing-dep");
+            assert_eq!(dependency, "nowhere");
+            assert_eq!(requirement, "^1");
+        }
+        other => panic!("expected MissingDependency, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(
+        text.contains("missing-dep") && text.contains("nowhere"),
+        "{text}"
+    );
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn dependency_cycle_is_named_for_both_plugins() {
+    let dir = PluginDir::new();
+    dir.add_example("greeter");
+    let a = dir.add_fixture("cycle-a");
+    let b = dir.add_fixture("cycle-b");
+    let (host, report) = dir.load();
+    for file in [&a, &b] {
+        match error_for(&report, file) {
+            LoadError::Cycle { cycle } => {
+                assert!(
+                    cycle == "cycle-a -> cycle-b -> cycle-a"
+                        || cycle == "cycle-b -> cycle-a -> cycle-b",
+                    "{cycle}"
+                );
+            }
+            other => panic!("expected Cycle for {}, got {other:?}", file.display()),
+        }
+    }
+    assert_greeter_survives(&host, &report);
+}
+
+#[cfg(unix)]
+#[test]
+fn world_writable_plugin_file_is_refused_with_path_and_mode() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| {
+        let echo = d.add_example("echo");
+        set_mode(&echo, 0o666);
+        echo
+    });
+    match error_for(&report, &bad) {
+        LoadError::WorldWritable { path, mode } => {
+            assert_eq!(path, &bad);
+            assert_eq!(*mode, 0o666);
+        }
+        other => panic!("expected WorldWritable, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(text.contains("666"), "{text}");
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert!(!host.commands().iter().any(|c| c.starts_with("echo:")));
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn plugin_built_with_panic_abort_is_refused() {
+    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("panic-abort"));
+    match error_for(&report, &bad) {
+        LoadError::PanicAbort { path } => assert_eq!(path, &bad),
+        other => panic!("expected PanicAbort, got {other:?}"),
+    }
+    let text = error_for(&report, &bad).to_string();
+    assert!(text.contains("panic = \"abort\""), "{text}");
+    assert_names_file(error_for(&report, &bad), &bad);
+    assert!(!host
+        .commands()
+        .iter()
+        .any(|c| c.starts_with("panic-abort:")));
+    assert_greeter_survives(&host, &report);
+}
+
+#[test]
+fn same_file_loaded_twice_is_already_loaded_and_activates_once() {
+    let dir = PluginDir::new();
+    let greeter = dir.add_example("greeter");
+    let host = dir.host();
+    let activations = host.subscribe("plugin:activated", 64);
+    let first = host.load_dir().expect("list the folder");
+    assert_greeter_survives(&host, &first);
+
+    let again = host.load_files(std::slice::from_ref(&greeter));
+    let by_dir = host.load_dir().expect("list the folder");
+    for report in [&again, &by_dir] {
+        match error_for(report, &greeter) {
+            LoadError::AlreadyLoaded { path, plugin } => {
+                assert_eq!(path, &greeter);
+                assert_eq!(plugin, "greeter");
+            }
+            other => panic!("expected AlreadyLoaded, got {other:?}"),
+        }
+        assert!(report.activated().is_empty(), "{report:?}");
+    }
+
+    let greeter_activations = activations
+        .receiver()
+        .try_iter()
+        .filter(|e| to_json(&e.data)["plugin"] == "greeter")
+        .count();
+    assert_eq!(
+        greeter_activations, 1,
+        "greeter was activated more than once"
+    );
+    assert_greeter_survives(&host, &first);
+}
