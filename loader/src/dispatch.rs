@@ -338,14 +338,17 @@ impl HostInner {
             let remaining = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            result = match self.call_slot(
+            let outcome = self.call_slot(
                 caller,
                 mw,
                 (RecordKind::Middleware, format!("after {command}")),
                 remaining,
-                move |i| Ok(i.after_command(&req, prior.into()).into_result()),
-            ) {
-                Ok(r) => r,
+                move |i| i.after_command(&req, prior.into()).into_result(),
+            );
+            result = match outcome {
+                Ok(r) => Ok(r),
+                // The command's own error passed through unchanged: not the middleware's.
+                Err(e) if result.as_ref().err() == Some(&e) => Err(e),
                 Err(e) => Err(PluginError::new(
                     e.kind,
                     format!("middleware {} failed after {command}: {e}", mw.name),

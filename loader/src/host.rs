@@ -1003,13 +1003,13 @@ impl HostInner {
                 &format!("dependency {plugin} deactivated"),
             )?;
         }
-        self.deactivate_one(plugin);
+        self.deactivate_one(plugin, why);
         Ok(())
     }
 
     /// Stops one plugin: its registrations go at once, queued work is cancelled, `deactivate`
     /// runs on its thread within the shutdown grace.
-    fn deactivate_one(&self, plugin: &str) {
+    fn deactivate_one(&self, plugin: &str, why: &str) {
         let (slot, version, worker) = {
             let mut state = self.state.write();
             let Some(entry) = state.slots.get_mut(plugin) else {
@@ -1045,13 +1045,24 @@ impl HostInner {
             }
         }
         log::info!("plugin {plugin} deactivated");
-        self.lifecycle_event("plugin:deactivated", plugin, Some(&version), None);
+        if why != "requested" && why != "shutdown" {
+            let mut last = slot.last_error.lock();
+            if last.is_none() {
+                *last = Some(format!("deactivated: {why}"));
+            }
+        }
+        self.lifecycle_event(
+            "plugin:deactivated",
+            plugin,
+            Some(&version),
+            Some(("reason", why)),
+        );
     }
 
     fn shutdown_all(&self) {
         let order: Vec<String> = self.state.read().order.clone();
         for name in order.iter().rev() {
-            self.deactivate_one(name);
+            self.deactivate_one(name, "shutdown");
         }
     }
 

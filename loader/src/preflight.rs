@@ -246,6 +246,10 @@ struct Layout {
     e_phoff: (u64, Width),
     e_phentsize: u64,
     e_phnum: u64,
+    shdr_size: u64,
+    e_shoff: (u64, Width),
+    e_shentsize: u64,
+    e_shnum: u64,
     p_offset: (u64, Width),
     p_filesz: (u64, Width),
 }
@@ -263,6 +267,10 @@ const ELF32: Layout = Layout {
     e_phoff: (28, Width::Four),
     e_phentsize: 42,
     e_phnum: 44,
+    shdr_size: 40,
+    e_shoff: (32, Width::Four),
+    e_shentsize: 46,
+    e_shnum: 48,
     p_offset: (4, Width::Four),
     p_filesz: (16, Width::Four),
 };
@@ -274,6 +282,10 @@ const ELF64: Layout = Layout {
     e_phoff: (32, Width::Eight),
     e_phentsize: 54,
     e_phnum: 56,
+    shdr_size: 64,
+    e_shoff: (40, Width::Eight),
+    e_shentsize: 58,
+    e_shnum: 60,
     p_offset: (8, Width::Eight),
     p_filesz: (32, Width::Eight),
 };
@@ -338,8 +350,8 @@ impl Reader<'_> {
 /// Checks the magic, class (32/64-bit), byte order and version, that the type is `ET_DYN`, that
 /// the program header table lies inside the file with entries of the standard size, and that
 /// every `PT_LOAD` segment's file data (`p_offset + p_filesz`) lies inside the file, which is
-/// what dlopen would otherwise fault on. Section headers are not checked: the dynamic linker does
-/// not read them. Extended program header numbering (`e_phnum == PN_XNUM`) is refused, as the
+/// what dlopen would otherwise fault on, and that the section header table (which linkers write
+/// last) lies inside the file, so a copy cut anywhere is refused. Extended program header numbering (`e_phnum == PN_XNUM`) is refused, as the
 /// dynamic linker does not support it. The machine type is not checked; dlopen refuses a library
 /// for another machine with a clean error.
 ///
@@ -452,6 +464,30 @@ pub fn check_elf(bytes: &[u8]) -> Result<(), String> {
     }
     if loads == 0 {
         return Err("no PT_LOAD segment".to_owned());
+    }
+
+    // Linkers write the section header table last, so it tells whether the whole file arrived
+    // (a copy cut after the code but inside the debug information passes the checks above).
+    let shoff = read.word(layout.e_shoff)?;
+    if shoff != 0 {
+        let shentsize = u64::from(read.u16(layout.e_shentsize)?);
+        if shentsize != layout.shdr_size {
+            return Err(format!(
+                "section header entry size is {shentsize} bytes, a {}-bit ELF file needs {}",
+                layout.bits, layout.shdr_size
+            ));
+        }
+        // e_shnum 0 with a table means extended numbering: entry 0 holds the count; it must fit.
+        let shnum = u64::from(read.u16(layout.e_shnum)?).max(1);
+        let end = shoff
+            .checked_add(shnum * shentsize)
+            .ok_or_else(|| format!("section header table offset {shoff} overflows"))?;
+        if end > len {
+            return Err(format!(
+                "section header table ({shnum} entries at byte {shoff}) ends at byte {end} \
+                 but the file has {len} bytes (truncated?)"
+            ));
+        }
     }
     Ok(())
 }
@@ -607,14 +643,11 @@ mod tests {
             return;
         };
         let full = shortest_valid_prefix(bytes);
-        assert!(
-            full > 4096,
-            "PT_LOAD data should extend well past the headers"
-        );
+        assert_eq!(full, bytes.len(), "the section header table ends the file");
         for cut in [full - 1, full - full / 4, full / 2, 4096] {
             let err = check_elf(&bytes[..cut]).expect_err("truncated copy accepted");
             assert!(
-                err.starts_with("PT_LOAD segment ")
+                (err.starts_with("PT_LOAD segment ") || err.starts_with("section header table"))
                     && err.ends_with(&format!("but the file has {cut} bytes (truncated?)")),
                 "cut at {cut}: {err}"
             );

@@ -1,0 +1,255 @@
+//! The host config and the capability broker through real plugins: revoking and restricting
+//! capabilities, disabling plugins, per-plugin config tables, every undeclared capability
+//! denied by name, and what `PluginInfo` says was declared and granted.
+
+use loader::{Host, HostConfig, LoadError, LoadReport};
+use plugin_api::{ErrorKind, PluginError};
+use serde_json::json as value;
+use tests::{info, json, to_json, PluginDir};
+
+/// Loads `dir` under the host config `toml` (its plugins and data folders are the dir's).
+fn load_with_config(dir: &PluginDir, toml: &str) -> (Host, LoadReport) {
+    let parsed = HostConfig::from_toml_str(toml).expect("a valid config");
+    dir.load_with(|config| {
+        let (plugins_dir, data_dir) = (config.plugins_dir.take(), config.data_dir.take());
+        *config = parsed;
+        config.plugins_dir = plugins_dir;
+        config.data_dir = data_dir;
+    })
+}
+
+fn assert_denied(
+    result: Result<impl std::fmt::Debug, PluginError>,
+    plugin: &str,
+    capability: &str,
+) {
+    let err = result.expect_err("the capability is missing");
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{capability}: {err}");
+    assert!(
+        err.message()
+            .contains(&format!("plugin {plugin} lacks capability {capability}")),
+        "{capability}: {err}"
+    );
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn greeter_dir() -> PluginDir {
+    let dir = PluginDir::new();
+    dir.add_example("greeter");
+    dir.add_example("users");
+    dir
+}
+
+#[test]
+fn a_capability_revoked_in_the_config_is_denied_naming_it() {
+    let dir = greeter_dir();
+    let (host, report) = load_with_config(
+        &dir,
+        r#"
+        [plugins.greeter]
+        revoke = ["emit:greeter:greeted"]
+        "#,
+    );
+    assert!(report.is_ok(), "{report:?}");
+    assert_denied(
+        host.execute("greeter:greet", json(r#"{"name":"Ada"}"#)),
+        "greeter",
+        "emit:greeter:greeted",
+    );
+    // What was not revoked still works.
+    let answer = host
+        .execute("greeter:greet-user", json(r#"{"id":1}"#))
+        .expect("provider:users is still granted");
+    assert_eq!(
+        to_json(&answer),
+        value!({"message": "Hello, Ada Lovelace!"})
+    );
+
+    let greeter = info(&host, "greeter");
+    assert_eq!(
+        greeter.declared,
+        strings(&["emit:greeter:greeted", "provider:users"])
+    );
+    assert_eq!(greeter.granted, strings(&["provider:users"]));
+}
+
+#[test]
+fn a_capabilities_list_in_the_config_grants_only_those_of_the_declared_ones() {
+    let dir = greeter_dir();
+    let (host, report) = load_with_config(
+        &dir,
+        r#"
+        [plugins.greeter]
+        capabilities = ["emit:greeter:greeted", "database", "call:*"]
+        "#,
+    );
+    assert!(report.is_ok(), "{report:?}");
+    let answer = host
+        .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
+        .expect("emit:greeter:greeted is granted");
+    assert_eq!(to_json(&answer), value!({"message": "Hello, Ada!"}));
+    assert_denied(
+        host.execute("greeter:greet-user", json(r#"{"id":1}"#)),
+        "greeter",
+        "provider:users",
+    );
+    // Listing a capability the plugin did not declare does not grant it.
+    assert_eq!(
+        info(&host, "greeter").granted,
+        strings(&["emit:greeter:greeted"])
+    );
+}
+
+#[test]
+fn without_config_a_plugin_is_granted_what_it_declares() {
+    let dir = greeter_dir();
+    dir.add_example("audit-log");
+    let (host, report) = dir.load();
+    assert!(report.is_ok(), "{report:?}");
+    let greeter = info(&host, "greeter");
+    assert_eq!(greeter.granted, greeter.declared);
+    let audit = info(&host, "audit-log");
+    assert_eq!(audit.declared, strings(&["subscribe:*", "middleware"]));
+    assert_eq!(audit.granted, audit.declared);
+    let users = info(&host, "users");
+    assert!(users.declared.is_empty(), "{:?}", users.declared);
+    assert!(users.granted.is_empty(), "{:?}", users.granted);
+}
+
+#[test]
+fn revoked_middleware_is_not_installed() {
+    let dir = PluginDir::new();
+    dir.add_fixture("mw-a");
+    dir.add_fixture("mw-b");
+    let (host, report) = load_with_config(
+        &dir,
+        r#"
+        [plugins.mw-b]
+        revoke = ["middleware"]
+        "#,
+    );
+    assert!(report.is_ok(), "{report:?}");
+    let answer = host
+        .execute("mw-b:echo", json(r#"{"trail":[]}"#))
+        .expect("echo");
+    assert_eq!(
+        to_json(&answer),
+        value!({
+            "trail": ["before mw-a", "after mw-a"],
+            "respond_in": null,
+            "fail_before_in": null,
+            "fail_after_in": null,
+            "panic_after_in": null,
+        })
+    );
+    assert!(info(&host, "mw-b").granted.is_empty());
+}
+
+#[test]
+fn a_disabled_plugin_is_not_loaded() {
+    let dir = greeter_dir();
+    let (host, report) = load_with_config(
+        &dir,
+        r#"
+        [plugins.greeter]
+        enabled = false
+        "#,
+    );
+    let err = report
+        .error_for_plugin("greeter")
+        .expect("greeter is refused");
+    assert!(
+        matches!(err, LoadError::Disabled { plugin } if plugin == "greeter"),
+        "{err:?}"
+    );
+    assert_eq!(report.activated(), ["users"]);
+    let err = host
+        .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
+        .expect_err("greeter is not loaded");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}
+
+#[test]
+fn a_plugin_reads_its_config_table() {
+    let dir = PluginDir::new();
+    dir.add_fixture("configured");
+    let (host, report) = load_with_config(
+        &dir,
+        r#"
+        [plugins.configured.config]
+        greeting = "Howdy"
+        repeat = 3
+        tags = ["a", "b"]
+
+        [plugins.other.config]
+        greeting = "not mine"
+        "#,
+    );
+    assert!(report.is_ok(), "{report:?}");
+    let answer = host
+        .execute("configured:config", json("null"))
+        .expect("config");
+    assert_eq!(
+        to_json(&answer),
+        value!({"greeting": "Howdy", "repeat": 3, "tags": ["a", "b"]})
+    );
+}
+
+#[test]
+fn a_plugin_without_a_config_table_reads_an_empty_one() {
+    let dir = PluginDir::new();
+    dir.add_fixture("configured");
+    let (host, report) = dir.load();
+    assert!(report.is_ok(), "{report:?}");
+    let answer = host
+        .execute("configured:config", json("null"))
+        .expect("config");
+    assert_eq!(
+        to_json(&answer),
+        value!({"greeting": "", "repeat": 0, "tags": []})
+    );
+}
+
+#[test]
+fn every_undeclared_capability_is_denied_naming_it() {
+    let dir = PluginDir::new();
+    dir.add_fixture("overreach");
+    // The targets exist, so only the capability check stands in the way.
+    for example in ["greeter", "echo", "notes", "validator", "users"] {
+        dir.add_example(example);
+    }
+    let (host, report) = dir.load();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(info(&host, "overreach").declared.is_empty());
+    for (command, capability) in [
+        ("emit", "emit:overreach:thing"),
+        ("subscribe", "subscribe:news:*"),
+        ("call", "call:greeter:greet"),
+        ("message", "message:echo"),
+        ("hook", "hook:run:before:save"),
+        ("provider", "provider:users"),
+        ("shared-read", "storage:shared:read"),
+        ("shared-write", "storage:shared:write"),
+        ("scan", "database"),
+        ("batch", "database"),
+    ] {
+        assert_denied(
+            host.execute(&format!("overreach:{command}"), json("null")),
+            "overreach",
+            capability,
+        );
+    }
+    // Nothing got through: no shared data, no own data from the batch.
+    let store = host.store();
+    assert!(store
+        .scan(&loader::Namespace::Shared, "", "", 0)
+        .expect("scan")
+        .is_empty());
+    assert!(store
+        .scan(&loader::Namespace::Plugin("overreach".into()), "", "", 0)
+        .expect("scan")
+        .is_empty());
+}
