@@ -1,8 +1,7 @@
 //! The command line, as clap types.
 //!
-//! Each subcommand is one variant of [`Command`] with its own `Args` struct, so later
-//! subcommands (watch, trace, stats, doctor, new-plugin, bench) are added as new variants and a
-//! match arm in `main.rs`, without touching the existing ones.
+//! Each subcommand is one variant of [`Command`] with its own `Args` struct; `main.rs` sends each
+//! to its module under `commands/`.
 
 use std::path::PathBuf;
 
@@ -53,6 +52,19 @@ pub enum Command {
     /// Type commands at a prompt with the plugins kept loaded (JSON lines when stdin is not a
     /// terminal)
     Shell,
+    /// Load the plugins folder, then watch it: reload changed files and print every lifecycle
+    /// event as it happens
+    Watch(WatchArgs),
+    /// Print the flight recorder as a causal tree, after running an optional command
+    Trace(ObserveArgs),
+    /// Print each plugin's counters and latencies, after running an optional command
+    Stats(ObserveArgs),
+    /// Examine every file of the plugins folder without activating anything; exit 1 on problems
+    Doctor(JsonArgs),
+    /// Print the events and messages that could not be delivered
+    DeadLetters(JsonArgs),
+    /// Create a new plugin crate ready to build and load
+    NewPlugin(NewPluginArgs),
 }
 
 /// `list [--json]`
@@ -110,6 +122,58 @@ pub struct EmitArgs {
     pub collect: bool,
 }
 
+/// `watch [--json] [--debounce-ms N] [--for-ms N]`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// One JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// How long a changed file must stay unchanged before it is applied
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub debounce_ms: u64,
+    /// Stop after this long [default: run until interrupted]
+    #[arg(long, value_name = "MS")]
+    pub for_ms: Option<u64>,
+}
+
+/// `trace|stats [--json] [COMMAND-LINE...]`
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// A shell command to run first, `call ...` or `emit ...`; every word after its name
+    /// belongs to it, so put this command's own options before it
+    #[arg(
+        value_name = "COMMAND-LINE",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `doctor|dead-letters [--json]`
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `new-plugin <name> [--path DIR] [--api-path PATH]`
+#[derive(Debug, Args)]
+pub struct NewPluginArgs {
+    /// Plugin and crate name: a-z, 0-9, `-` and `_`, starting with a letter
+    pub name: String,
+    /// Folder to create the crate in [default: the current folder]
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Depend on this plugin-api folder (and the `loader` beside it) by path [default: this
+    /// repository's when the crate is created inside it, else the published versions]
+    #[arg(long, value_name = "PATH")]
+    pub api_path: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +227,47 @@ mod tests {
         assert_eq!(emit.event_type, "data:changed");
         assert_eq!(emit.event_data, r#"{"a":1}"#);
         assert!(emit.collect);
+    }
+
+    #[test]
+    fn trace_takes_the_rest_as_a_command_line() {
+        let cli =
+            parse(&["trace", "--json", "call", "echo:reverse", "-1", "--pretty"]).expect("valid");
+        let Command::Trace(trace) = cli.command else {
+            panic!("not a trace");
+        };
+        assert!(trace.json);
+        assert_eq!(trace.command, ["call", "echo:reverse", "-1", "--pretty"]);
+        let cli = parse(&["stats"]).expect("valid");
+        let Command::Stats(stats) = cli.command else {
+            panic!("not stats");
+        };
+        assert!(!stats.json && stats.command.is_empty());
+    }
+
+    #[test]
+    fn watch_defaults() {
+        let cli = parse(&["watch", "--for-ms", "50"]).expect("valid");
+        let Command::Watch(watch) = cli.command else {
+            panic!("not a watch");
+        };
+        assert_eq!(watch.debounce_ms, 300);
+        assert_eq!(watch.for_ms, Some(50));
+        assert!(!watch.json);
+    }
+
+    #[test]
+    fn new_plugin_and_kebab_case_names() {
+        let cli = parse(&["new-plugin", "hello", "--path", "/tmp/x"]).expect("valid");
+        let Command::NewPlugin(args) = cli.command else {
+            panic!("not new-plugin");
+        };
+        assert_eq!(args.name, "hello");
+        assert_eq!(args.path, Some(PathBuf::from("/tmp/x")));
+        assert!(matches!(
+            parse(&["dead-letters", "--json"]).expect("valid").command,
+            Command::DeadLetters(JsonArgs { json: true })
+        ));
     }
 
     #[test]

@@ -1,36 +1,47 @@
-//! The subcommands `list`, `describe`, `call` and `emit`: what each computes, and how it is
-//! shown as a table, as text or as JSON. The shell runs the same functions.
-//!
-//! `list` and `describe` have the most to show and live in their own files; `call` and `emit`
-//! hand back the plugins' JSON.
+//! The subcommands: what each computes, and how it is shown as a table, as text or as JSON.
+//! One module per subcommand; the shell runs the same functions.
 
+mod call;
+mod dead_letters;
 mod describe;
+pub mod doctor;
+mod emit;
+mod first;
 mod list;
+pub mod new_plugin;
+mod stats;
+mod table;
+mod trace;
+pub mod watch;
 
+pub use call::call;
+pub use dead_letters::{dead_letters, render_dead_letters};
 pub use describe::{describe, render_description};
-pub use list::{list, render_list};
+pub use emit::emit;
+pub use list::{list, render_list, ListRow};
+pub use stats::{render_stats, stats};
+pub use trace::render_trace;
 
 use std::{
     io::{self, Write as _},
     path::Path,
 };
 
-use loader::Host;
 use plugin_api::{ErrorKind, Payload};
-use serde::Serialize;
 
 use crate::{
-    cli::Command,
+    cli::{Command, ObserveArgs},
     error::{error_chain, AppError},
-    json::{self, RawJson},
+    json,
     session::Session,
 };
+use first::FirstCommand;
 
 /// Runs a one-shot subcommand on a loaded session and prints its result on stdout.
 ///
 /// # Errors
 /// The operation failed (exit 1) or its input was malformed (exit 2); nothing was printed on
-/// stdout then.
+/// stdout then, except by `trace` and `stats`, which print what the failed command did.
 pub fn run(session: &Session, command: &Command) -> Result<(), AppError> {
     match command {
         Command::List(args) => {
@@ -62,25 +73,79 @@ pub fn run(session: &Session, command: &Command) -> Result<(), AppError> {
             )?;
             print_line(&json::to_text(&outcome, false)?)
         }
-        // The shell owns its own loop; main hands it over before getting here.
-        Command::Shell => Err(AppError::usage(
+        Command::Watch(args) => watch::run(session, args),
+        Command::Trace(args) => run_trace(session, args),
+        Command::Stats(args) => run_stats(session, args),
+        Command::DeadLetters(args) => {
+            let letters = dead_letters(&session.host);
+            if args.json {
+                print_line(&json::to_text(&letters, false)?)
+            } else {
+                print_text(&render_dead_letters(&letters))
+            }
+        }
+        // These never load the folder; main hands them over before getting here.
+        Command::Shell | Command::Doctor(_) | Command::NewPlugin(_) => Err(AppError::usage(
             ErrorKind::InvalidInput,
-            "the shell cannot run inside another command",
+            "this command does not run on a loaded host",
         )),
     }
 }
 
-/// Checks what can be checked before the plugins are loaded (the JSON arguments), so a typo
-/// is reported at once instead of after every plugin has been activated.
+/// Checks what can be checked before the plugins are loaded (JSON arguments, the command
+/// `trace` and `stats` run first, a new plugin's name), so a typo is reported at once instead
+/// of after every plugin has been activated.
 ///
 /// # Errors
-/// A usage error (exit 2) for malformed JSON.
+/// A usage error (exit 2).
 pub fn check_usage(command: &Command) -> Result<(), AppError> {
     match command {
         Command::Call(args) => parse_json(&args.args).map(drop),
         Command::Emit(args) => parse_json(&args.event_data).map(drop),
-        Command::List(_) | Command::Describe(_) | Command::Shell => Ok(()),
+        Command::Trace(args) => FirstCommand::parse(&args.command, "trace").map(drop),
+        Command::Stats(args) => FirstCommand::parse(&args.command, "stats").map(drop),
+        Command::NewPlugin(args) => new_plugin::check_usage(args),
+        Command::List(_)
+        | Command::Describe(_)
+        | Command::Shell
+        | Command::Watch(_)
+        | Command::Doctor(_)
+        | Command::DeadLetters(_) => Ok(()),
     }
+}
+
+/// `trace`: runs the optional command, then prints the records it caused (all records when
+/// there was no command) as a tree, or one JSON object per line.
+fn run_trace(session: &Session, args: &ObserveArgs) -> Result<(), AppError> {
+    let first = FirstCommand::parse(&args.command, "trace")?;
+    let host = &session.host;
+    let mark = first::trace_mark(host);
+    let outcome = first.as_ref().map(|f| f.run(session, mark));
+    let mut records = host.trace();
+    if first.is_some() {
+        records = trace::since(records, mark);
+    }
+    if args.json {
+        print_text(&trace::json_lines(&records)?)?;
+    } else {
+        let recording = host.config().recorder_capacity > 0;
+        print_text(&render_trace(&records, recording))?;
+    }
+    outcome.transpose().map(drop)
+}
+
+/// `stats`: runs the optional command, then prints every plugin's metrics.
+fn run_stats(session: &Session, args: &ObserveArgs) -> Result<(), AppError> {
+    let first = FirstCommand::parse(&args.command, "stats")?;
+    let mark = first::trace_mark(&session.host);
+    let outcome = first.as_ref().map(|f| f.run(session, mark));
+    let rows = stats(&session.host);
+    if args.json {
+        print_line(&json::to_text(&rows, false)?)?;
+    } else {
+        print_text(&render_stats(&rows))?;
+    }
+    outcome.transpose().map(drop)
 }
 
 /// Writes `text` and a newline to stdout.
@@ -95,7 +160,10 @@ pub fn print_line(text: &str) -> Result<(), AppError> {
 }
 
 /// Writes `text`, which already ends with a newline, to stdout.
-fn print_text(text: &str) -> Result<(), AppError> {
+///
+/// # Errors
+/// stdout is closed.
+pub fn print_text(text: &str) -> Result<(), AppError> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -123,94 +191,9 @@ fn report_error(session: &Session, file: &Path) -> Option<String> {
         .map(|e| error_chain(e))
 }
 
-/// Runs `command` (`<plugin>:<command>`) with JSON arguments and returns its JSON reply.
-///
-/// # Errors
-/// Malformed JSON (usage, exit 2); an unknown command, a timeout or the handler's error
-/// (exit 1); a reply that is not JSON.
-pub fn call(host: &Host, command: &str, args_json: &str) -> Result<RawJson, AppError> {
-    let args = parse_json(args_json)?;
-    let reply = host.execute(command, args)?;
-    RawJson::from_payload(&reply)
-}
-
-/// What `emit` prints: the event id, or every subscriber's answer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum EmitOutcome {
-    /// `{"id": N}`
-    Sent {
-        /// The event id.
-        id: u64,
-    },
-    /// `[{"plugin", "ok", "error"}, ...]`
-    Collected(Vec<CollectedRow>),
-}
-
-/// One subscriber's answer to `emit --collect`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CollectedRow {
-    /// The subscriber.
-    pub plugin: String,
-    /// Its reply as JSON, when it succeeded (`null` when it returned nothing).
-    pub ok: Option<RawJson>,
-    /// Its error message, when it failed.
-    pub error: Option<String>,
-}
-
-/// Publishes `event_type` with JSON data from the host; with `collect`, waits for every plugin
-/// subscriber's answer.
-///
-/// # Errors
-/// Malformed JSON (usage, exit 2); an empty event type or an oversized payload (exit 1).
-/// Subscriber failures are not errors: they are rows of the answer.
-pub fn emit(
-    host: &Host,
-    event_type: &str,
-    data_json: &str,
-    collect: bool,
-) -> Result<EmitOutcome, AppError> {
-    let data = parse_json(data_json)?;
-    if !collect {
-        return Ok(EmitOutcome::Sent {
-            id: host.emit(event_type, data)?,
-        });
-    }
-    let rows = host
-        .emit_and_collect(event_type, data, None)?
-        .into_iter()
-        .map(|(plugin, result)| {
-            let (ok, error) = match result
-                .map_err(AppError::from)
-                .and_then(|p| RawJson::from_payload(&p))
-            {
-                Ok(reply) => (Some(reply), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            CollectedRow { plugin, ok, error }
-        })
-        .collect();
-    Ok(EmitOutcome::Collected(rows))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emit_outcomes_serialize_as_documented() {
-        let sent = json::to_text(&EmitOutcome::Sent { id: 7 }, false).expect("json");
-        assert_eq!(sent, r#"{"id":7}"#);
-        let collected = EmitOutcome::Collected(vec![CollectedRow {
-            plugin: "p".to_owned(),
-            ok: None,
-            error: Some("boom".to_owned()),
-        }]);
-        assert_eq!(
-            json::to_text(&collected, false).expect("json"),
-            r#"[{"plugin":"p","ok":null,"error":"boom"}]"#
-        );
-    }
 
     #[test]
     fn bad_json_is_a_usage_error() {

@@ -8,6 +8,15 @@
 //!   call <plugin:command> [JSON]        run a command, print its JSON result (--pretty)
 //!   emit <type> [JSON] [--collect]      publish an event (and collect the answers)
 //!   shell                               the same commands at a prompt, host kept loaded
+//!   watch [--json] [--debounce-ms N] [--for-ms N]
+//!                                       reload changed files, print lifecycle events live
+//!   trace [--json] [call ...|emit ...]  the flight recorder as a causal tree
+//!   stats [--json] [call ...|emit ...]  per-plugin counters, queues and latencies
+//!   doctor [--json]                     examine the folder without activating; exit 1 on
+//!                                       problems
+//!   dead-letters [--json]               events and messages that could not be delivered
+//!   new-plugin <name> [--path DIR] [--api-path PATH]
+//!                                       scaffold a plugin crate
 //! ```
 //!
 //! Without `--plugins` (or `plugins_dir` in the config), the example plugins that cargo built
@@ -17,15 +26,19 @@
 //! Exit codes: 0 success, 1 failed operation, 2 bad usage. Errors are one line on stderr,
 //! `error: <message>`; logs go to stderr too (`-v`, `RUST_LOG`).
 //!
+//! Progress notes ("loading 8 plugins…") go to stderr, and only when it is a terminal.
+//!
 //! How the pieces fit: `cli` is the command line, `session` resolves settings and loads the
 //! host, `staging` fills the default plugins folder, `commands` computes and prints each
-//! subcommand's answer, `shell` runs the same commands in a loop.
+//! subcommand's answer (one module each), `shell` runs the same commands in a loop.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod clock;
 mod commands;
 mod error;
 mod json;
+mod progress;
 mod session;
 mod shell;
 mod staging;
@@ -37,7 +50,7 @@ use clap::Parser;
 use crate::{
     cli::{Cli, Command},
     error::AppError,
-    session::Session,
+    session::{Session, Unloaded},
 };
 
 fn main() -> ExitCode {
@@ -54,10 +67,22 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), AppError> {
     commands::check_usage(&cli.command)?;
-    let session = Session::open(&cli.global)?;
     match &cli.command {
-        Command::Shell => shell::run(&session),
-        command => commands::run(&session, command),
+        // Needs no host at all.
+        Command::NewPlugin(args) => commands::new_plugin::run(args),
+        // Must not activate anything: a host is built, the folder is not loaded.
+        Command::Doctor(args) => {
+            let unloaded = Unloaded::build(&cli.global)?;
+            let report = commands::doctor::diagnose(&unloaded.host, &unloaded.plugins_dir)?;
+            if args.json {
+                commands::print_line(&json::to_text(&report, false)?)?;
+            } else {
+                commands::print_text(&commands::doctor::render_doctor(&report))?;
+            }
+            commands::doctor::unhealthy(&report).map_or(Ok(()), Err)
+        }
+        Command::Shell => shell::run(&Session::open(&cli.global)?),
+        command => commands::run(&Session::open(&cli.global)?, command),
     }
 }
 

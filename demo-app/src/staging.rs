@@ -6,11 +6,12 @@
 //! `cargo run -p demo-app -- list` then works on a fresh clone with no flags.
 
 use std::{
-    env::consts::{DLL_PREFIX, DLL_SUFFIX},
     fs, io,
     path::{Path, PathBuf},
     time::SystemTime,
 };
+
+use loader::library_file_name;
 
 /// The example plugin crates this binary depends on.
 pub const EXAMPLE_PLUGINS: [&str; 8] = [
@@ -66,12 +67,6 @@ pub fn stage_examples(plugins_dir: &Path) -> io::Result<Vec<String>> {
         }
     }
     Ok(copied)
-}
-
-/// The file name cargo gives the shared library of `crate_name` (`audit-log` →
-/// `libaudit_log.so` on Linux).
-pub fn library_file_name(crate_name: &str) -> String {
-    format!("{DLL_PREFIX}{}{DLL_SUFFIX}", crate_name.replace('-', "_"))
 }
 
 fn exe_dir() -> io::Result<PathBuf> {
@@ -153,13 +148,6 @@ fn needs_copy(
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn library_names_follow_cargo() {
-        let name = library_file_name("audit-log");
-        assert!(name.contains("audit_log"), "{name}");
-        assert!(name.starts_with(DLL_PREFIX) && name.ends_with(DLL_SUFFIX));
-    }
 
     #[test]
     fn copy_when_size_differs_or_source_is_newer() {

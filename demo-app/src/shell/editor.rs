@@ -1,6 +1,10 @@
 //! The shell on a terminal: rustyline with history and tab completion.
 
-use std::path::PathBuf;
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use loader::Host;
 use plugin_api::ErrorKind;
@@ -11,11 +15,11 @@ use rustyline::{
     hint::Hinter,
     history::FileHistory,
     validate::Validator,
-    CompletionType, Config, Context, Editor, Helper,
+    CompletionType, Config, Context, Editor, ExternalPrinter, Helper,
 };
 
-use super::{human_answer, line, line::ShellCommand};
-use crate::{commands::print_line, error::AppError, session::Session};
+use super::{human_answer, line, line::ShellCommand, Shell, SinkFactory};
+use crate::{commands::print_line, commands::watch::LineSink, error::AppError, session::Session};
 
 const PROMPT: &str = "demo> ";
 
@@ -49,7 +53,17 @@ pub fn run(session: &Session) -> Result<(), AppError> {
         session.active_plugin_names().len(),
         session.plugins_dir.display()
     ))?;
-    let result = read_eval_print(session, &mut editor);
+    // Lines from `watch on` go through rustyline's printer, which redraws the prompt and the
+    // half-typed line below them.
+    let sinks = match editor.create_external_printer() {
+        Ok(printer) => printer_sinks(printer),
+        Err(e) => {
+            log::debug!("no external printer ({e}); watch lines go straight to stdout");
+            stdout_sinks()
+        }
+    };
+    let mut shell = Shell::new(session, Some(sinks));
+    let result = read_eval_print(&mut shell, &mut editor);
     if let Some(path) = &history {
         if let Err(e) = editor.save_history(path) {
             log::warn!("cannot save shell history {}: {e}", path.display());
@@ -58,8 +72,33 @@ pub fn run(session: &Session) -> Result<(), AppError> {
     result
 }
 
+/// Sinks that share one rustyline printer.
+fn printer_sinks<P: ExternalPrinter + Send + 'static>(printer: P) -> SinkFactory {
+    let printer = Arc::new(Mutex::new(printer));
+    Box::new(move || -> LineSink {
+        let printer = printer.clone();
+        Box::new(move |line: String| {
+            if let Ok(mut printer) = printer.lock() {
+                // Outside of readline the printer writes as is: the newline is ours to add.
+                let _ = printer.print(line + "\n");
+            }
+        })
+    })
+}
+
+/// Sinks that print to stdout, when the terminal gave no printer.
+fn stdout_sinks() -> SinkFactory {
+    Box::new(|| -> LineSink {
+        Box::new(|line: String| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        })
+    })
+}
+
 fn read_eval_print(
-    session: &Session,
+    shell: &mut Shell<'_>,
     editor: &mut Editor<ShellHelper, FileHistory>,
 ) -> Result<(), AppError> {
     loop {
@@ -73,7 +112,7 @@ fn read_eval_print(
         match line::parse(&typed) {
             Ok(None) => {}
             Ok(Some(ShellCommand::Quit)) => return Ok(()),
-            Ok(Some(command)) => match human_answer(session, &command) {
+            Ok(Some(command)) => match human_answer(shell, &command) {
                 Ok(text) => print_line(&text)?,
                 Err(e) => eprintln!("error: {e}"),
             },
@@ -155,8 +194,10 @@ fn complete(before: &str, words: &Words<'_>) -> (usize, Vec<String>) {
     let pool: Vec<&str> = match previous.as_slice() {
         [] => line::COMMAND_NAMES.to_vec(),
         ["call"] => words.commands.iter().map(String::as_str).collect(),
-        ["describe"] => words.plugins.iter().map(String::as_str).collect(),
-        ["describe", _] | ["list"] => vec!["--json"],
+        ["describe"] | ["reenable"] => words.plugins.iter().map(String::as_str).collect(),
+        ["describe", _] | ["list"] | ["stats"] | ["dead-letters"] | ["doctor"] => vec!["--json"],
+        ["watch"] => vec!["on", "off"],
+        ["trace"] => vec!["--json", "clear", "on", "off"],
         ["emit"] => words.events.iter().map(String::as_str).collect(),
         ["emit", _, ..] => vec!["--collect"],
         _ => Vec::new(),
@@ -194,8 +235,16 @@ mod tests {
     fn completes_shell_commands_first() {
         with_words(|w| {
             assert_eq!(complete("", w).1.len(), line::COMMAND_NAMES.len());
-            assert_eq!(complete("d", w), (0, strings(&["describe"])));
+            assert_eq!(
+                complete("d", w),
+                (0, strings(&["dead-letters", "describe", "doctor"]))
+            );
+            assert_eq!(complete("des", w), (0, strings(&["describe"])));
             assert_eq!(complete("e", w), (0, strings(&["emit", "exit"])));
+            assert_eq!(complete("wa", w), (0, strings(&["watch"])));
+            assert_eq!(complete("watch o", w), (6, strings(&["off", "on"])));
+            assert_eq!(complete("trace c", w), (6, strings(&["clear"])));
+            assert_eq!(complete("reenable g", w), (9, strings(&["greeter"])));
         });
     }
 

@@ -8,7 +8,21 @@ use plugin_api::ErrorKind;
 use crate::error::AppError;
 
 /// The shell's command names, for `help` and completion.
-pub const COMMAND_NAMES: [&str; 7] = ["call", "emit", "list", "describe", "help", "quit", "exit"];
+pub const COMMAND_NAMES: [&str; 13] = [
+    "call",
+    "emit",
+    "list",
+    "describe",
+    "watch",
+    "trace",
+    "stats",
+    "dead-letters",
+    "doctor",
+    "reenable",
+    "help",
+    "quit",
+    "exit",
+];
 
 /// One line of shell input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +55,55 @@ pub enum ShellCommand<'a> {
         /// JSON instead of text (on a terminal).
         json: bool,
     },
+    /// `watch on|off`, or `watch` for the current setting.
+    Watch {
+        /// Start (`Some(true)`) or stop (`Some(false)`) the background watcher.
+        switch: Option<bool>,
+    },
+    /// `trace [--json]`, `trace clear`, `trace on|off`
+    Trace(TraceAction),
+    /// `stats [--json]`
+    Stats {
+        /// JSON instead of a table (on a terminal).
+        json: bool,
+    },
+    /// `dead-letters [--json]`
+    DeadLetters {
+        /// JSON instead of a table (on a terminal).
+        json: bool,
+    },
+    /// `doctor [--json]`
+    Doctor {
+        /// JSON instead of text (on a terminal).
+        json: bool,
+    },
+    /// `reenable <plugin>`
+    Reenable {
+        /// The plugin name.
+        plugin: &'a str,
+    },
     /// `help`
     Help,
     /// `quit` or `exit`
     Quit,
 }
 
+/// What `trace` does in the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceAction {
+    /// Show every record so far.
+    Show {
+        /// JSON instead of a tree (on a terminal).
+        json: bool,
+    },
+    /// Empty the flight recorder.
+    Clear,
+    /// Switch recording on or off.
+    Record(bool),
+}
+
 /// What `help` prints: each command's synopsis and what it does.
-pub const HELP: [(&str, &str); 6] = [
+pub const HELP: [(&str, &str); 12] = [
     (
         "call <plugin:command> [JSON]",
         "run a command; JSON is the rest of the line (default {})",
@@ -64,6 +119,30 @@ pub const HELP: [(&str, &str); 6] = [
     (
         "describe <plugin> [--json]",
         "a plugin's manifest and capabilities",
+    ),
+    (
+        "watch [on|off]",
+        "reload changed plugin files in the background (on a terminal, print lifecycle events)",
+    ),
+    (
+        "trace [--json] | trace clear | trace on|off",
+        "the flight recorder as a causal tree; empty it; switch it",
+    ),
+    (
+        "stats [--json]",
+        "per-plugin counters, queue depths and latencies",
+    ),
+    (
+        "dead-letters [--json]",
+        "events and messages that could not be delivered",
+    ),
+    (
+        "doctor [--json]",
+        "examine the plugins folder again, activating nothing",
+    ),
+    (
+        "reenable <plugin>",
+        "bring back a quarantined or deactivated plugin",
     ),
     ("help", "this list"),
     ("quit | exit", "leave the shell (end of input also does)"),
@@ -117,6 +196,38 @@ pub fn parse(line: &str) -> Result<Option<ShellCommand<'_>>, AppError> {
             no_more(rest, "describe <plugin> [--json]")?;
             ShellCommand::Describe { plugin, json }
         }
+        "watch" => ShellCommand::Watch {
+            switch: match rest {
+                "" => None,
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => return Err(usage("watch [on|off]")),
+            },
+        },
+        "trace" => ShellCommand::Trace(match rest {
+            "" => TraceAction::Show { json: false },
+            "--json" => TraceAction::Show { json: true },
+            "clear" => TraceAction::Clear,
+            "on" => TraceAction::Record(true),
+            "off" => TraceAction::Record(false),
+            _ => return Err(usage("trace [--json] | trace clear | trace on|off")),
+        }),
+        "stats" => ShellCommand::Stats {
+            json: json_flag_only(rest, "stats [--json]")?,
+        },
+        "dead-letters" => ShellCommand::DeadLetters {
+            json: json_flag_only(rest, "dead-letters [--json]")?,
+        },
+        "doctor" => ShellCommand::Doctor {
+            json: json_flag_only(rest, "doctor [--json]")?,
+        },
+        "reenable" => {
+            let (plugin, rest) = split_word(rest);
+            if plugin.is_empty() || !rest.is_empty() {
+                return Err(usage("reenable <plugin>"));
+            }
+            ShellCommand::Reenable { plugin }
+        }
         "help" => ShellCommand::Help,
         "quit" | "exit" => ShellCommand::Quit,
         other => {
@@ -154,6 +265,13 @@ fn strip_flag<'a>(text: &'a str, flag: &str) -> (&'a str, bool) {
         }
     }
     (text, false)
+}
+
+/// `rest` must be nothing or `--json`; returns which.
+fn json_flag_only(rest: &str, synopsis: &str) -> Result<bool, AppError> {
+    let (rest, json) = strip_flag(rest, "--json");
+    no_more(rest, synopsis)?;
+    Ok(json)
 }
 
 fn or_empty_object(json: &str) -> &str {
@@ -275,6 +393,46 @@ mod tests {
         assert!(parse("list everything").is_err());
         assert!(parse("describe").is_err());
         assert!(parse("describe a b").is_err());
+    }
+
+    #[test]
+    fn watch_trace_stats_and_friends() {
+        assert_eq!(ok("watch"), ShellCommand::Watch { switch: None });
+        assert_eq!(ok("watch on"), ShellCommand::Watch { switch: Some(true) });
+        assert_eq!(
+            ok("watch off"),
+            ShellCommand::Watch {
+                switch: Some(false)
+            }
+        );
+        assert!(parse("watch maybe").is_err());
+        assert_eq!(
+            ok("trace"),
+            ShellCommand::Trace(TraceAction::Show { json: false })
+        );
+        assert_eq!(
+            ok("trace --json"),
+            ShellCommand::Trace(TraceAction::Show { json: true })
+        );
+        assert_eq!(ok("trace clear"), ShellCommand::Trace(TraceAction::Clear));
+        assert_eq!(
+            ok("trace off"),
+            ShellCommand::Trace(TraceAction::Record(false))
+        );
+        assert!(parse("trace call x:y").is_err());
+        assert_eq!(ok("stats --json"), ShellCommand::Stats { json: true });
+        assert_eq!(
+            ok("dead-letters"),
+            ShellCommand::DeadLetters { json: false }
+        );
+        assert_eq!(ok("doctor"), ShellCommand::Doctor { json: false });
+        assert!(parse("stats greeter").is_err());
+        assert_eq!(
+            ok("reenable faulty"),
+            ShellCommand::Reenable { plugin: "faulty" }
+        );
+        assert!(parse("reenable").is_err());
+        assert!(parse("reenable a b").is_err());
     }
 
     #[test]

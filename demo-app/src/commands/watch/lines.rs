@@ -1,0 +1,356 @@
+//! What `watch` prints, one line per happening: lifecycle events, changes the watcher could not
+//! apply, and the image counts after a reload. Pure formatting, no I/O.
+
+use std::path::{Path, PathBuf};
+
+use loader::{FileChange, LoadError};
+use plugin_api::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::error::error_chain;
+
+/// Width of the first column of the text lines; fits `deactivated` and `quarantined`.
+const VERB_WIDTH: usize = 12;
+
+/// One line of `watch` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum WatchLine {
+    /// A `plugin:*` event from the host.
+    Lifecycle(LifecycleLine),
+    /// A change the watcher could not apply (a refused reload, a new file that failed).
+    Failed(ApplyFailure),
+    /// Libraries mapped in this process, after a reload.
+    Images(ImageCounts),
+}
+
+/// A lifecycle event: `{"event": "plugin:reloaded", "plugin", "version", "old_version",
+/// "new_version", "timestamp"}`; fields the event does not carry are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifecycleLine {
+    /// The event type, `plugin:<what>`.
+    pub event: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Its version (the new one, for a reload).
+    pub version: Option<String>,
+    /// The version replaced by a reload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_version: Option<String>,
+    /// The version a reload brought.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_version: Option<String>,
+    /// Why, for `plugin:error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why, for `plugin:quarantined` and `plugin:restarted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the host emitted it, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// A change the watcher could not apply: `{"event": "watch:error", "file", "error",
+/// "timestamp"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyFailure {
+    /// Always `watch:error`.
+    pub event: &'static str,
+    /// The plugin file.
+    pub file: PathBuf,
+    /// Why, with its source chain.
+    pub error: String,
+    /// When it was reported, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// `{"event": "watch:images", "mapped", "retired", "timestamp"}` ([`loader::Host::mapped_images`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageCounts {
+    /// Always `watch:images`.
+    pub event: &'static str,
+    /// Libraries mapped by this process.
+    pub mapped: u64,
+    /// How many of them serve no plugin any more (they are never unmapped).
+    pub retired: u64,
+    /// When they were counted, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// The data the host puts in `plugin:*` events.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LifecycleData {
+    plugin: Option<String>,
+    version: Option<String>,
+    old_version: Option<String>,
+    new_version: Option<String>,
+    error: Option<String>,
+    reason: Option<String>,
+}
+
+impl LifecycleLine {
+    /// The line for a `plugin:*` event. Data that cannot be decoded leaves the fields empty
+    /// rather than losing the event.
+    pub fn from_event(event: &Event) -> LifecycleLine {
+        let data: LifecycleData = event.data.decode().unwrap_or_default();
+        LifecycleLine {
+            event: event.event_type.to_string(),
+            plugin: data.plugin.unwrap_or_else(|| "?".to_owned()),
+            version: data.version,
+            old_version: data.old_version,
+            new_version: data.new_version,
+            error: data.error,
+            reason: data.reason,
+            timestamp: event.timestamp_ms,
+        }
+    }
+
+    /// Whether this is a successful reload (after which the image counts are shown).
+    pub fn is_reload(&self) -> bool {
+        self.event == "plugin:reloaded"
+    }
+}
+
+impl ImageCounts {
+    /// The counts `(mapped, retired)` as returned by `Host::mapped_images`.
+    pub fn new((mapped, retired): (u64, u64), timestamp: u64) -> ImageCounts {
+        ImageCounts {
+            event: "watch:images",
+            mapped,
+            retired,
+            timestamp,
+        }
+    }
+}
+
+impl WatchLine {
+    /// The line as text for people (no trailing newline), e.g.
+    /// `reloaded    greeter 0.1.0 -> 0.2.0`.
+    pub fn human(&self) -> String {
+        match self {
+            WatchLine::Lifecycle(l) => {
+                let verb = l.event.strip_prefix("plugin:").unwrap_or(&l.event);
+                if l.is_reload() {
+                    let old = l.old_version.as_deref().unwrap_or("?");
+                    let new = l
+                        .new_version
+                        .as_deref()
+                        .or(l.version.as_deref())
+                        .unwrap_or("?");
+                    return format!("{verb:<VERB_WIDTH$}{} {old} -> {new}", l.plugin);
+                }
+                let who = match &l.version {
+                    Some(version) => format!("{} {version}", l.plugin),
+                    None => l.plugin.clone(),
+                };
+                match l.error.as_ref().or(l.reason.as_ref()) {
+                    Some(why) => format!("{verb:<VERB_WIDTH$}{who}: {why}"),
+                    None => format!("{verb:<VERB_WIDTH$}{who}"),
+                }
+            }
+            WatchLine::Failed(f) => {
+                let file = f.file.file_name().map_or_else(
+                    || f.file.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                format!("{:<VERB_WIDTH$}{file}: {}", "watch error", f.error)
+            }
+            WatchLine::Images(i) => format!(
+                "{:<VERB_WIDTH$}{} mapped, {} retired (never unmapped)",
+                "images", i.mapped, i.retired
+            ),
+        }
+    }
+}
+
+/// The errors in what the watcher reports for one applied change.
+///
+/// A refused reload is the `Err`; a new file that failed shows up inside `Ok(Loaded(report))`.
+/// Activation failures are left out: the host announces them as `plugin:error` events.
+pub fn failures(
+    path: &Path,
+    outcome: &Result<FileChange, LoadError>,
+    timestamp: u64,
+) -> Vec<ApplyFailure> {
+    let failure = |file: &Path, error: &LoadError| ApplyFailure {
+        event: "watch:error",
+        file: file.to_owned(),
+        error: error_chain(error),
+        timestamp,
+    };
+    match outcome {
+        Err(error) => vec![failure(path, error)],
+        Ok(FileChange::Loaded(report)) => report
+            .entries
+            .iter()
+            .filter_map(|e| e.error.as_ref().map(|error| (&e.file, error)))
+            .filter(|(_, error)| {
+                !matches!(
+                    error,
+                    LoadError::Activation { .. }
+                        | LoadError::Disabled { .. }
+                        | LoadError::AlreadyLoaded { .. }
+                )
+            })
+            .map(|(file, error)| failure(file, error))
+            .collect(),
+        Ok(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json;
+    use loader::{LoadEntry, LoadReport};
+    use plugin_api::Payload;
+
+    fn event(event_type: &str, data: serde_json::Value) -> Event {
+        Event {
+            id: 1,
+            parent: 0,
+            event_type: event_type.into(),
+            source: "host".into(),
+            timestamp_ms: 1_700_000_000_000,
+            data: Payload::json(&data).expect("json"),
+        }
+    }
+
+    fn line(event_type: &str, data: serde_json::Value) -> WatchLine {
+        WatchLine::Lifecycle(LifecycleLine::from_event(&event(event_type, data)))
+    }
+
+    #[test]
+    fn reloaded_shows_both_versions() {
+        let l = line(
+            "plugin:reloaded",
+            serde_json::json!({"plugin": "greeter", "version": "0.2.0",
+                "old_version": "0.1.0", "new_version": "0.2.0"}),
+        );
+        assert_eq!(l.human(), "reloaded    greeter 0.1.0 -> 0.2.0");
+        assert_eq!(
+            json::to_text(&l, false).expect("json"),
+            r#"{"event":"plugin:reloaded","plugin":"greeter","version":"0.2.0","old_version":"0.1.0","new_version":"0.2.0","timestamp":1700000000000}"#
+        );
+    }
+
+    #[test]
+    fn plain_events_show_name_and_version() {
+        let data = serde_json::json!({"plugin": "echo", "version": "0.1.0"});
+        assert_eq!(
+            line("plugin:loaded", data.clone()).human(),
+            "loaded      echo 0.1.0"
+        );
+        assert_eq!(
+            line("plugin:activated", data.clone()).human(),
+            "activated   echo 0.1.0"
+        );
+        assert_eq!(
+            line("plugin:deactivated", data.clone()).human(),
+            "deactivated echo 0.1.0"
+        );
+        assert_eq!(
+            json::to_text(&line("plugin:loaded", data), false).expect("json"),
+            r#"{"event":"plugin:loaded","plugin":"echo","version":"0.1.0","timestamp":1700000000000}"#
+        );
+    }
+
+    #[test]
+    fn errors_and_reasons_follow_a_colon() {
+        let error = line(
+            "plugin:error",
+            serde_json::json!({"plugin": "greeter", "version": "0.1.0",
+                "error": "reload refused: bad library"}),
+        );
+        assert_eq!(
+            error.human(),
+            "error       greeter 0.1.0: reload refused: bad library"
+        );
+        let quarantined = line(
+            "plugin:quarantined",
+            serde_json::json!({"plugin": "faulty", "reason": "a handler panicked"}),
+        );
+        assert_eq!(
+            quarantined.human(),
+            "quarantined faulty: a handler panicked"
+        );
+        let restarted = line(
+            "plugin:restarted",
+            serde_json::json!({"plugin": "faulty", "version": "1.0.0", "reason": "timeout"}),
+        );
+        assert_eq!(restarted.human(), "restarted   faulty 1.0.0: timeout");
+        assert!(json::to_text(&restarted, false)
+            .expect("json")
+            .contains(r#""reason":"timeout""#));
+    }
+
+    #[test]
+    fn undecodable_data_keeps_the_event() {
+        let mut e = event("plugin:loaded", serde_json::json!({}));
+        e.data = Payload::encode(&7u8).expect("bincode");
+        let l = WatchLine::Lifecycle(LifecycleLine::from_event(&e));
+        assert_eq!(l.human(), "loaded      ?");
+    }
+
+    #[test]
+    fn images_and_failures() {
+        let images = WatchLine::Images(ImageCounts::new((10, 2), 5));
+        assert_eq!(
+            images.human(),
+            "images      10 mapped, 2 retired (never unmapped)"
+        );
+        assert_eq!(
+            json::to_text(&images, false).expect("json"),
+            r#"{"event":"watch:images","mapped":10,"retired":2,"timestamp":5}"#
+        );
+        let refused: Result<FileChange, LoadError> = Err(LoadError::Cycle {
+            cycle: "a -> b -> a".to_owned(),
+        });
+        let found = failures(Path::new("/p/liba.so"), &refused, 9);
+        assert_eq!(found.len(), 1);
+        let failed = WatchLine::Failed(found[0].clone());
+        assert_eq!(
+            failed.human(),
+            "watch error liba.so: dependency cycle: a -> b -> a"
+        );
+        assert_eq!(
+            json::to_text(&failed, false).expect("json"),
+            r#"{"event":"watch:error","file":"/p/liba.so","error":"dependency cycle: a -> b -> a","timestamp":9}"#
+        );
+    }
+
+    #[test]
+    fn failures_skip_what_events_already_say() {
+        let entry = |file: &str, error: Option<LoadError>| LoadEntry {
+            file: PathBuf::from(file),
+            plugin: None,
+            version: None,
+            error,
+        };
+        let report = LoadReport {
+            entries: vec![
+                entry("/p/libok.so", None),
+                entry(
+                    "/p/liboff.so",
+                    Some(LoadError::Disabled {
+                        plugin: "off".to_owned(),
+                    }),
+                ),
+                entry(
+                    "/p/libc.so",
+                    Some(LoadError::Cycle {
+                        cycle: "c -> c".to_owned(),
+                    }),
+                ),
+            ],
+        };
+        let found = failures(Path::new("/p/libc.so"), &Ok(FileChange::Loaded(report)), 0);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].file, PathBuf::from("/p/libc.so"));
+        let unchanged = Ok(FileChange::Unchanged {
+            plugin: "x".to_owned(),
+        });
+        assert!(failures(Path::new("/p/libx.so"), &unchanged, 0).is_empty());
+    }
+}
