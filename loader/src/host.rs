@@ -419,10 +419,8 @@ impl Host {
             })
             .collect();
         for (file, f) in &state.failures {
-            if f.plugin
-                .as_ref()
-                .is_some_and(|p| state.slots.contains_key(p))
-            {
+            // A failure superseded by a later successful load of the same file is not shown.
+            if state.slots.values().any(|e| &e.file == file) {
                 continue;
             }
             out.push(PluginInfo {
@@ -717,7 +715,7 @@ impl HostInner {
                         Failure {
                             plugin: e.plugin.clone(),
                             version: e.version.clone(),
-                            error: error.to_string(),
+                            error: error_chain(error),
                         },
                     );
                 }
@@ -1114,6 +1112,18 @@ impl HostInner {
             )))
         }
     }
+}
+
+/// An error with its sources, as one line (`cannot read x: permission denied`).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn entry(lib: &PluginLibrary, error: Option<LoadError>) -> LoadEntry {

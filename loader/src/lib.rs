@@ -33,6 +33,8 @@
 //! killed: it is detached and counted.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 mod config;
 mod context;
 mod deadletter;
