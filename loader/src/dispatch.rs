@@ -265,7 +265,8 @@ impl HostInner {
             )));
         };
         if middleware.is_empty() {
-            return self.run_route(caller, command, route, args, timeout);
+            let reply = self.run_route(caller, command, route, args, timeout);
+            return self.check_reply(command, reply);
         }
         let mut request = CommandRequest {
             id: self.next_id(),
@@ -355,7 +356,7 @@ impl HostInner {
                 )),
             };
         }
-        result
+        self.check_reply(command, result)
     }
 
     fn run_route(
@@ -588,6 +589,34 @@ impl HostInner {
         });
     }
 
+    fn dead_message(&self, caller: &Caller<'_>, plugin: &str, error: &PluginError) {
+        self.dead_letters.push(DeadLetter {
+            timestamp_ms: now_ms(),
+            kind: "message".to_owned(),
+            id: 0,
+            name: String::new(),
+            source: caller.name.to_owned(),
+            target: plugin.to_owned(),
+            reason: error.to_string(),
+        });
+    }
+
+    /// Replies are payloads crossing the boundary too: the same size limit applies.
+    fn check_reply(
+        &self,
+        what: &str,
+        reply: Result<Payload, PluginError>,
+    ) -> Result<Payload, PluginError> {
+        match reply {
+            Ok(p) if p.len() > self.config.max_payload_bytes => Err(PluginError::invalid(format!(
+                "{what}: reply of {} bytes exceeds the limit of {} bytes",
+                p.len(),
+                self.config.max_payload_bytes
+            ))),
+            other => other,
+        }
+    }
+
     // ---- messages and RPC -----------------------------------------------------------------
 
     fn message_slot(&self, caller: &Caller<'_>, plugin: &str) -> Result<Arc<Slot>, PluginError> {
@@ -618,7 +647,16 @@ impl HostInner {
         wait: Option<Option<Duration>>,
     ) -> Result<Payload, PluginError> {
         self.check_size(plugin, &payload)?;
-        let slot = self.message_slot(caller, plugin)?;
+        let slot = match self.message_slot(caller, plugin) {
+            Ok(slot) => slot,
+            Err(e) => {
+                if wait.is_none() && e.kind != ErrorKind::PermissionDenied {
+                    // Fire-and-forget to a plugin that is gone: nobody else will hear of it.
+                    self.dead_message(caller, plugin, &e);
+                }
+                return Err(e);
+            }
+        };
         let message = Message {
             id: self.next_id(),
             from: caller.name.into(),
@@ -660,15 +698,7 @@ impl HostInner {
                     }),
                 };
                 if let Err(e) = slot.submit(job) {
-                    self.dead_letters.push(DeadLetter {
-                        timestamp_ms: now_ms(),
-                        kind: "message".to_owned(),
-                        id: 0,
-                        name: String::new(),
-                        source: caller.name.to_owned(),
-                        target: plugin.to_owned(),
-                        reason: e.to_string(),
-                    });
+                    self.dead_message(caller, plugin, &e);
                     return Err(e);
                 }
                 Ok(Payload::empty())
@@ -749,7 +779,7 @@ impl HostInner {
             .ok_or_else(|| PluginError::not_found(format!("provider not found: {provider}")))?;
         let p: Arc<str> = Arc::from(provider);
         let m: Arc<str> = Arc::from(method);
-        self.call_slot(
+        let reply = self.call_slot(
             caller,
             &slot,
             (RecordKind::Provider, format!("{provider}.{method}")),
@@ -758,7 +788,8 @@ impl HostInner {
                 i.provide(p.as_ref().into(), m.as_ref().into(), &args)
                     .into_result()
             },
-        )
+        );
+        self.check_reply(provider, reply)
     }
 }
 

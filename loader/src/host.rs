@@ -915,9 +915,12 @@ impl HostInner {
                 let mut instance = instance;
                 let activated = instance.activate().into_result();
                 let ok = activated.is_ok();
-                let _ = ready_tx.send(activated);
-                if ok {
+                let delivered = ready_tx.send(activated).is_ok();
+                if ok && delivered && !thread_slot.is_closed() {
                     slot::run(thread_slot, instance, recorder);
+                } else if ok {
+                    // The host gave up on this activation (deadline): undo it.
+                    let _ = instance.deactivate();
                 }
             })
             .map_err(|e| LoadError::Activation {
@@ -927,13 +930,21 @@ impl HostInner {
         let deadline = Duration::from_millis(self.config.activation_timeout_ms.max(1));
         let activated = match ready_rx.recv_timeout(deadline) {
             Ok(r) => r,
-            Err(_) => Err(PluginError::new(
-                plugin_api::ErrorKind::Timeout,
-                format!("activate did not return within {} ms; its thread is left running (threads cannot be killed)", deadline.as_millis()),
-            )),
+            Err(_) => {
+                self.detached
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(PluginError::new(
+                    plugin_api::ErrorKind::Timeout,
+                    format!("activate did not return within {} ms; its thread is left running (threads cannot be killed)", deadline.as_millis()),
+                ))
+            }
         };
+        drop(ready_rx);
         if let Err(error) = activated {
             slot.close();
+            // If activation ever returns, the thread finds this order and deactivates.
+            let (done, _) = bounded(1);
+            let _ = slot.control.try_send(Control::Stop { done });
             *slot.state.write() = PluginState::Failed;
             return Err(LoadError::Activation {
                 plugin: name,

@@ -224,6 +224,8 @@ impl HostInner {
             state.routes.remove_plugin(&name);
             register(&mut state.routes, &lib.manifest, &granted, &slot);
             if let Some(entry) = state.slots.get_mut(&name) {
+                // Restarts and re-enabling use the build that is running now.
+                entry.library = lib.clone();
                 entry.manifest = lib.manifest;
                 entry.version = lib.version;
                 entry.file = lib.source;

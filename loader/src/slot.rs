@@ -364,6 +364,8 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                         return;
                     }
                 }
+            } else if stopped(&slot, &mut instance, &control) {
+                return;
             },
             recv(events) -> delivery => if let Ok(delivery) = delivery {
                 if slot.is_closed() {
@@ -374,8 +376,19 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 {
                     return;
                 }
+            } else if stopped(&slot, &mut instance, &control) {
+                return;
             },
         }
+    }
+}
+
+/// The queues are disconnected (the plugin stopped taking work): block on orders rather than
+/// spin on the closed channels. Returns whether to exit.
+fn stopped(slot: &Slot, instance: &mut PluginInstanceBox, control: &Receiver<Control>) -> bool {
+    match control.recv() {
+        Ok(order) => obey(slot, instance, order),
+        Err(_) => true,
     }
 }
 
