@@ -355,6 +355,20 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                     drop(job);
                     continue;
                 }
+                // Events and calls wait in separate queues. Handle first the events that were
+                // published before this call was made (ids come from one counter), so a plugin
+                // never answers a call without having seen what happened before it.
+                while let Ok(delivery) = events.try_recv() {
+                    let later = delivery.event.id > job.work_id;
+                    if deliver_event(&slot, &mut instance, &recorder, delivery)
+                        && await_orders(&slot, &mut instance, &control)
+                    {
+                        return;
+                    }
+                    if later {
+                        break;
+                    }
+                }
                 let started = Instant::now();
                 let failed = with_current(&name, &job.chain, job.work_id, || (job.run)(&mut instance));
                 slot.metrics.record_call(started.elapsed(), failed);
