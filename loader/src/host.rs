@@ -681,6 +681,15 @@ fn lifecycle_data(plugin: &str, version: Option<&str>, extra: Option<(&str, &str
 }
 
 impl HostInner {
+    /// The version of plugin `name`, if the host knows it.
+    pub(crate) fn version_of(&self, name: &str) -> Option<String> {
+        self.state
+            .read()
+            .slots
+            .get(name)
+            .map(|e| e.version.to_string())
+    }
+
     fn plugin_for_file(&self, file: &Path) -> Option<String> {
         let state = self.state.read();
         state

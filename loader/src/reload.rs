@@ -153,12 +153,7 @@ impl HostInner {
     /// Logs and announces a refused reload; the old version keeps running.
     fn refuse_reload(&self, plugin: &str, error: LoadError) -> LoadError {
         log::error!("reload of {plugin} refused, the running version stays: {error}");
-        let version = self
-            .state
-            .read()
-            .slots
-            .get(plugin)
-            .map(|e| e.version.to_string());
+        let version = self.version_of(plugin);
         self.lifecycle_event(
             "plugin:error",
             plugin,

@@ -141,12 +141,7 @@ impl HostInner {
     pub(crate) fn quarantine(&self, plugin: &str, reason: &str) {
         let _guard = self.lifecycle.lock();
         log::error!("plugin {plugin} quarantined after repeated faults (last: {reason}); re-enable it to try again");
-        let version = self
-            .state
-            .read()
-            .slots
-            .get(plugin)
-            .map(|e| e.version.to_string());
+        let version = self.version_of(plugin);
         if self
             .deactivate_with_dependents(plugin, "quarantined")
             .is_err()
