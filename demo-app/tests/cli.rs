@@ -9,31 +9,19 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError},
-    },
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tests::{fixture, library_file_name, set_mode, target_dir, PluginDir};
+use tests::{
+    cargo_program, fixture, library_file_name, replace_by_rename, target_dir, temp_dir, PluginDir,
+    EXAMPLES,
+};
 
 /// The binary under test, built by cargo for these tests.
 const DEMO: &str = env!("CARGO_BIN_EXE_demo-app");
-
-/// The example plugins, as `demo-app` stages them into its default folder.
-const EXAMPLES: [&str; 8] = [
-    "greeter",
-    "welcome",
-    "audit-log",
-    "echo",
-    "counter",
-    "notes",
-    "validator",
-    "users",
-];
 
 /// How long a one-shot command may take before the test gives up on it (it kills the child
 /// then). Far beyond anything a passing run needs: loading is well under a second.
@@ -162,46 +150,6 @@ fn wait_bounded(child: &mut Child, shown: &str) -> i32 {
     }
 }
 
-/// A plugins folder holding the given example plugins.
-fn examples(names: &[&str]) -> PluginDir {
-    let dir = PluginDir::new();
-    for name in names {
-        dir.add_example(name);
-    }
-    dir
-}
-
-/// A temporary folder (for data, configs, scaffolds), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A new, empty temporary folder whose name starts with `prefix`.
-fn temp_dir(prefix: &str) -> TempDir {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!(
-        "{prefix}{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-    set_mode(&path, 0o700);
-    TempDir(path)
-}
-
 /// Each line of `text` as JSON.
 #[track_caller]
 fn json_lines(text: &str) -> Vec<Value> {
@@ -300,20 +248,6 @@ impl Drop for Live {
     }
 }
 
-/// Replaces `target` with a copy of `source` the way a careful deployment does: a hidden
-/// temporary file in the same folder (plugin discovery skips dot files), renamed over it.
-fn replace_atomically(source: &Path, target: &Path) {
-    let name = target
-        .file_name()
-        .expect("target file name")
-        .to_string_lossy();
-    let temp = target.with_file_name(format!(".{name}.incoming"));
-    std::fs::copy(source, &temp).unwrap_or_else(|e| panic!("copy to {}: {e}", temp.display()));
-    set_mode(&temp, 0o755);
-    std::fs::rename(&temp, target)
-        .unwrap_or_else(|e| panic!("rename over {}: {e}", target.display()));
-}
-
 // ---- 1. the default plugins folder ---------------------------------------------------------
 
 /// The README's run line: no `--plugins`, so the example plugins are staged into `plugins/`
@@ -362,7 +296,7 @@ fn list_without_plugins_flag_stages_and_activates_every_example() {
 
 #[test]
 fn describe_shows_commands_emits_and_capabilities() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let out = run(demo_in(dir.path(), &["describe", "greeter", "--json"]));
     out.ok();
     let d = out.json();
@@ -406,7 +340,7 @@ fn describe_shows_commands_emits_and_capabilities() {
 
 #[test]
 fn describe_unknown_plugin_fails_with_one_line() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let out = run(demo_in(dir.path(), &["describe", "nope"]));
     out.expect_code(1);
     assert_eq!(out.stdout, "");
@@ -419,7 +353,7 @@ fn describe_unknown_plugin_fails_with_one_line() {
 
 #[test]
 fn call_prints_the_reply_exactly() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let out = run(demo_in(
         dir.path(),
         &["call", "greeter:greet", r#"{"name":"Ada"}"#],
@@ -431,7 +365,7 @@ fn call_prints_the_reply_exactly() {
 
 #[test]
 fn call_of_an_unknown_command_fails_with_exit_1() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let out = run(demo_in(dir.path(), &["call", "nope:x"]));
     out.expect_code(1);
     assert_eq!(out.stdout, "");
@@ -440,7 +374,7 @@ fn call_of_an_unknown_command_fails_with_exit_1() {
 
 #[test]
 fn invalid_json_and_unknown_subcommands_are_usage_errors() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let bad_json = run(demo_in(dir.path(), &["call", "greeter:greet", "{name"]));
     bad_json.expect_code(2);
     assert_eq!(bad_json.stdout, "");
@@ -465,7 +399,7 @@ fn invalid_json_and_unknown_subcommands_are_usage_errors() {
 /// The README's example: one JSON value per input line; the greeting event reaches audit-log.
 #[test]
 fn scripted_shell_answers_each_line_in_json() {
-    let dir = examples(&["greeter", "audit-log"]);
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
     let script = "call greeter:greet {\"name\":\"Ada\"}\ncall audit-log:recent {\"limit\":5}\n";
     let out = run_with(demo_in(dir.path(), &["shell"]), Some(script));
     out.ok();
@@ -485,7 +419,7 @@ fn scripted_shell_answers_each_line_in_json() {
 
 #[test]
 fn scripted_shell_reports_an_error_and_goes_on() {
-    let dir = examples(&["greeter", "audit-log"]);
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
     let script = "call greeter:greet {\"name\":\"Ada\"}\n\
                   call nope:x\n\
                   # a comment, no answer\n\
@@ -518,7 +452,7 @@ fn scripted_shell_reports_an_error_and_goes_on() {
 
 #[test]
 fn emit_collect_lists_each_subscriber() {
-    let dir = examples(&["audit-log"]);
+    let dir = PluginDir::with_examples(&["audit-log"]);
     let out = run(demo_in(
         dir.path(),
         &["emit", "data:changed", r#"{"x":1}"#, "--collect"],
@@ -538,7 +472,7 @@ fn emit_collect_lists_each_subscriber() {
 
 #[test]
 fn counter_is_durable_across_runs_with_a_data_folder() {
-    let dir = examples(&["counter"]);
+    let dir = PluginDir::with_examples(&["counter"]);
     let data = temp_dir("demo-data-");
     let data_path = data.path().to_str().expect("utf-8 temp path");
     let increment = || {
@@ -559,7 +493,7 @@ fn counter_is_durable_across_runs_with_a_data_folder() {
 
 #[test]
 fn notes_go_through_the_validator_hook() {
-    let dir = examples(&["notes", "validator"]);
+    let dir = PluginDir::with_examples(&["notes", "validator"]);
     let saved = run(demo_in(
         dir.path(),
         &["call", "notes:save", r#"{"title":"  hi ","body":"b"}"#],
@@ -582,7 +516,7 @@ fn notes_go_through_the_validator_hook() {
 
 #[test]
 fn greet_user_uses_the_users_provider() {
-    let dir = examples(&["greeter", "users"]);
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
     let out = run(demo_in(
         dir.path(),
         &["call", "greeter:greet-user", r#"{"id":1}"#],
@@ -595,7 +529,7 @@ fn greet_user_uses_the_users_provider() {
 
 #[test]
 fn trace_shows_the_causal_tree_of_a_call() {
-    let dir = examples(&["greeter", "audit-log"]);
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
     let out = run(demo_in(
         dir.path(),
         &["trace", "call", "greeter:greet", r#"{"name":"Ada"}"#],
@@ -633,7 +567,7 @@ fn trace_shows_the_causal_tree_of_a_call() {
 
 #[test]
 fn trace_json_is_one_record_per_line_linked_by_parent() {
-    let dir = examples(&["greeter", "audit-log"]);
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
     let out = run(demo_in(
         dir.path(),
         &[
@@ -670,7 +604,7 @@ fn trace_json_is_one_record_per_line_linked_by_parent() {
 
 #[test]
 fn stats_counts_the_call_it_ran() {
-    let dir = examples(&["greeter", "audit-log"]);
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
     let out = run(demo_in(
         dir.path(),
         &[
@@ -712,7 +646,7 @@ fn stats_counts_the_call_it_ran() {
 
 #[test]
 fn trace_and_stats_refuse_other_first_commands() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     for sub in ["trace", "stats"] {
         let out = run(demo_in(dir.path(), &[sub, "list"]));
         out.expect_code(2);
@@ -724,7 +658,7 @@ fn trace_and_stats_refuse_other_first_commands() {
 
 #[test]
 fn doctor_on_the_examples_is_healthy() {
-    let dir = examples(&EXAMPLES);
+    let dir = PluginDir::with_examples(&EXAMPLES);
     let out = run(demo_in(dir.path(), &["doctor"]));
     out.ok();
     assert!(
@@ -736,7 +670,7 @@ fn doctor_on_the_examples_is_healthy() {
 
 #[test]
 fn doctor_names_a_missing_dependency_and_a_junk_file() {
-    let dir = examples(&["welcome"]);
+    let dir = PluginDir::with_examples(&["welcome"]);
     dir.add_file("libjunk.so", b"this is not a shared library\n");
     let out = run(demo_in(dir.path(), &["doctor"]));
     out.expect_code(1);
@@ -788,7 +722,7 @@ fn doctor_names_a_missing_dependency_and_a_junk_file() {
 
 #[test]
 fn doctor_json_on_a_healthy_folder_has_the_activation_order() {
-    let dir = examples(&["greeter", "welcome"]);
+    let dir = PluginDir::with_examples(&["greeter", "welcome"]);
     let out = run(demo_in(dir.path(), &["doctor", "--json"]));
     out.ok();
     let report = out.json();
@@ -803,7 +737,7 @@ fn doctor_json_on_a_healthy_folder_has_the_activation_order() {
 /// (which loads) shows it failed.
 #[test]
 fn doctor_does_not_activate() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let failing = dir.add_fixture("activate-fails");
     let doctor = run(demo_in(dir.path(), &["doctor"]));
     doctor.ok();
@@ -826,7 +760,7 @@ fn doctor_does_not_activate() {
 /// `--for-ms` ends the watch on its own.
 #[test]
 fn watch_stops_after_for_ms() {
-    let dir = examples(&["counter"]);
+    let dir = PluginDir::with_examples(&["counter"]);
     let out = run(demo_in(
         dir.path(),
         &["watch", "--for-ms", "200", "--debounce-ms", "100"],
@@ -848,7 +782,7 @@ fn watch_stops_after_for_ms() {
 #[test]
 fn watch_reloads_a_replaced_file_and_deactivates_a_deleted_one() {
     let v2 = fixture("counter-v2");
-    let dir = examples(&["counter"]);
+    let dir = PluginDir::with_examples(&["counter"]);
     let target = dir.file(&library_file_name("counter"));
     let mut live = Live::spawn(demo_in(
         dir.path(),
@@ -863,7 +797,7 @@ fn watch_reloads_a_replaced_file_and_deactivates_a_deleted_one() {
         live.seen
     );
 
-    replace_atomically(&v2, &target);
+    replace_by_rename(&v2, &target);
     let reloaded = live.wait_for("the reload", |l| l.starts_with("reloaded"));
     assert!(reloaded.contains("counter 0.1.0 -> 0.2.0"), "{reloaded}");
 
@@ -876,7 +810,7 @@ fn watch_reloads_a_replaced_file_and_deactivates_a_deleted_one() {
 #[test]
 fn watch_json_reports_the_reload_with_both_versions() {
     let v2 = fixture("counter-v2");
-    let dir = examples(&["counter"]);
+    let dir = PluginDir::with_examples(&["counter"]);
     let target = dir.file(&library_file_name("counter"));
     let mut live = Live::spawn(demo_in(
         dir.path(),
@@ -894,7 +828,7 @@ fn watch_json_reports_the_reload_with_both_versions() {
     assert_eq!(first["plugins"][0]["name"], "counter", "{first}");
     assert_eq!(first["debounce_ms"], 100);
 
-    replace_atomically(&v2, &target);
+    replace_by_rename(&v2, &target);
     let line = live.wait_for("the reload", |l| l.contains(r#""event":"plugin:reloaded""#));
     let reloaded: Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!(reloaded["plugin"], "counter", "{line}");
@@ -918,10 +852,7 @@ fn watch_json_reports_the_reload_with_both_versions() {
 
 /// The `cargo` running these tests.
 fn cargo() -> Command {
-    let program = std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(Into::into))
-        .unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(program);
+    let mut command = Command::new(cargo_program());
     // Its own target folder, shared by every run of this test so later builds are
     // incremental; not the main one, whose lock the running `cargo test` may hold.
     command
@@ -1114,7 +1045,7 @@ fn shell_dead_letters_after_flooding_a_slow_plugin() {
 
 #[test]
 fn dead_letters_subcommand_with_none() {
-    let dir = examples(&["greeter"]);
+    let dir = PluginDir::with_examples(&["greeter"]);
     let text = run(demo_in(dir.path(), &["dead-letters"]));
     text.ok();
     assert_eq!(text.stdout, "no dead letters\n");

@@ -7,6 +7,11 @@
 //! - [`PluginDir`]: a private temporary plugins folder to copy libraries and junk into, and a
 //!   host for it.
 //! - [`wait_until`]: polls a condition with a generous bound; tests never assert on time.
+//! - Checks and steps several test files share: the error a [`LoadReport`] has for a file
+//!   ([`error_for`], [`assert_names_file`], [`assert_bad_library`]), greeter still serving
+//!   ([`assert_greeter_serves`]), capability refusals ([`assert_permission_denied`]), the host's
+//!   lifecycle events ([`Lifecycle`]), replacing a plugin file atomically ([`replace_by_rename`])
+//!   and the `slow` fixture held busy with calls queued behind it ([`hold_slow_with_queued_calls`]).
 //!
 //! ```no_run
 //! use tests::{json, PluginDir};
@@ -27,20 +32,41 @@
 use std::{
     env::consts::{DLL_PREFIX, DLL_SUFFIX},
     ffi::OsString,
+    fmt::Debug,
     fs,
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
-use loader::{Host, HostConfig, LoadReport, PluginInfo, PluginMetrics};
-use plugin_api::Payload;
+use loader::{
+    Host, HostConfig, LoadError, LoadReport, PluginInfo, PluginMetrics, PluginState, Subscription,
+};
+use plugin_api::{ErrorKind, Payload, PluginError};
+use serde::Serialize;
 use tempfile::TempDir;
 
 /// How long [`wait_until`] waits before it gives up: far beyond anything a passing test needs,
 /// so a slow machine never fails a test, while a hang still ends.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// The example plugins the `tests` crate dev-depends on (and `demo-app` stages into its default
+/// plugins folder), by crate name.
+pub const EXAMPLES: [&str; 8] = [
+    "greeter",
+    "welcome",
+    "audit-log",
+    "echo",
+    "counter",
+    "notes",
+    "validator",
+    "users",
+];
+
+/// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
+pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 /// The file name cargo gives the cdylib of crate `crate_name` on this platform
 /// (`libgreeter.so`, `libaudit_log.so`).
@@ -127,11 +153,15 @@ fn build_fixtures() -> Result<PathBuf, String> {
     Ok(target.join("debug"))
 }
 
-fn cargo(manifest: &Path, target: &Path, args: &[&str]) -> Result<(), String> {
-    let program: OsString = std::env::var_os("CARGO")
+/// The `cargo` running these tests: `$CARGO` at run time, else at build time, else `cargo`.
+pub fn cargo_program() -> OsString {
+    std::env::var_os("CARGO")
         .or_else(|| option_env!("CARGO").map(OsString::from))
-        .unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&program);
+        .unwrap_or_else(|| "cargo".into())
+}
+
+fn cargo(manifest: &Path, target: &Path, args: &[&str]) -> Result<(), String> {
+    let mut command = Command::new(cargo_program());
     command
         .arg(args[0])
         .arg("--manifest-path")
@@ -182,6 +212,20 @@ pub fn fixture(name: &str) -> PathBuf {
         })
 }
 
+/// A new, empty, private (mode 0700) temporary folder whose name starts with `prefix`, for
+/// data, configs or scaffolds; removed on drop.
+///
+/// # Panics
+/// If the folder cannot be created.
+pub fn temp_dir(prefix: &str) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temporary folder {prefix}...: {e}"));
+    set_mode(dir.path(), 0o700);
+    dir
+}
+
 /// A private, temporary plugins folder (mode 0700: the loader refuses world-writable folders),
 /// with its own data folder for the host. Both are removed on drop.
 #[derive(Debug)]
@@ -202,16 +246,28 @@ impl PluginDir {
     /// # Panics
     /// If the temporary folders cannot be created.
     pub fn new() -> Self {
-        let plugins = tempfile::Builder::new()
-            .prefix("plugins-")
-            .tempdir()
-            .expect("temporary plugins folder");
-        let data = tempfile::Builder::new()
-            .prefix("host-data-")
-            .tempdir()
-            .expect("temporary data folder");
-        set_mode(plugins.path(), 0o700);
-        PluginDir { plugins, data }
+        PluginDir {
+            plugins: temp_dir("plugins-"),
+            data: temp_dir("host-data-"),
+        }
+    }
+
+    /// A plugins folder holding the example plugins of the given crates (see [`EXAMPLES`]).
+    pub fn with_examples(crate_names: &[&str]) -> Self {
+        let dir = Self::new();
+        for crate_name in crate_names {
+            dir.add_example(crate_name);
+        }
+        dir
+    }
+
+    /// A plugins folder holding the given fixtures (see [`PluginDir::add_fixture`]).
+    pub fn with_fixtures(names: &[&str]) -> Self {
+        let dir = Self::new();
+        for name in names {
+            dir.add_fixture(name);
+        }
+        dir
     }
 
     /// The folder.
@@ -292,6 +348,36 @@ impl PluginDir {
         let report = host.load_dir().expect("the plugins folder can be listed");
         (host, report)
     }
+
+    /// [`PluginDir::load`], asserting that every file loaded and activated; returns the host.
+    #[track_caller]
+    pub fn load_ok(&self) -> Host {
+        self.load_ok_with(|_| {})
+    }
+
+    /// [`PluginDir::load_with`], asserting that every file loaded and activated; returns the
+    /// host.
+    #[track_caller]
+    pub fn load_ok_with(&self, configure: impl FnOnce(&mut HostConfig)) -> Host {
+        let (host, report) = self.load_with(configure);
+        assert!(report.is_ok(), "{report:?}");
+        host
+    }
+
+    /// Loads the folder under the host config `toml` (its plugins and data folders stay this
+    /// folder's).
+    ///
+    /// # Panics
+    /// If `toml` is not a valid host config.
+    pub fn load_with_config(&self, toml: &str) -> (Host, LoadReport) {
+        let parsed = HostConfig::from_toml_str(toml).expect("a valid config");
+        self.load_with(|config| {
+            let (plugins_dir, data_dir) = (config.plugins_dir.take(), config.data_dir.take());
+            *config = parsed;
+            config.plugins_dir = plugins_dir;
+            config.data_dir = data_dir;
+        })
+    }
 }
 
 /// Sets the permission bits of `path` (Unix only; a no-op elsewhere).
@@ -312,6 +398,14 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// If `text` is not JSON.
 pub fn json(text: &str) -> Payload {
     Payload::from_json_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"))
+}
+
+/// A JSON payload holding `value`.
+///
+/// # Panics
+/// If `value` cannot be written as JSON.
+pub fn json_payload<T: Serialize + ?Sized>(value: &T) -> Payload {
+    Payload::json(value).expect("json")
 }
 
 /// A JSON payload's value.
@@ -389,4 +483,323 @@ pub fn truncated_inside_pt_load(bytes: &[u8]) -> Vec<u8> {
     let cut = offset + size / 2;
     assert!(cut < bytes.len(), "the segment lies inside the file");
     bytes[..cut].to_vec()
+}
+
+// ---- load reports ---------------------------------------------------------------------------
+
+/// A folder with greeter and whatever `add` puts in (returning the bad file), loaded. Returns
+/// the folder (keep it until the end of the test), the host, its load report and the bad file.
+pub fn load_beside_greeter(
+    add: impl FnOnce(&PluginDir) -> PathBuf,
+) -> (PluginDir, Host, LoadReport, PathBuf) {
+    let dir = PluginDir::new();
+    dir.add_example("greeter");
+    let bad = add(&dir);
+    let (host, report) = dir.load();
+    (dir, host, report, bad)
+}
+
+/// The error `report` has for `file`, which must exist.
+///
+/// # Panics
+/// If the report has no error for the file.
+#[track_caller]
+pub fn error_for<'r>(report: &'r LoadReport, file: &Path) -> &'r LoadError {
+    let name = file
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    report
+        .error_for(&name)
+        .unwrap_or_else(|| panic!("no error reported for {name}: {report:?}"))
+}
+
+/// Asserts that the error's message names `file` (by its full path).
+#[track_caller]
+pub fn assert_names_file(error: &LoadError, file: &Path) {
+    let text = error.to_string();
+    assert!(
+        text.contains(&file.display().to_string()),
+        "{text:?} does not name {}",
+        file.display()
+    );
+}
+
+/// Asserts that `report` refused `file` as a bad library ([`LoadError::BadLibrary`] for that
+/// path) for a reason containing `reason_part`, in a message that names the file.
+#[track_caller]
+pub fn assert_bad_library(report: &LoadReport, file: &Path, reason_part: &str) {
+    let error = error_for(report, file);
+    match error {
+        LoadError::BadLibrary { path, reason } => {
+            assert_eq!(path, file);
+            assert!(reason.contains(reason_part), "{reason}");
+        }
+        other => panic!("expected BadLibrary, got {other:?}"),
+    }
+    assert_names_file(error, file);
+}
+
+// ---- greeter --------------------------------------------------------------------------------
+
+/// Asserts that `reply` is greeter's answer to `greeter:greet` for Ada (`Hello, Ada!`) and that
+/// greeter is still active.
+#[track_caller]
+pub fn assert_greeted_ada(host: &Host, reply: Result<Payload, PluginError>) {
+    let reply = reply.expect("greeter still answers");
+    assert_eq!(to_json(&reply)["message"], "Hello, Ada!");
+    assert_eq!(info(host, "greeter").state, PluginState::Active);
+}
+
+/// Greeter is active and greets Ada, answering within [`WAIT_LIMIT`] whatever call deadline the
+/// host is configured with.
+#[track_caller]
+pub fn assert_greeter_serves(host: &Host) {
+    let reply = host.execute_with_timeout("greeter:greet", json(r#"{"name":"Ada"}"#), WAIT_LIMIT);
+    assert_greeted_ada(host, reply);
+}
+
+// ---- capabilities ---------------------------------------------------------------------------
+
+/// Asserts that `result` is a permission-denied error whose message contains `message_part`
+/// (for example `plugin greeter lacks capability provider:users`).
+#[track_caller]
+pub fn assert_permission_denied(result: Result<impl Debug, PluginError>, message_part: &str) {
+    let err = result.expect_err("the capability is missing");
+    assert_eq!(
+        err.kind,
+        ErrorKind::PermissionDenied,
+        "{message_part}: {err}"
+    );
+    assert!(
+        err.message().contains(message_part),
+        "{message_part}: {err}"
+    );
+}
+
+/// Asserts that each command of the `undeclared` fixture, which uses a capability the plugin did
+/// not declare, is denied naming the capability and the plugin.
+#[track_caller]
+pub fn assert_undeclared_capabilities_denied(host: &Host) {
+    for (command, capability) in [
+        ("undeclared:emit", "emit:undeclared:thing"),
+        ("undeclared:execute", "call:echo:reverse"),
+        ("undeclared:message", "message:echo"),
+    ] {
+        let err = host.execute(command, json("null")).expect_err("denied");
+        assert_eq!(err.kind, ErrorKind::PermissionDenied, "{command}: {err}");
+        assert!(
+            err.message().contains(capability) && err.message().contains("undeclared"),
+            "{command}: {err}"
+        );
+    }
+}
+
+// ---- lifecycle events -----------------------------------------------------------------------
+
+/// The host's lifecycle events (`plugin:*`), remembered as they are read: counted, searched, or
+/// waited for one after the other.
+pub struct Lifecycle {
+    subscription: Subscription,
+    seen: Vec<(String, serde_json::Value)>,
+    /// Where [`Lifecycle::wait_for_next`] looks from.
+    next: usize,
+}
+
+impl Lifecycle {
+    /// Subscribes to `host`'s lifecycle events (room for 4096 unread ones).
+    pub fn new(host: &Host) -> Self {
+        Lifecycle {
+            subscription: host.subscribe("plugin:*", 4096),
+            seen: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn pull(&mut self) {
+        self.seen.extend(
+            self.subscription
+                .receiver()
+                .try_iter()
+                .map(|e| (e.event_type.as_str().to_owned(), to_json(&e.data))),
+        );
+    }
+
+    /// How many `kind` events about `plugin` arrived so far.
+    pub fn count(&mut self, kind: &str, plugin: &str) -> usize {
+        self.pull();
+        self.seen
+            .iter()
+            .filter(|(k, data)| k == kind && data["plugin"] == plugin)
+            .count()
+    }
+
+    /// Waits until at least `n` `kind` events about `plugin` arrived in all.
+    #[track_caller]
+    pub fn wait_for_count(&mut self, kind: &str, plugin: &str, n: usize) {
+        wait_until(&format!("{n} {kind} events for {plugin}"), || {
+            self.count(kind, plugin) >= n
+        });
+    }
+
+    /// The data of the last `kind` event about `plugin` so far.
+    ///
+    /// # Panics
+    /// If there is none.
+    #[track_caller]
+    pub fn last(&mut self, kind: &str, plugin: &str) -> serde_json::Value {
+        self.pull();
+        self.seen
+            .iter()
+            .rev()
+            .find(|(k, data)| k == kind && data["plugin"] == plugin)
+            .map(|(_, data)| data.clone())
+            .unwrap_or_else(|| panic!("no {kind} event for {plugin}: {:?}", self.seen))
+    }
+
+    /// Waits for the next `kind` event about `plugin` after the one this method returned last
+    /// (the first such event at the first call); returns its data.
+    #[track_caller]
+    pub fn wait_for_next(&mut self, kind: &str, plugin: &str) -> serde_json::Value {
+        let mut found = None;
+        wait_until(&format!("{kind} for {plugin}"), || {
+            self.pull();
+            found = self.seen[self.next..]
+                .iter()
+                .position(|(k, data)| k == kind && data["plugin"] == plugin)
+                .map(|i| i + self.next);
+            found.is_some()
+        });
+        let index = found.expect("wait_until returned, so it was found");
+        self.next = index + 1;
+        self.seen[index].1.clone()
+    }
+
+    /// The plugins named by every `kind` event seen so far, in order.
+    pub fn plugins(&mut self, kind: &str) -> Vec<String> {
+        self.pull();
+        self.seen
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, data)| data["plugin"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+// ---- plugin files ---------------------------------------------------------------------------
+
+/// Replaces `target` with `bytes` the way installers do: writes a hidden temporary file in the
+/// same folder (plugin discovery skips dot files), then renames it over `target`.
+///
+/// # Panics
+/// If a step fails.
+pub fn replace_with_bytes(bytes: &[u8], target: &Path) {
+    let name = target
+        .file_name()
+        .expect("a plugin file has a name")
+        .to_string_lossy();
+    let temporary = target.with_file_name(format!(".{name}.partial"));
+    fs::write(&temporary, bytes).unwrap_or_else(|e| panic!("write {}: {e}", temporary.display()));
+    set_mode(&temporary, 0o755);
+    fs::rename(&temporary, target).unwrap_or_else(|e| {
+        panic!(
+            "rename {} over {}: {e}",
+            temporary.display(),
+            target.display()
+        )
+    });
+}
+
+/// [`replace_with_bytes`] with the contents of `source`: a new build put in place atomically.
+///
+/// # Panics
+/// If a step fails.
+pub fn replace_by_rename(source: &Path, target: &Path) {
+    let bytes = fs::read(source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+    replace_with_bytes(&bytes, target);
+}
+
+// ---- the slow fixture -----------------------------------------------------------------------
+
+/// A call in progress on another thread.
+pub type CallInThread = JoinHandle<Result<Payload, PluginError>>;
+
+/// Runs `command` on another thread, waiting up to [`WAIT_LIMIT`] for its answer.
+pub fn execute_in_thread(host: &Host, command: &str, args: Payload) -> CallInThread {
+    let host = host.clone();
+    let command = command.to_owned();
+    thread::spawn(move || host.execute_with_timeout(&command, args, WAIT_LIMIT))
+}
+
+/// Starts `slow:hold` on another thread and waits until slow's thread is inside it (so the
+/// request queue is empty and every later request waits in it). The call creates
+/// `<control>/started`, then answers `"released"` once [`release_holding`] created
+/// `<control>/release`.
+pub fn start_holding(host: &Host, control: &Path) -> CallInThread {
+    let args = json_payload(&serde_json::json!({ "dir": control }));
+    let held = execute_in_thread(host, "slow:hold", args);
+    wait_until("slow is holding", || control.join("started").exists());
+    held
+}
+
+/// Lets the `slow:hold` call of [`start_holding`] with the same `control` folder answer.
+///
+/// # Panics
+/// If the release file cannot be written.
+pub fn release_holding(control: &Path) {
+    fs::write(control.join("release"), b"").expect("write the release file");
+}
+
+/// [`start_holding`], then `queued` calls of `slow:sleep` (1 ms each) on other threads, waiting
+/// until all of them wait in slow's request queue. Returns the held call and the queued ones.
+pub fn hold_slow_with_queued_calls(
+    host: &Host,
+    control: &Path,
+    queued: usize,
+) -> (CallInThread, Vec<CallInThread>) {
+    let held = start_holding(host, control);
+    let calls: Vec<_> = (0..queued)
+        .map(|_| execute_in_thread(host, "slow:sleep", json(r#"{"ms":1}"#)))
+        .collect();
+    wait_until(&format!("{queued} calls wait in slow's queue"), || {
+        metrics(host, "slow").queued_requests == queued
+    });
+    (held, calls)
+}
+
+/// Loads the `slow` fixture (with a long shutdown grace), keeps it busy with `queued` calls
+/// waiting behind that ([`hold_slow_with_queued_calls`]), and deactivates it while they wait.
+/// Asserts that the call in progress completes and the deactivation succeeds. Returns the folder
+/// (keep it until the end of the test), the host and the queued calls, not yet joined.
+#[track_caller]
+pub fn deactivate_slow_while_calls_wait(queued: usize) -> (PluginDir, Host, Vec<CallInThread>) {
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok_with(|c| c.shutdown_grace_ms = 30_000);
+    let control = tempfile::tempdir().expect("control folder");
+    let (held, queued) = hold_slow_with_queued_calls(&host, control.path(), queued);
+
+    let stopper = {
+        let host = host.clone();
+        thread::spawn(move || host.deactivate("slow"))
+    };
+    wait_until("slow's commands are unregistered", || {
+        !host.commands().iter().any(|c| c.starts_with("slow:"))
+    });
+    // Deactivation sends its stop order right after unregistering; give that a moment before
+    // the held call returns (ordering only: nothing below depends on how long this takes).
+    thread::sleep(Duration::from_millis(50));
+    release_holding(control.path());
+
+    let held = held.join().expect("the held caller");
+    assert_eq!(
+        held.map(|p| to_json(&p)),
+        Ok(serde_json::json!("released")),
+        "the call in progress completes"
+    );
+    stopper
+        .join()
+        .expect("the deactivating thread")
+        .expect("slow is known");
+    (dir, host, queued)
 }

@@ -2,58 +2,23 @@
 //! the plugin or the versions involved, while the good plugin (greeter) still activates and
 //! serves, and the host process survives.
 
-use std::path::{Path, PathBuf};
-
 use loader::{Host, LoadError, LoadReport, PluginState};
 use plugin_api::ErrorKind;
-use tests::{example_lib, info, json, set_mode, to_json, truncated_inside_pt_load, PluginDir};
+use tests::{
+    assert_bad_library, assert_greeted_ada, assert_names_file, error_for, example_lib, info, json,
+    load_beside_greeter, set_mode, to_json, truncated_inside_pt_load, PluginDir, ROOT_SYMBOL,
+};
 
-/// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
-const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
-
-/// A folder with greeter and whatever `add` puts in (returning the bad file), loaded.
-fn load_beside_greeter(
-    add: impl FnOnce(&PluginDir) -> PathBuf,
-) -> (PluginDir, Host, LoadReport, PathBuf) {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let bad = add(&dir);
-    let (host, report) = dir.load();
-    (dir, host, report, bad)
-}
-
-/// Greeter activated and answers, whatever else was in the folder.
+/// Greeter activated and answers (within the host's own call deadline), whatever else was in
+/// the folder.
 fn assert_greeter_survives(host: &Host, report: &LoadReport) {
     assert!(
         report.activated().contains(&"greeter"),
         "greeter did not activate: {report:?}"
     );
-    let reply = host
-        .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
-        .expect("greeter still answers");
-    assert_eq!(to_json(&reply)["message"], "Hello, Ada!");
-    assert_eq!(info(host, "greeter").state, PluginState::Active);
-}
-
-/// The error reported for `file`, which must exist.
-fn error_for<'r>(report: &'r LoadReport, file: &Path) -> &'r LoadError {
-    let name = file
-        .file_name()
-        .expect("a file name")
-        .to_string_lossy()
-        .into_owned();
-    report
-        .error_for(&name)
-        .unwrap_or_else(|| panic!("no error reported for {name}: {report:?}"))
-}
-
-/// The error's message names `file`.
-fn assert_names_file(error: &LoadError, file: &Path) {
-    let text = error.to_string();
-    assert!(
-        text.contains(&file.display().to_string()),
-        "{text:?} does not name {}",
-        file.display()
+    assert_greeted_ada(
+        host,
+        host.execute("greeter:greet", json(r#"{"name":"Ada"}"#)),
     );
 }
 
@@ -61,14 +26,7 @@ fn assert_names_file(error: &LoadError, file: &Path) {
 fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
     let (_dir, host, report, bad) =
         load_beside_greeter(|d| d.add_file("libnotes.so", b"shopping: milk, eggs\n"));
-    match error_for(&report, &bad) {
-        LoadError::BadLibrary { path, reason } => {
-            assert_eq!(path, &bad);
-            assert!(reason.contains("not an ELF file"), "{reason}");
-        }
-        other => panic!("expected BadLibrary, got {other:?}"),
-    }
-    assert_names_file(error_for(&report, &bad), &bad);
+    assert_bad_library(&report, &bad, "not an ELF file");
     // The failure is listed with the plugins, by file name.
     let listed = info(&host, "libnotes.so");
     assert_eq!(listed.state, PluginState::Failed);
@@ -79,14 +37,7 @@ fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
 #[test]
 fn empty_file_is_refused() {
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libempty.so", b""));
-    match error_for(&report, &bad) {
-        LoadError::BadLibrary { path, reason } => {
-            assert_eq!(path, &bad);
-            assert!(reason.contains("empty"), "{reason}");
-        }
-        other => panic!("expected BadLibrary, got {other:?}"),
-    }
-    assert_names_file(error_for(&report, &bad), &bad);
+    assert_bad_library(&report, &bad, "empty");
     assert_greeter_survives(&host, &report);
 }
 
@@ -96,14 +47,7 @@ fn library_truncated_inside_a_load_segment_is_refused_before_dlopen() {
     let real = std::fs::read(example_lib("echo")).expect("read echo");
     let cut = truncated_inside_pt_load(&real);
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libecho.so", &cut));
-    match error_for(&report, &bad) {
-        LoadError::BadLibrary { path, reason } => {
-            assert_eq!(path, &bad);
-            assert!(reason.contains("PT_LOAD"), "{reason}");
-        }
-        other => panic!("expected BadLibrary, got {other:?}"),
-    }
-    assert_names_file(error_for(&report, &bad), &bad);
+    assert_bad_library(&report, &bad, "PT_LOAD");
     assert_greeter_survives(&host, &report);
 }
 
@@ -209,8 +153,7 @@ fn activation_panic_is_caught_and_reported() {
 
 #[test]
 fn two_files_with_the_same_plugin_name_keep_the_first() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
+    let dir = PluginDir::with_examples(&["greeter"]);
     let first = dir.add_fixture("dup-a");
     let second = dir.add_fixture("dup-b");
     let (host, report) = dir.load();
@@ -267,8 +210,7 @@ fn missing_dependency_is_named() {
 
 #[test]
 fn dependency_cycle_is_named_for_both_plugins() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
+    let dir = PluginDir::with_examples(&["greeter"]);
     let a = dir.add_fixture("cycle-a");
     let b = dir.add_fixture("cycle-b");
     let (host, report) = dir.load();

@@ -2,62 +2,28 @@
 //! capabilities, disabling plugins, per-plugin config tables, every undeclared capability
 //! denied by name, and what `PluginInfo` says was declared and granted.
 
-use loader::{Host, HostConfig, LoadError, LoadReport};
-use plugin_api::{ErrorKind, PluginError};
+use loader::LoadError;
+use plugin_api::ErrorKind;
 use serde_json::json as value;
-use tests::{info, json, to_json, PluginDir};
-
-/// Loads `dir` under the host config `toml` (its plugins and data folders are the dir's).
-fn load_with_config(dir: &PluginDir, toml: &str) -> (Host, LoadReport) {
-    let parsed = HostConfig::from_toml_str(toml).expect("a valid config");
-    dir.load_with(|config| {
-        let (plugins_dir, data_dir) = (config.plugins_dir.take(), config.data_dir.take());
-        *config = parsed;
-        config.plugins_dir = plugins_dir;
-        config.data_dir = data_dir;
-    })
-}
-
-fn assert_denied(
-    result: Result<impl std::fmt::Debug, PluginError>,
-    plugin: &str,
-    capability: &str,
-) {
-    let err = result.expect_err("the capability is missing");
-    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{capability}: {err}");
-    assert!(
-        err.message()
-            .contains(&format!("plugin {plugin} lacks capability {capability}")),
-        "{capability}: {err}"
-    );
-}
+use tests::{assert_permission_denied, info, json, to_json, PluginDir};
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn greeter_dir() -> PluginDir {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("users");
-    dir
-}
-
 #[test]
 fn a_capability_revoked_in_the_config_is_denied_naming_it() {
-    let dir = greeter_dir();
-    let (host, report) = load_with_config(
-        &dir,
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.greeter]
         revoke = ["emit:greeter:greeted"]
         "#,
     );
     assert!(report.is_ok(), "{report:?}");
-    assert_denied(
+    assert_permission_denied(
         host.execute("greeter:greet", json(r#"{"name":"Ada"}"#)),
-        "greeter",
-        "emit:greeter:greeted",
+        "plugin greeter lacks capability emit:greeter:greeted",
     );
     // What was not revoked still works.
     let answer = host
@@ -78,9 +44,8 @@ fn a_capability_revoked_in_the_config_is_denied_naming_it() {
 
 #[test]
 fn a_capabilities_list_in_the_config_grants_only_those_of_the_declared_ones() {
-    let dir = greeter_dir();
-    let (host, report) = load_with_config(
-        &dir,
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.greeter]
         capabilities = ["emit:greeter:greeted", "database", "call:*"]
@@ -91,10 +56,9 @@ fn a_capabilities_list_in_the_config_grants_only_those_of_the_declared_ones() {
         .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
         .expect("emit:greeter:greeted is granted");
     assert_eq!(to_json(&answer), value!({"message": "Hello, Ada!"}));
-    assert_denied(
+    assert_permission_denied(
         host.execute("greeter:greet-user", json(r#"{"id":1}"#)),
-        "greeter",
-        "provider:users",
+        "plugin greeter lacks capability provider:users",
     );
     // Listing a capability the plugin did not declare does not grant it.
     assert_eq!(
@@ -105,10 +69,9 @@ fn a_capabilities_list_in_the_config_grants_only_those_of_the_declared_ones() {
 
 #[test]
 fn without_config_a_plugin_is_granted_what_it_declares() {
-    let dir = greeter_dir();
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
     dir.add_example("audit-log");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let greeter = info(&host, "greeter");
     assert_eq!(greeter.granted, greeter.declared);
     let audit = info(&host, "audit-log");
@@ -121,11 +84,8 @@ fn without_config_a_plugin_is_granted_what_it_declares() {
 
 #[test]
 fn revoked_middleware_is_not_installed() {
-    let dir = PluginDir::new();
-    dir.add_fixture("mw-a");
-    dir.add_fixture("mw-b");
-    let (host, report) = load_with_config(
-        &dir,
+    let dir = PluginDir::with_fixtures(&["mw-a", "mw-b"]);
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.mw-b]
         revoke = ["middleware"]
@@ -150,9 +110,8 @@ fn revoked_middleware_is_not_installed() {
 
 #[test]
 fn a_disabled_plugin_is_not_loaded() {
-    let dir = greeter_dir();
-    let (host, report) = load_with_config(
-        &dir,
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.greeter]
         enabled = false
@@ -174,10 +133,8 @@ fn a_disabled_plugin_is_not_loaded() {
 
 #[test]
 fn a_plugin_reads_its_config_table() {
-    let dir = PluginDir::new();
-    dir.add_fixture("configured");
-    let (host, report) = load_with_config(
-        &dir,
+    let dir = PluginDir::with_fixtures(&["configured"]);
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.configured.config]
         greeting = "Howdy"
@@ -200,10 +157,8 @@ fn a_plugin_reads_its_config_table() {
 
 #[test]
 fn a_plugin_without_a_config_table_reads_an_empty_one() {
-    let dir = PluginDir::new();
-    dir.add_fixture("configured");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["configured"]);
+    let host = dir.load_ok();
     let answer = host
         .execute("configured:config", json("null"))
         .expect("config");
@@ -215,14 +170,12 @@ fn a_plugin_without_a_config_table_reads_an_empty_one() {
 
 #[test]
 fn every_undeclared_capability_is_denied_naming_it() {
-    let dir = PluginDir::new();
-    dir.add_fixture("overreach");
+    let dir = PluginDir::with_fixtures(&["overreach"]);
     // The targets exist, so only the capability check stands in the way.
     for example in ["greeter", "echo", "notes", "validator", "users"] {
         dir.add_example(example);
     }
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     assert!(info(&host, "overreach").declared.is_empty());
     for (command, capability) in [
         ("emit", "emit:overreach:thing"),
@@ -236,10 +189,9 @@ fn every_undeclared_capability_is_denied_naming_it() {
         ("scan", "database"),
         ("batch", "database"),
     ] {
-        assert_denied(
+        assert_permission_denied(
             host.execute(&format!("overreach:{command}"), json("null")),
-            "overreach",
-            capability,
+            &format!("plugin overreach lacks capability {capability}"),
         );
     }
     // Nothing got through: no shared data, no own data from the batch.

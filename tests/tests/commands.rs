@@ -1,51 +1,30 @@
 //! Commands, request-reply and RPC through real plugins: not-found, deadlines and late replies,
 //! call cycles, cancellation at deactivation, queue bounds, host commands, capabilities.
 
-use std::{
-    path::Path,
-    thread::{self, JoinHandle},
-    time::Duration,
-};
+use std::time::Duration;
 
 use loader::Host;
 use plugin_api::{ErrorKind, Payload, PluginError};
-use tests::{json, metrics, to_json, wait_until, PluginDir, WAIT_LIMIT};
+use tests::{
+    assert_undeclared_capabilities_denied, deactivate_slow_while_calls_wait,
+    hold_slow_with_queued_calls, json, metrics, release_holding, to_json, wait_until, PluginDir,
+    WAIT_LIMIT,
+};
 
-/// Arguments of `slow:hold`: it creates `<dir>/started`, then answers once `<dir>/release`
-/// exists.
-fn hold_args(dir: &Path) -> Payload {
-    Payload::json(&serde_json::json!({ "dir": dir })).expect("json")
-}
-
-/// Runs `command` on another thread, waiting up to [`WAIT_LIMIT`] for its answer.
-fn execute_in_thread(
-    host: &Host,
-    command: &str,
-    args: Payload,
-) -> JoinHandle<Result<Payload, PluginError>> {
-    let host = host.clone();
-    let command = command.to_owned();
-    thread::spawn(move || host.execute_with_timeout(&command, args, WAIT_LIMIT))
-}
-
-/// Starts `slow:hold` on another thread and waits until slow's thread is inside it (so the
-/// request queue is empty and every later request waits in it).
-fn start_holding(host: &Host, control: &Path) -> JoinHandle<Result<Payload, PluginError>> {
-    let held = execute_in_thread(host, "slow:hold", hold_args(control));
-    wait_until("slow is holding", || control.join("started").exists());
-    held
-}
-
-fn release(control: &Path) {
-    std::fs::write(control.join("release"), b"").expect("write the release file");
+/// Runs `command` (waiting up to [`WAIT_LIMIT`]) and asserts that it fails fast with a cycle
+/// error naming `cycle`.
+fn assert_cycle(host: &Host, command: &str, cycle: &str) {
+    let err = host
+        .execute_with_timeout(command, json("null"), WAIT_LIMIT)
+        .expect_err(cycle);
+    assert_eq!(err.kind, ErrorKind::Cycle, "{err}");
+    assert!(err.message().contains(cycle), "{err}");
 }
 
 #[test]
 fn unknown_command_is_not_found_at_once_and_says_so() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let host = dir.load_ok();
     for command in [
         "nope:nothing",
         "greeter:nothing",
@@ -63,10 +42,8 @@ fn unknown_command_is_not_found_at_once_and_says_so() {
 
 #[test]
 fn a_command_past_its_deadline_times_out_and_its_late_reply_is_dropped() {
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok();
 
     let err = host
         .execute_with_timeout(
@@ -91,85 +68,26 @@ fn a_command_past_its_deadline_times_out_and_its_late_reply_is_dropped() {
 
 #[test]
 fn a_call_cycle_between_two_plugins_fails_fast_naming_the_cycle() {
-    let dir = PluginDir::new();
-    dir.add_fixture("pinger");
-    dir.add_fixture("ponger");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["pinger", "ponger"]);
+    let host = dir.load_ok();
     // A deadlock would end in a timeout, not a cycle error.
-    let err = host
-        .execute_with_timeout("pinger:start", json("null"), WAIT_LIMIT)
-        .expect_err("pinger -> ponger -> pinger");
-    assert_eq!(err.kind, ErrorKind::Cycle, "{err}");
-    assert!(
-        err.message().contains("pinger -> ponger -> pinger"),
-        "{err}"
-    );
+    assert_cycle(&host, "pinger:start", "pinger -> ponger -> pinger");
     // Both plugins are still free.
-    let err = host
-        .execute_with_timeout("ponger:bounce", json("null"), WAIT_LIMIT)
-        .expect_err("ponger -> pinger -> ponger");
-    assert_eq!(err.kind, ErrorKind::Cycle, "{err}");
-    assert!(
-        err.message().contains("ponger -> pinger -> ponger"),
-        "{err}"
-    );
+    assert_cycle(&host, "ponger:bounce", "ponger -> pinger -> ponger");
 }
 
 #[test]
 fn a_plugin_calling_itself_fails_fast_naming_the_cycle() {
-    let dir = PluginDir::new();
-    dir.add_fixture("pinger");
-    dir.add_fixture("ponger");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    let err = host
-        .execute_with_timeout("pinger:self", json("null"), WAIT_LIMIT)
-        .expect_err("pinger -> pinger");
-    assert_eq!(err.kind, ErrorKind::Cycle, "{err}");
-    assert!(err.message().contains("pinger -> pinger"), "{err}");
+    let dir = PluginDir::with_fixtures(&["pinger", "ponger"]);
+    let host = dir.load_ok();
+    assert_cycle(&host, "pinger:self", "pinger -> pinger");
 }
 
 /// One round of: slow busy, three calls queued, slow deactivated. Returns the queued calls'
 /// results.
 fn deactivate_with_calls_queued() -> Vec<Result<Payload, PluginError>> {
     const QUEUED: usize = 3;
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.shutdown_grace_ms = 30_000);
-    assert!(report.is_ok(), "{report:?}");
-    let control = tempfile::tempdir().expect("control folder");
-
-    let held = start_holding(&host, control.path());
-    let queued: Vec<_> = (0..QUEUED)
-        .map(|_| execute_in_thread(&host, "slow:sleep", json(r#"{"ms":1}"#)))
-        .collect();
-    wait_until("the calls are queued", || {
-        metrics(&host, "slow").queued_requests == QUEUED
-    });
-
-    let stopper = {
-        let host = host.clone();
-        thread::spawn(move || host.deactivate("slow"))
-    };
-    wait_until("slow's commands are unregistered", || {
-        !host.commands().iter().any(|c| c.starts_with("slow:"))
-    });
-    // Deactivation sends its stop order right after unregistering; give that a moment before
-    // the held call returns (ordering only: nothing below depends on how long this takes).
-    thread::sleep(Duration::from_millis(50));
-    release(control.path());
-
-    let held = held.join().expect("the held caller");
-    assert_eq!(
-        held.map(|p| to_json(&p)),
-        Ok(serde_json::json!("released")),
-        "the call in progress completes"
-    );
-    stopper
-        .join()
-        .expect("the deactivating thread")
-        .expect("slow is known");
+    let (_dir, host, queued) = deactivate_slow_while_calls_wait(QUEUED);
     let err = host
         .execute("slow:sleep", json(r#"{"ms":1}"#))
         .expect_err("slow is gone");
@@ -199,19 +117,10 @@ fn calls_queued_when_a_plugin_is_deactivated_resolve_as_cancelled() {
 
 #[test]
 fn a_full_request_queue_refuses_new_calls_at_once() {
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.request_queue = 2);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok_with(|c| c.request_queue = 2);
     let control = tempfile::tempdir().expect("control folder");
-
-    let held = start_holding(&host, control.path());
-    let queued: Vec<_> = (0..2)
-        .map(|_| execute_in_thread(&host, "slow:sleep", json(r#"{"ms":1}"#)))
-        .collect();
-    wait_until("the queue is full", || {
-        metrics(&host, "slow").queued_requests == 2
-    });
+    let (held, queued) = hold_slow_with_queued_calls(&host, control.path(), 2);
 
     let err = host
         .execute_with_timeout("slow:sleep", json(r#"{"ms":1}"#), WAIT_LIMIT)
@@ -220,7 +129,7 @@ fn a_full_request_queue_refuses_new_calls_at_once() {
     assert!(err.message().contains("slow"), "{err}");
     assert_eq!(metrics(&host, "slow").queue_full, 1);
 
-    release(control.path());
+    release_holding(control.path());
     held.join()
         .expect("the held caller")
         .expect("the held call completes");
@@ -235,10 +144,8 @@ fn a_full_request_queue_refuses_new_calls_at_once() {
 
 #[test]
 fn a_plugin_can_call_a_host_registered_command() {
-    let dir = PluginDir::new();
-    dir.add_fixture("host-caller");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["host-caller"]);
+    let host = dir.load_ok();
     host.register_command("time", |request| {
         Payload::json(&serde_json::json!({
             "now": 1_700_000_000_u64,
@@ -259,10 +166,8 @@ fn a_plugin_can_call_a_host_registered_command() {
 
 #[test]
 fn request_reply_and_rpc_with_echo() {
-    let dir = PluginDir::new();
-    dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["echo"]);
+    let host = dir.load_ok();
 
     let message = json(r#"{"hello":["world",1,2.5,null]}"#);
     let reply = host
@@ -301,24 +206,11 @@ fn request_reply_and_rpc_with_echo() {
 
 #[test]
 fn capabilities_a_plugin_did_not_declare_are_denied_by_name() {
-    let dir = PluginDir::new();
-    dir.add_fixture("undeclared");
+    let dir = PluginDir::with_fixtures(&["undeclared"]);
     dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let events = host.subscribe("undeclared:*", 16);
-    for (command, capability) in [
-        ("undeclared:emit", "emit:undeclared:thing"),
-        ("undeclared:execute", "call:echo:reverse"),
-        ("undeclared:message", "message:echo"),
-    ] {
-        let err = host.execute(command, json("null")).expect_err("denied");
-        assert_eq!(err.kind, ErrorKind::PermissionDenied, "{command}: {err}");
-        assert!(
-            err.message().contains(capability) && err.message().contains("undeclared"),
-            "{command}: {err}"
-        );
-    }
+    assert_undeclared_capabilities_denied(&host);
     assert!(events.receiver().try_recv().is_err(), "nothing was emitted");
     assert_eq!(
         metrics(&host, "echo").calls_served,

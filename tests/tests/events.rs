@@ -5,15 +5,12 @@ use std::collections::HashMap;
 
 use loader::PluginState;
 use plugin_api::ErrorKind;
-use tests::{info, json, metrics, to_json, wait_until, PluginDir, WAIT_LIMIT};
+use tests::{info, json, metrics, to_json, wait_until, Lifecycle, PluginDir, WAIT_LIMIT};
 
 #[test]
 fn wildcard_subscribers_see_events_with_the_emitters_name_as_source() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("audit-log");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
+    let host = dir.load_ok();
     let greetings = host.subscribe("greeter:*", 16);
 
     host.execute("greeter:greet", json(r#"{"name":"Ada"}"#))
@@ -60,9 +57,8 @@ fn emit_and_collect_reports_panicking_and_failing_handlers_and_serves_the_rest()
     dir.add_fixture("faulty");
     dir.add_example("audit-log");
     dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    let lifecycle = host.subscribe("plugin:*", 64);
+    let host = dir.load_ok();
+    let mut lifecycle = Lifecycle::new(&host);
 
     let collect = |event_type: &str| {
         let replies = host
@@ -92,7 +88,7 @@ fn emit_and_collect_reports_panicking_and_failing_handlers_and_serves_the_rest()
         "{:?}",
         faulty.state
     );
-    wait_for_restart(&lifecycle, "faulty");
+    lifecycle.wait_for_count("plugin:restarted", "faulty", 1);
     assert_eq!(info(&host, "faulty").state, PluginState::Active);
 
     let failed = collect("test:fail");
@@ -115,25 +111,12 @@ fn emit_and_collect_reports_panicking_and_failing_handlers_and_serves_the_rest()
         .expect("the host goes on");
 }
 
-/// Waits for the host's `plugin:restarted` event about `plugin`.
-fn wait_for_restart(lifecycle: &loader::Subscription, plugin: &str) {
-    let mut restarted = false;
-    wait_until(&format!("{plugin} was restarted"), || {
-        restarted |= lifecycle.receiver().try_iter().any(|e| {
-            e.event_type.as_str() == "plugin:restarted" && to_json(&e.data)["plugin"] == plugin
-        });
-        restarted
-    });
-}
-
 /// Makes faulty panic once, waits for its restart, and returns which instance answers the next
 /// few calls.
 fn instances_serving_after_a_restart() -> Vec<u64> {
-    let dir = PluginDir::new();
-    dir.add_fixture("faulty");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    let lifecycle = host.subscribe("plugin:*", 64);
+    let dir = PluginDir::with_fixtures(&["faulty"]);
+    let host = dir.load_ok();
+    let mut lifecycle = Lifecycle::new(&host);
     let instance = || -> u64 {
         host.execute("faulty:instance", json("null"))
             .expect("faulty answers")
@@ -146,7 +129,7 @@ fn instances_serving_after_a_restart() -> Vec<u64> {
         .emit_and_collect("test:panic", json("{}"), Some(WAIT_LIMIT))
         .expect("emit_and_collect");
     assert_eq!(replies.len(), 1);
-    wait_for_restart(&lifecycle, "faulty");
+    lifecycle.wait_for_count("plugin:restarted", "faulty", 1);
     (0..3).map(|_| instance()).collect()
 }
 
@@ -165,10 +148,8 @@ fn after_a_restart_only_the_fresh_instance_serves() {
 
 #[test]
 fn a_plugin_cannot_forge_an_events_source_or_emit_lifecycle_events() {
-    let dir = PluginDir::new();
-    dir.add_fixture("forger");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["forger"]);
+    let host = dir.load_ok();
     let forged = host.subscribe("test:*", 16);
     let lifecycle = host.subscribe("plugin:*", 16);
 
@@ -238,10 +219,8 @@ fn lifecycle_events_announce_every_plugin_loaded_and_activated() {
 #[test]
 fn a_slow_subscriber_drops_its_oldest_events_instead_of_blocking_the_publisher() {
     const EMITTED: u64 = 5000;
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.event_queue = 16);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok_with(|c| c.event_queue = 16);
     let host_side = host.subscribe("slow:*", 2 * EMITTED as usize);
 
     // Each event costs slow 50 ms: this loop finishing at all means emit never waited on it.
@@ -277,11 +256,9 @@ fn a_slow_subscriber_drops_its_oldest_events_instead_of_blocking_the_publisher()
 #[test]
 fn each_plugin_gets_its_events_in_order_without_duplicates() {
     const EMITTED: u64 = 1000;
-    let dir = PluginDir::new();
-    dir.add_fixture("ordered");
+    let dir = PluginDir::with_fixtures(&["ordered"]);
     // Room for every event, so none is dropped.
-    let (host, report) = dir.load_with(|c| c.event_queue = 2 * EMITTED as usize);
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok_with(|c| c.event_queue = 2 * EMITTED as usize);
 
     for n in 0..EMITTED {
         host.emit("seq:n", json(&format!(r#"{{"n":{n}}}"#)))

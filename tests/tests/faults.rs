@@ -16,23 +16,20 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::{Arc, Mutex},
-    thread::{self, JoinHandle},
+    thread,
     time::Duration,
 };
 
-use loader::{
-    FileChange, Host, HostConfig, LoadError, LoadReport, Namespace, PluginSettings, PluginState,
-    Subscription,
-};
+use loader::{FileChange, HostConfig, LoadError, Namespace, PluginSettings, PluginState};
 use plugin_api::{Codec, ErrorKind, Payload, PluginError, RVec};
 use serde::{Deserialize, Serialize};
 use tests::{
-    example_lib, fixture, info, json, metrics, set_mode, to_json, truncated_inside_pt_load,
-    wait_until, PluginDir, WAIT_LIMIT,
+    assert_bad_library, assert_greeter_serves, assert_names_file,
+    assert_undeclared_capabilities_denied, deactivate_slow_while_calls_wait, error_for,
+    example_lib, fixture, hold_slow_with_queued_calls, info, json, json_payload,
+    load_beside_greeter, metrics, release_holding, replace_by_rename, set_mode, to_json,
+    truncated_inside_pt_load, wait_until, Lifecycle, PluginDir, ROOT_SYMBOL, WAIT_LIMIT,
 };
-
-/// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
-const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 /// Environment variable that makes a test run as a child process, and says what it does.
 const CHILD_MODE: &str = "TESTS_CHILD";
@@ -45,48 +42,6 @@ const SIGSEGV: i32 = 11;
 
 // ---- helpers ------------------------------------------------------------------------------
 
-/// A folder with greeter and whatever `add` puts in (returning the bad file), loaded.
-fn load_beside_greeter(
-    add: impl FnOnce(&PluginDir) -> PathBuf,
-) -> (PluginDir, Host, LoadReport, PathBuf) {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let bad = add(&dir);
-    let (host, report) = dir.load();
-    (dir, host, report, bad)
-}
-
-/// Greeter is active and answers.
-fn assert_greeter_serves(host: &Host) {
-    let reply = host
-        .execute_with_timeout("greeter:greet", json(r#"{"name":"Ada"}"#), WAIT_LIMIT)
-        .expect("greeter still answers");
-    assert_eq!(to_json(&reply)["message"], "Hello, Ada!");
-    assert_eq!(info(host, "greeter").state, PluginState::Active);
-}
-
-/// The error reported for `file`, which must exist.
-fn error_for<'r>(report: &'r LoadReport, file: &Path) -> &'r LoadError {
-    let name = file
-        .file_name()
-        .expect("a file name")
-        .to_string_lossy()
-        .into_owned();
-    report
-        .error_for(&name)
-        .unwrap_or_else(|| panic!("no error reported for {name}: {report:?}"))
-}
-
-/// The error's message names `path`.
-fn assert_names(error: &LoadError, path: &Path) {
-    let text = error.to_string();
-    assert!(
-        text.contains(&path.display().to_string()),
-        "{text:?} does not name {}",
-        path.display()
-    );
-}
-
 /// Per-plugin settings from TOML text (`[plugins.<name>...]` tables), for plugin config tables.
 fn plugin_settings(toml: &str) -> BTreeMap<String, PluginSettings> {
     HostConfig::from_toml_str(toml)
@@ -97,83 +52,6 @@ fn plugin_settings(toml: &str) -> BTreeMap<String, PluginSettings> {
 /// A TOML string literal holding `path`.
 fn toml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
-}
-
-/// The host's `plugin:*` events, remembered as they are read.
-struct Lifecycle {
-    subscription: Subscription,
-    seen: Vec<(String, serde_json::Value)>,
-}
-
-impl Lifecycle {
-    fn new(host: &Host) -> Self {
-        Lifecycle {
-            subscription: host.subscribe("plugin:*", 4096),
-            seen: Vec::new(),
-        }
-    }
-
-    fn drain(&mut self) {
-        for event in self.subscription.receiver().try_iter() {
-            self.seen
-                .push((event.event_type.to_string(), to_json(&event.data)));
-        }
-    }
-
-    /// How many `kind` events about `plugin` arrived so far.
-    fn count(&mut self, kind: &str, plugin: &str) -> usize {
-        self.drain();
-        self.seen
-            .iter()
-            .filter(|(k, data)| k == kind && data["plugin"] == plugin)
-            .count()
-    }
-
-    /// Waits until at least `n` `kind` events about `plugin` arrived.
-    fn wait_for(&mut self, kind: &str, plugin: &str, n: usize) {
-        wait_until(&format!("{n} {kind} events for {plugin}"), || {
-            self.count(kind, plugin) >= n
-        });
-    }
-
-    /// The data of the last `kind` event about `plugin`.
-    fn last(&mut self, kind: &str, plugin: &str) -> serde_json::Value {
-        self.drain();
-        self.seen
-            .iter()
-            .rev()
-            .find(|(k, data)| k == kind && data["plugin"] == plugin)
-            .map(|(_, data)| data.clone())
-            .unwrap_or_else(|| panic!("no {kind} event for {plugin}: {:?}", self.seen))
-    }
-}
-
-/// Arguments of `slow:hold`: it creates `<dir>/started`, then answers once `<dir>/release`
-/// exists.
-fn hold_args(dir: &Path) -> Payload {
-    Payload::json(&serde_json::json!({ "dir": dir })).expect("json")
-}
-
-/// Runs `command` on another thread, waiting up to [`WAIT_LIMIT`] for its answer.
-fn execute_in_thread(
-    host: &Host,
-    command: &str,
-    args: Payload,
-) -> JoinHandle<Result<Payload, PluginError>> {
-    let host = host.clone();
-    let command = command.to_owned();
-    thread::spawn(move || host.execute_with_timeout(&command, args, WAIT_LIMIT))
-}
-
-/// Starts `slow:hold` and waits until slow's thread is inside it.
-fn start_holding(host: &Host, control: &Path) -> JoinHandle<Result<Payload, PluginError>> {
-    let held = execute_in_thread(host, "slow:hold", hold_args(control));
-    wait_until("slow is holding", || control.join("started").exists());
-    held
-}
-
-fn release(control: &Path) {
-    fs::write(control.join("release"), b"").expect("write the release file");
 }
 
 /// The `n` in "payload of n bytes" in a size refusal.
@@ -265,7 +143,7 @@ fn case_01_text_file_named_like_a_plugin() {
         }
         other => panic!("expected a clean open error, got {other:?}"),
     }
-    assert_names(error, &bad);
+    assert_names_file(error, &bad);
     assert_eq!(info(&host, "libnotes.so").state, PluginState::Failed);
     assert_eq!(report.activated(), ["greeter"]);
     assert_greeter_serves(&host);
@@ -275,8 +153,7 @@ fn case_01_text_file_named_like_a_plugin() {
 #[test]
 fn case_02_empty_or_header_only_file() {
     let header = fs::read(example_lib("echo")).expect("read echo")[..64].to_vec();
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
+    let dir = PluginDir::with_examples(&["greeter"]);
     let empty = dir.add_file("libempty.so", b"");
     let header_only = dir.add_file("libheader.so", &header);
     let (host, report) = dir.load();
@@ -289,7 +166,7 @@ fn case_02_empty_or_header_only_file() {
             }
             other => panic!("expected BadLibrary for {}, got {other:?}", bad.display()),
         }
-        assert_names(error, bad);
+        assert_names_file(error, bad);
     }
     assert_eq!(report.activated(), ["greeter"]);
     assert_greeter_serves(&host);
@@ -301,15 +178,7 @@ fn case_02_empty_or_header_only_file() {
 fn case_03_truncated_elf_rejected_before_dlopen() {
     let cut = truncated_inside_pt_load(&fs::read(example_lib("echo")).expect("read echo"));
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libecho.so", &cut));
-    let error = error_for(&report, &bad);
-    match error {
-        LoadError::BadLibrary { path, reason } => {
-            assert_eq!(path, &bad);
-            assert!(reason.contains("PT_LOAD"), "{reason}");
-        }
-        other => panic!("expected BadLibrary, got {other:?}"),
-    }
-    assert_names(error, &bad);
+    assert_bad_library(&report, &bad, "PT_LOAD");
     assert_greeter_serves(&host);
 }
 
@@ -326,7 +195,7 @@ fn case_04_library_without_the_root_symbol() {
         other => panic!("expected NotAPlugin, got {other:?}"),
     }
     assert!(error.to_string().contains(ROOT_SYMBOL), "{error}");
-    assert_names(error, &bad);
+    assert_names_file(error, &bad);
     assert_greeter_serves(&host);
 }
 
@@ -343,7 +212,7 @@ fn case_05_incompatible_interface_layout() {
         }
         other => panic!("expected AbiMismatch, got {other:?}"),
     }
-    assert_names(error, &bad);
+    assert_names_file(error, &bad);
     // No manifest was read: the plugin is known by its file name only.
     assert!(report
         .entries
@@ -443,8 +312,7 @@ fn case_10_event_handler_panics() {
     dir.add_fixture("faulty");
     dir.add_example("audit-log");
     dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let host_side = host.subscribe("test:*", 16);
 
@@ -465,7 +333,7 @@ fn case_10_event_handler_panics() {
         faulty.error.unwrap_or_default().contains("panicked"),
         "the fault is on record"
     );
-    lifecycle.wait_for("plugin:restarted", "faulty", 1);
+    lifecycle.wait_for_count("plugin:restarted", "faulty", 1);
 
     // Everyone, the faulted plugin's fresh instance included, is served again.
     let replies: HashMap<String, Result<Payload, PluginError>> = host
@@ -498,8 +366,7 @@ fn case_11_unfenced_export_aborts_the_process() {
         }
         Some("fenced-command") => {
             let dir = child_dir_with("libfixture_unfenced.so");
-            let (host, report) = dir.load();
-            assert!(report.is_ok(), "{report:?}");
+            let host = dir.load_ok();
             let result = host.execute("unfenced:boom", json("null"));
             eprintln!("the command came back: {result:?}");
             return;
@@ -527,10 +394,8 @@ fn case_11_unfenced_export_aborts_the_process() {
         assert!(!shown.contains("came back") && !shown.contains("caught the unfenced"));
     }
     // The parent loads the same library and is fine.
-    let dir = PluginDir::new();
-    dir.add_fixture("unfenced");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["unfenced"]);
+    let host = dir.load_ok();
     let pong = host
         .execute("unfenced:ping", json("null"))
         .expect("unfenced answers");
@@ -629,8 +494,7 @@ fn a_segfault_in_a_plugin_ends_only_the_child_process() {
 #[test]
 fn case_12_init_or_handler_never_returns() {
     // activate never returns
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
+    let dir = PluginDir::with_examples(&["greeter"]);
     let bad = dir.add_fixture("hang");
     let settings = plugin_settings("[plugins.hang.config]\nactivate_forever = true\n");
     let (host, report) = dir.load_with(|c| {
@@ -657,8 +521,7 @@ fn case_12_init_or_handler_never_returns() {
     let dir = PluginDir::new();
     dir.add_example("greeter");
     dir.add_fixture("hang");
-    let (host, report) = dir.load_with(|c| c.call_timeout_ms = 200);
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok_with(|c| c.call_timeout_ms = 200);
     let mut lifecycle = Lifecycle::new(&host);
     let err = host
         .execute("hang:forever", json("null"))
@@ -668,7 +531,7 @@ fn case_12_init_or_handler_never_returns() {
         err.message().contains("hang:forever") && err.message().contains("200 ms"),
         "{err}"
     );
-    lifecycle.wait_for("plugin:restarted", "hang", 1);
+    lifecycle.wait_for_count("plugin:restarted", "hang", 1);
     assert!(host.detached_threads() >= 1, "the stuck thread is counted");
     assert_eq!(info(&host, "hang").state, PluginState::Active);
     let fresh: u64 = host
@@ -695,8 +558,7 @@ fn case_12_init_or_handler_never_returns() {
 /// "detaches it and counts it (`Host::detached_threads`)".
 #[test]
 fn a_missed_activation_deadline_counts_a_detached_thread() {
-    let dir = PluginDir::new();
-    dir.add_fixture("hang");
+    let dir = PluginDir::with_fixtures(&["hang"]);
     let settings = plugin_settings("[plugins.hang.config]\nactivate_forever = true\n");
     let (host, report) = dir.load_with(|c| {
         c.activation_timeout_ms = 200;
@@ -744,10 +606,8 @@ fn an_activation_that_returns_after_its_deadline_is_undone() {
 /// logged".
 #[test]
 fn case_13_request_with_no_reply_times_out() {
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok();
     let err = host
         .execute_with_timeout(
             "slow:sleep",
@@ -774,10 +634,8 @@ fn case_13_request_with_no_reply_times_out() {
 /// Case 14: "command with no handler → immediate not-found, not a timeout".
 #[test]
 fn case_14_command_with_no_handler_is_not_found() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let host = dir.load_ok();
     for command in ["greeter:nothing", "nobody:greet", "host:nothing"] {
         let err = host
             .execute_with_timeout(command, json("null"), WAIT_LIMIT)
@@ -794,11 +652,8 @@ fn case_14_command_with_no_handler_is_not_found() {
 #[test]
 fn case_15_slow_subscriber_flooded() {
     const EMITTED: u64 = 2000;
-    let dir = PluginDir::new();
-    dir.add_fixture("flood");
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.event_queue = 16);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["flood", "slow"]);
+    let host = dir.load_ok_with(|c| c.event_queue = 16);
     let others = host.subscribe("slow:*", 2 * EMITTED as usize);
 
     // slow takes 50 ms per event: had emit waited on it, this would miss its deadline.
@@ -849,18 +704,10 @@ fn case_15_slow_subscriber_flooded() {
 /// Case 16: "full command queue → queue-full error or bounded wait; never unbounded growth".
 #[test]
 fn case_16_full_command_queue() {
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.request_queue = 2);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok_with(|c| c.request_queue = 2);
     let control = tempfile::tempdir().expect("control folder");
-    let held = start_holding(&host, control.path());
-    let queued: Vec<_> = (0..2)
-        .map(|_| execute_in_thread(&host, "slow:sleep", json(r#"{"ms":1}"#)))
-        .collect();
-    wait_until("the queue is full", || {
-        metrics(&host, "slow").queued_requests == 2
-    });
+    let (held, queued) = hold_slow_with_queued_calls(&host, control.path(), 2);
     for _ in 0..3 {
         let err = host
             .execute_with_timeout("slow:sleep", json(r#"{"ms":1}"#), WAIT_LIMIT)
@@ -870,7 +717,7 @@ fn case_16_full_command_queue() {
     }
     let m = metrics(&host, "slow");
     assert_eq!((m.queued_requests, m.queue_full), (2, 3), "{m:?}");
-    release(control.path());
+    release_holding(control.path());
     held.join().expect("held caller").expect("held call");
     for t in queued {
         t.join().expect("queued caller").expect("queued call runs");
@@ -881,31 +728,7 @@ fn case_16_full_command_queue() {
 /// dlclose".
 #[test]
 fn case_17_deactivate_with_calls_in_flight() {
-    let dir = PluginDir::new();
-    dir.add_fixture("slow");
-    let (host, report) = dir.load_with(|c| c.shutdown_grace_ms = 30_000);
-    assert!(report.is_ok(), "{report:?}");
-    let control = tempfile::tempdir().expect("control folder");
-    let held = start_holding(&host, control.path());
-    let queued: Vec<_> = (0..3)
-        .map(|_| execute_in_thread(&host, "slow:sleep", json(r#"{"ms":1}"#)))
-        .collect();
-    wait_until("the calls are queued", || {
-        metrics(&host, "slow").queued_requests == 3
-    });
-    let stopper = {
-        let host = host.clone();
-        thread::spawn(move || host.deactivate("slow"))
-    };
-    wait_until("slow's commands are unregistered", || {
-        !host.commands().iter().any(|c| c.starts_with("slow:"))
-    });
-    // Ordering only: let the stop order arrive before the held call returns.
-    thread::sleep(Duration::from_millis(50));
-    release(control.path());
-    let held = held.join().expect("held caller");
-    assert_eq!(held.map(|p| to_json(&p)), Ok(serde_json::json!("released")));
-    stopper.join().expect("stopper").expect("slow is known");
+    let (_dir, host, queued) = deactivate_slow_while_calls_wait(3);
     for t in queued {
         let err = t
             .join()
@@ -944,21 +767,12 @@ fn case_18_same_file_loaded_twice() {
     assert_greeter_serves(&host);
 }
 
-/// Copies `source` over `target` the safe way: a full copy next to it, then an atomic rename.
-fn replace_by_rename(source: &Path, target: &Path) {
-    let staging = target.with_extension("staging");
-    fs::copy(source, &staging).expect("copy to the staging file");
-    set_mode(&staging, 0o755);
-    fs::rename(&staging, target).expect("rename over the plugin file");
-}
-
 /// Case 19: "hot reload after atomic rename → new code really runs (unique shadow copy)".
 #[test]
 fn case_19_hot_reload_after_atomic_rename() {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     for _ in 0..2 {
         host.execute("counter:increment", json("{}"))
@@ -1009,8 +823,7 @@ fn case_19_hot_reload_after_atomic_rename() {
 fn case_20_watched_file_overwritten_in_place() {
     let dir = PluginDir::new();
     let file = dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     // Overwrite the same inode: had the host mapped this file, it would crash (SIGBUS/SIGSEGV)
     // on its next call into greeter.
     let garbage = vec![0x5a_u8; 4096];
@@ -1115,8 +928,7 @@ fn case_22_plugin_crashing_on_every_start_is_quarantined() {
     let dir = PluginDir::new();
     dir.add_fixture("faulty");
     dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     assert_eq!(
         (host.config().max_restarts, host.config().restart_window_ms),
         (3, 5 * 60 * 1000)
@@ -1127,13 +939,13 @@ fn case_22_plugin_crashing_on_every_start_is_quarantined() {
             .execute_with_timeout("faulty:panic", json("null"), WAIT_LIMIT)
             .expect_err("faulty panics");
         assert_eq!(err.kind, ErrorKind::Panicked, "{err}");
-        lifecycle.wait_for("plugin:restarted", "faulty", restart);
+        lifecycle.wait_for_count("plugin:restarted", "faulty", restart);
     }
     let err = host
         .execute_with_timeout("faulty:panic", json("null"), WAIT_LIMIT)
         .expect_err("faulty panics");
     assert_eq!(err.kind, ErrorKind::Panicked, "{err}");
-    lifecycle.wait_for("plugin:quarantined", "faulty", 1);
+    lifecycle.wait_for_count("plugin:quarantined", "faulty", 1);
     assert_eq!(lifecycle.count("plugin:restarted", "faulty"), 3);
     let reason = lifecycle.last("plugin:quarantined", "faulty")["reason"].clone();
     assert!(
@@ -1174,17 +986,15 @@ fn case_22_plugin_crashing_on_every_start_is_quarantined() {
 /// Faults further apart than `restart_window_ms` never add up to a quarantine.
 #[test]
 fn faults_further_apart_than_the_window_never_quarantine() {
-    let dir = PluginDir::new();
-    dir.add_fixture("faulty");
-    let (host, report) = dir.load_with(|c| c.restart_window_ms = 1);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["faulty"]);
+    let host = dir.load_ok_with(|c| c.restart_window_ms = 1);
     let mut lifecycle = Lifecycle::new(&host);
     for restart in 1..=6 {
         // Longer than the window: the previous restart has left it.
         thread::sleep(Duration::from_millis(5));
         host.execute_with_timeout("faulty:panic", json("null"), WAIT_LIMIT)
             .expect_err("faulty panics");
-        lifecycle.wait_for("plugin:restarted", "faulty", restart);
+        lifecycle.wait_for_count("plugin:restarted", "faulty", restart);
     }
     assert_eq!(lifecycle.count("plugin:quarantined", "faulty"), 0);
     assert_eq!(info(&host, "faulty").state, PluginState::Active);
@@ -1196,8 +1006,7 @@ fn faults_further_apart_than_the_window_never_quarantine() {
 fn reenable_after_a_reload_runs_the_reloaded_build() {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     replace_by_rename(&fixture("counter-v2"), &file);
     assert!(matches!(
         host.apply_file(&file).expect("reload"),
@@ -1228,7 +1037,7 @@ fn case_23_world_writable_file_or_directory() {
         other => panic!("expected WorldWritable, got {other:?}"),
     }
     assert!(error.to_string().contains("666"), "{error}");
-    assert_names(error, &bad);
+    assert_names_file(error, &bad);
     assert_greeter_serves(&host);
 
     let dir = PluginDir::new();
@@ -1251,13 +1060,11 @@ fn case_23_world_writable_file_or_directory() {
 #[test]
 fn case_24_checksum_not_in_the_allowlist() {
     let greeter_sha = {
-        let dir = PluginDir::new();
-        dir.add_example("greeter");
+        let dir = PluginDir::with_examples(&["greeter"]);
         let (host, _) = dir.load();
         info(&host, "greeter").sha256.expect("greeter's checksum")
     };
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
+    let dir = PluginDir::with_examples(&["greeter"]);
     let echo = dir.add_example("echo");
     let (host, report) = dir.load_with(|c| c.allowlist = vec![greeter_sha.to_uppercase()]);
     let error = error_for(&report, &echo);
@@ -1269,7 +1076,7 @@ fn case_24_checksum_not_in_the_allowlist() {
         }
         other => panic!("expected NotAllowed, got {other:?}"),
     }
-    assert_names(error, &echo);
+    assert_names_file(error, &echo);
     // No manifest read, nothing registered.
     assert!(report
         .entries
@@ -1297,29 +1104,14 @@ fn case_24_checksum_not_in_the_allowlist() {
 /// quota → nothing written".
 #[test]
 fn case_25_missing_capability_and_storage_quota() {
-    let dir = PluginDir::new();
-    dir.add_fixture("undeclared");
+    let dir = PluginDir::with_fixtures(&["undeclared"]);
     dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    for (command, capability) in [
-        ("undeclared:emit", "emit:undeclared:thing"),
-        ("undeclared:execute", "call:echo:reverse"),
-        ("undeclared:message", "message:echo"),
-    ] {
-        let err = host.execute(command, json("null")).expect_err("denied");
-        assert_eq!(err.kind, ErrorKind::PermissionDenied, "{command}: {err}");
-        assert!(
-            err.message().contains(capability) && err.message().contains("undeclared"),
-            "{err}"
-        );
-    }
+    let host = dir.load_ok();
+    assert_undeclared_capabilities_denied(&host);
     assert_eq!(metrics(&host, "echo").calls_served, 0);
 
-    let dir = PluginDir::new();
-    dir.add_example("counter");
-    let (host, report) = dir.load_with(|c| c.storage_quota_bytes = 4);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["counter"]);
+    let host = dir.load_ok_with(|c| c.storage_quota_bytes = 4);
     let err = host
         .execute("counter:increment", json("{}"))
         .expect_err("over quota");
@@ -1349,12 +1141,11 @@ fn case_26_oversized_or_malformed_payload() {
     dir.add_fixture("flood");
     dir.add_fixture("malformed");
     dir.add_fixture("ordered");
-    let (host, report) = dir.load_with(|c| c.max_payload_bytes = LIMIT);
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok_with(|c| c.max_payload_bytes = LIMIT);
     let oversized_events = host.subscribe("flood:*", 16);
 
     let name = "x".repeat(2 * LIMIT);
-    let big = Payload::json(&serde_json::json!({ "name": name })).expect("json");
+    let big = json_payload(&serde_json::json!({ "name": name }));
     let err = host
         .execute("greeter:greet", big.clone())
         .expect_err("too big");
@@ -1448,11 +1239,8 @@ fn case_26_oversized_or_malformed_payload() {
 /// Case 27: "two plugins export the same symbol names → each resolves its own (RTLD_LOCAL)".
 #[test]
 fn case_27_colliding_symbol_names() {
-    let dir = PluginDir::new();
-    dir.add_fixture("collide-a");
-    dir.add_fixture("collide-b");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["collide-a", "collide-b"]);
+    let host = dir.load_ok();
     for _ in 0..3 {
         for (plugin, own) in [("collide-a", 1_u32), ("collide-b", 2)] {
             let value: u32 = host
@@ -1514,10 +1302,8 @@ fn case_28_own_allocator_strings_freed_by_the_right_allocator() {
     const NUMBERS: usize = 32 * 1024;
     const MESSAGE: usize = 64 * 1024;
     const EVENT: usize = 128 * 1024;
-    let dir = PluginDir::new();
-    dir.add_fixture("allocator");
-    let (host, report) = dir.load_with(|c| c.max_payload_bytes = 4 * STRING);
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_fixtures(&["allocator"]);
+    let host = dir.load_ok_with(|c| c.max_payload_bytes = 4 * STRING);
     let events = host.subscribe("allocator:*", 4);
     let stats = || -> AllocStats {
         host.execute("allocator:stats", json("null"))
@@ -1530,10 +1316,7 @@ fn case_28_own_allocator_strings_freed_by_the_right_allocator() {
     for seed in 0..ROUNDS {
         let make = |len| Make { len, seed };
         let reply = host
-            .execute(
-                "allocator:string",
-                Payload::json(&make(STRING)).expect("json"),
-            )
+            .execute("allocator:string", json_payload(&make(STRING)))
             .expect("a JSON string");
         assert!(
             to_json(&reply) == expected_text(STRING, seed),
@@ -1604,10 +1387,8 @@ fn case_28_own_allocator_strings_freed_by_the_right_allocator() {
 /// sender gets an error).
 #[test]
 fn a_message_to_a_stopped_plugin_is_a_dead_letter() {
-    let dir = PluginDir::new();
-    dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["echo"]);
+    let host = dir.load_ok();
     host.send_to("echo", json(r#""hello""#))
         .expect("echo takes messages");
     host.deactivate("echo").expect("deactivate");

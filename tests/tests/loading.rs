@@ -2,31 +2,11 @@
 //! the plugin list, and shutdown.
 
 use loader::PluginState;
-use tests::{info, json, library_file_name, to_json, PluginDir};
-
-/// The example plugins this crate dev-depends on.
-const EXAMPLES: [&str; 8] = [
-    "greeter",
-    "welcome",
-    "audit-log",
-    "echo",
-    "counter",
-    "notes",
-    "validator",
-    "users",
-];
-
-fn all_examples() -> PluginDir {
-    let dir = PluginDir::new();
-    for example in EXAMPLES {
-        dir.add_example(example);
-    }
-    dir
-}
+use tests::{info, json, library_file_name, to_json, PluginDir, EXAMPLES};
 
 #[test]
 fn every_example_plugin_loads_and_activates() {
-    let dir = all_examples();
+    let dir = PluginDir::with_examples(&EXAMPLES);
     let (host, report) = dir.load();
     assert!(report.is_ok(), "{report:?}");
     let mut activated = report.activated();
@@ -73,11 +53,8 @@ fn dependencies_activate_first_whatever_the_file_order() {
 /// module type: a second plugin file would silently be the first plugin again.
 #[test]
 fn two_libraries_of_the_same_interface_are_two_different_plugins() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter", "echo"]);
+    let host = dir.load_ok();
 
     let greeting = host
         .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
@@ -104,8 +81,7 @@ fn plugins_lists_name_version_state_and_file() {
     let dir = PluginDir::new();
     let greeter = dir.add_example("greeter");
     let echo = dir.add_example("echo");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
 
     let plugins = host.plugins();
     let mut names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
@@ -125,7 +101,7 @@ fn plugins_lists_name_version_state_and_file() {
 
 #[test]
 fn shutdown_deactivates_in_reverse_activation_order() {
-    let dir = all_examples();
+    let dir = PluginDir::with_examples(&EXAMPLES);
     let (host, report) = dir.load();
     assert!(report.is_ok(), "{report:?}");
     let activated: Vec<String> = report.activated().iter().map(|s| (*s).to_owned()).collect();

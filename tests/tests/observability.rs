@@ -8,11 +8,8 @@ use tests::{json, to_json, wait_until, PluginDir};
 
 #[test]
 fn trace_links_a_command_to_the_event_it_emits_and_its_deliveries() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("audit-log");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
+    let host = dir.load_ok();
     host.clear_trace();
     host.execute("greeter:greet", json(r#"{"name":"Ada"}"#))
         .unwrap();
@@ -70,8 +67,7 @@ fn trace_links_a_command_to_the_event_it_emits_and_its_deliveries() {
 
 #[test]
 fn the_recorder_keeps_only_the_most_recent_records_and_can_be_switched_off() {
-    let dir = PluginDir::new();
-    dir.add_example("echo");
+    let dir = PluginDir::with_examples(&["echo"]);
     let (host, _) = dir.load_with(|c| c.recorder_capacity = 16);
     for i in 0..100 {
         host.call(
@@ -98,10 +94,7 @@ fn the_recorder_keeps_only_the_most_recent_records_and_can_be_switched_off() {
 
 #[test]
 fn metrics_count_what_a_scripted_run_did() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("audit-log");
-    dir.add_example("echo");
+    let dir = PluginDir::with_examples(&["greeter", "audit-log", "echo"]);
     let (host, _) = dir.load();
     for name in ["Ada", "Grace", "Alan"] {
         host.execute("greeter:greet", json(&format!(r#"{{"name":"{name}"}}"#)))
@@ -132,9 +125,7 @@ fn metrics_count_what_a_scripted_run_did() {
 
 #[test]
 fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activating() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("welcome");
+    let dir = PluginDir::with_examples(&["greeter", "welcome"]);
     dir.add_example("notes"); // needs validator, which is missing
     dir.add_file("libjunk.so", b"not a library");
     let host = dir.host();
@@ -217,8 +208,7 @@ fn a_static_plugin_behaves_like_the_same_plugin_loaded_from_its_library() {
         ));
         seen
     }
-    let dir = PluginDir::new();
-    dir.add_example("echo");
+    let dir = PluginDir::with_examples(&["echo"]);
     let (dynamic, _) = dir.load();
     let from_library = exercise(&dynamic);
 

@@ -5,15 +5,11 @@
 use loader::{Host, LoadError, PluginState};
 use plugin_api::{ErrorKind, Payload, PluginError};
 use serde_json::json as value;
-use tests::{info, json, metrics, to_json, wait_until, PluginDir};
+use tests::{info, json, json_payload, metrics, to_json, wait_until, PluginDir};
 
 /// The `trail` list of a JSON answer.
 fn trail(payload: &Payload) -> Vec<String> {
     serde_json::from_value(to_json(payload)["trail"].clone()).expect("a trail of strings")
-}
-
-fn payload(value: &serde_json::Value) -> Payload {
-    Payload::json(value).expect("json")
 }
 
 /// A host with the three `trail` hook handlers: `hook-b` (-10), `hook-c` (20), `hook-a` (30).
@@ -21,9 +17,7 @@ fn hook_host(dir: &PluginDir) -> Host {
     for name in ["hook-a", "hook-b", "hook-c"] {
         dir.add_fixture(name);
     }
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    host
+    dir.load_ok()
 }
 
 fn hook_runs(host: &Host, plugin: &str) -> u64 {
@@ -52,11 +46,8 @@ fn hook_handlers_run_by_priority_each_getting_the_previous_ones_data() {
 
 #[test]
 fn the_validator_hook_trims_the_title_notes_saves() {
-    let dir = PluginDir::new();
-    dir.add_example("notes");
-    dir.add_example("validator");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["notes", "validator"]);
+    let host = dir.load_ok();
     let saved = host
         .execute("notes:save", json(r#"{"title":"  x ","body":" b "}"#))
         .expect("a titled note is saved");
@@ -70,16 +61,13 @@ fn the_validator_hook_trims_the_title_notes_saves() {
 
 #[test]
 fn an_empty_title_is_vetoed_naming_the_validator_and_nothing_is_saved() {
-    let dir = PluginDir::new();
-    dir.add_example("notes");
-    dir.add_example("validator");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["notes", "validator"]);
+    let host = dir.load_ok();
     for title in ["", "   "] {
         let err = host
             .execute(
                 "notes:save",
-                payload(&value!({"title": title, "body": "b"})),
+                json_payload(&value!({"title": title, "body": "b"})),
             )
             .expect_err("a blank title is vetoed");
         assert_eq!(err.kind, ErrorKind::Vetoed, "{err}");
@@ -159,7 +147,7 @@ fn a_panicking_hook_handler_fails_the_run_naming_the_plugin_and_the_host_goes_on
 
 /// Runs `<plugin>:echo` with `args` (a trail) and returns the answer's trail.
 fn echo(host: &Host, plugin: &str, args: &serde_json::Value) -> Result<Vec<String>, PluginError> {
-    host.execute(&format!("{plugin}:echo"), payload(args))
+    host.execute(&format!("{plugin}:echo"), json_payload(args))
         .map(|answer| trail(&answer))
 }
 
@@ -174,9 +162,7 @@ fn echoes(host: &Host, plugin: &str) -> u64 {
 fn middleware_host(dir: &PluginDir) -> Host {
     dir.add_fixture("mw-a");
     dir.add_fixture("mw-b");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    host
+    dir.load_ok()
 }
 
 #[test]
@@ -306,8 +292,7 @@ fn audit_log_records_each_command_with_its_caller_and_duration() {
     for name in ["audit-log", "greeter", "welcome"] {
         dir.add_example(name);
     }
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     host.execute("welcome:welcome", json(r#"{"name":"Ada"}"#))
         .expect("welcome");
     host.execute("greeter:greet", json(r#"{"name":" "}"#))
@@ -354,7 +339,7 @@ fn audit_log_records_each_command_with_its_caller_and_duration() {
 // ---- providers ----------------------------------------------------------------------------
 
 fn greet_user(host: &Host, id: u64) -> Result<String, PluginError> {
-    host.execute("greeter:greet-user", payload(&value!({ "id": id })))
+    host.execute("greeter:greet-user", json_payload(&value!({ "id": id })))
         .map(|answer| {
             to_json(&answer)["message"]
                 .as_str()
@@ -365,11 +350,8 @@ fn greet_user(host: &Host, id: u64) -> Result<String, PluginError> {
 
 #[test]
 fn greet_user_greets_through_the_users_provider() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("users");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let host = dir.load_ok();
     assert_eq!(
         greet_user(&host, 1).expect("user 1"),
         "Hello, Ada Lovelace!"
@@ -384,10 +366,8 @@ fn greet_user_greets_through_the_users_provider() {
 
 #[test]
 fn calling_an_unknown_provider_is_not_found() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let host = dir.load_ok();
     let err = host
         .provider_call("nobody", "get", json("null"))
         .expect_err("nobody provides it");
@@ -461,8 +441,7 @@ fn the_higher_priority_provider_serves_and_the_lower_one_takes_over_when_it_goes
     dir.add_example("greeter");
     dir.add_example("users");
     dir.add_fixture("users-high");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     assert_eq!(
         greet_user(&host, 1).expect("user 1"),
         "Hello, User 1 of users-high!"
@@ -477,11 +456,8 @@ fn the_higher_priority_provider_serves_and_the_lower_one_takes_over_when_it_goes
 
 #[test]
 fn a_provider_disappears_with_its_plugin() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    dir.add_example("users");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let host = dir.load_ok();
     assert_eq!(
         greet_user(&host, 1).expect("user 1"),
         "Hello, Ada Lovelace!"

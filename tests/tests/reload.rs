@@ -19,11 +19,12 @@ use std::{
     time::Duration,
 };
 
-use loader::{FileChange, FolderWatcher, Host, LoadError, PluginState, Subscription};
+use loader::{FileChange, FolderWatcher, Host, LoadError, PluginState};
 use plugin_api::ErrorKind;
 use tests::{
-    example_lib, fixture, info, json, library_file_name, metrics, set_mode, to_json,
-    truncated_inside_pt_load, wait_until, PluginDir, WAIT_LIMIT,
+    example_lib, fixture, info, json, library_file_name, metrics, replace_by_rename,
+    replace_with_bytes, set_mode, to_json, truncated_inside_pt_load, wait_until, Lifecycle,
+    PluginDir, WAIT_LIMIT,
 };
 
 /// How long the test watchers wait after a file's last change before applying it: short, so the
@@ -145,89 +146,11 @@ fn changes_until(
     }
 }
 
-/// The host's lifecycle events (`plugin:*`) as they arrive, with a cursor for "the next one".
-struct Lifecycle {
-    events: Subscription,
-    seen: Vec<(String, serde_json::Value)>,
-    next: usize,
-}
-
-impl Lifecycle {
-    fn new(host: &Host) -> Self {
-        Lifecycle {
-            events: host.subscribe("plugin:*", 4096),
-            seen: Vec::new(),
-            next: 0,
-        }
-    }
-
-    fn pull(&mut self) {
-        self.seen.extend(
-            self.events
-                .receiver()
-                .try_iter()
-                .map(|e| (e.event_type.as_str().to_owned(), to_json(&e.data))),
-        );
-    }
-
-    /// Waits for the next `kind` event about `plugin` after the last one waited for; returns
-    /// its data.
-    fn wait_for(&mut self, kind: &str, plugin: &str) -> serde_json::Value {
-        let mut found = None;
-        wait_until(&format!("{kind} for {plugin}"), || {
-            self.pull();
-            found = self.seen[self.next..]
-                .iter()
-                .position(|(k, data)| k == kind && data["plugin"] == plugin)
-                .map(|i| i + self.next);
-            found.is_some()
-        });
-        let index = found.expect("wait_until returned, so it was found");
-        self.next = index + 1;
-        self.seen[index].1.clone()
-    }
-
-    /// The plugins named by every `kind` event seen so far, in order.
-    fn plugins(&mut self, kind: &str) -> Vec<String> {
-        self.pull();
-        self.seen
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, data)| data["plugin"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
 /// Overwrites `target` in place with the contents of `source`, as `cp` does: same file,
 /// truncated and written again.
 fn overwrite_in_place(source: &Path, target: &Path) {
     let bytes = fs::read(source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
     fs::write(target, bytes).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
-}
-
-/// Replaces `target` with `bytes` the way installers do: writes a hidden temporary file in the
-/// same folder, then renames it over `target`.
-fn replace_with_bytes(bytes: &[u8], target: &Path) {
-    let name = target
-        .file_name()
-        .expect("a plugin file has a name")
-        .to_string_lossy();
-    let temporary = target.with_file_name(format!(".{name}.partial"));
-    fs::write(&temporary, bytes).unwrap_or_else(|e| panic!("write {}: {e}", temporary.display()));
-    set_mode(&temporary, 0o755);
-    fs::rename(&temporary, target).unwrap_or_else(|e| {
-        panic!(
-            "rename {} over {}: {e}",
-            temporary.display(),
-            target.display()
-        )
-    });
-}
-
-/// [`replace_with_bytes`] with the contents of `source`.
-fn replace_by_rename(source: &Path, target: &Path) {
-    let bytes = fs::read(source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
-    replace_with_bytes(&bytes, target);
 }
 
 /// The SHA-256 the host records for the library file `path`.
@@ -279,7 +202,7 @@ fn a_plugin_copied_into_a_watched_folder_is_loaded() {
 
     let file = dir.add_example("counter");
 
-    let activated = lifecycle.wait_for("plugin:activated", "counter");
+    let activated = lifecycle.wait_for_next("plugin:activated", "counter");
     assert_eq!(activated["version"], "0.1.0");
     assert_eq!(
         next_change(&applied),
@@ -296,8 +219,7 @@ fn a_plugin_copied_into_a_watched_folder_is_loaded() {
 fn assert_replacing_the_file_reloads(replace: impl FnOnce(&Path, &Path)) {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let (_watcher, applied) = watch(&host);
     assert_eq!(counter(&host, "increment"), (1, 1));
@@ -305,7 +227,7 @@ fn assert_replacing_the_file_reloads(replace: impl FnOnce(&Path, &Path)) {
 
     replace(&v2, &file);
 
-    let reloaded = lifecycle.wait_for("plugin:reloaded", "counter");
+    let reloaded = lifecycle.wait_for_next("plugin:reloaded", "counter");
     assert_eq!(reloaded["old_version"], "0.1.0");
     assert_eq!(reloaded["new_version"], "0.2.0");
     assert_eq!(
@@ -337,15 +259,14 @@ fn renaming_a_new_build_over_a_plugin_file_reloads_the_new_version() {
 fn removing_a_file_deactivates_its_plugin_and_adding_it_back_loads_it_again() {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let (_watcher, applied) = watch(&host);
     assert_eq!(counter(&host, "increment"), (1, 1));
 
     fs::remove_file(&file).expect("remove the plugin file");
 
-    lifecycle.wait_for("plugin:deactivated", "counter");
+    lifecycle.wait_for_next("plugin:deactivated", "counter");
     assert_eq!(
         next_change(&applied),
         (file.clone(), Applied::Removed("counter".into()))
@@ -356,7 +277,7 @@ fn removing_a_file_deactivates_its_plugin_and_adding_it_back_loads_it_again() {
 
     dir.add_example("counter");
 
-    let activated = lifecycle.wait_for("plugin:activated", "counter");
+    let activated = lifecycle.wait_for_next("plugin:activated", "counter");
     assert_eq!(activated["version"], "0.1.0");
     assert_eq!(next_change(&applied), (file, Applied::loaded("counter")));
     assert_eq!(info(&host, "counter").state, PluginState::Active);
@@ -370,15 +291,14 @@ fn removing_a_dependency_deactivates_its_dependent_first() {
     let dir = PluginDir::new();
     let greeter = dir.add_example("greeter");
     dir.add_example("welcome");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let (_watcher, applied) = watch(&host);
     assert_eq!(welcome_ada(&host), "Hello, Ada! Welcome aboard.");
 
     fs::remove_file(&greeter).expect("remove greeter's file");
 
-    lifecycle.wait_for("plugin:deactivated", "greeter");
+    lifecycle.wait_for_next("plugin:deactivated", "greeter");
     assert_eq!(
         lifecycle.plugins("plugin:deactivated"),
         ["welcome", "greeter"]
@@ -400,10 +320,8 @@ fn removing_a_dependency_deactivates_its_dependent_first() {
 
 #[test]
 fn a_file_still_being_copied_is_not_loaded_until_it_is_complete() {
-    let dir = PluginDir::new();
-    dir.add_example("greeter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let (_watcher, applied) = watch(&host);
     let source = example_lib("counter");
@@ -427,7 +345,7 @@ fn a_file_still_being_copied_is_not_loaded_until_it_is_complete() {
     copy.write_all(&bytes[cut..]).expect("write the rest");
     drop(copy);
 
-    lifecycle.wait_for("plugin:activated", "counter");
+    lifecycle.wait_for_next("plugin:activated", "counter");
     let completed = changes_until(&applied, Applied::activated_any);
     let (last, before) = completed.split_last().expect("at least the load");
     assert_eq!(*last, (file.clone(), Applied::loaded("counter")));
@@ -487,7 +405,7 @@ fn a_copy_that_stalls_after_the_code_segments_is_not_loaded() {
 
     copy.write_all(&bytes[half..]).expect("write the rest");
     drop(copy);
-    lifecycle.wait_for("plugin:activated", "counter");
+    lifecycle.wait_for_next("plugin:activated", "counter");
     assert_eq!(counter(&host, "increment"), (1, 1));
 }
 
@@ -498,8 +416,7 @@ type ExpectedError = fn(&LoadError, &Path) -> bool;
 fn a_new_version_that_fails_leaves_the_old_one_serving() {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
     let sha256 = info(&host, "counter").sha256;
     counter(&host, "increment");
@@ -543,7 +460,7 @@ fn a_new_version_that_fails_leaves_the_old_one_serving() {
             .unwrap_or_else(|| panic!("{what} was accepted"));
 
         assert!(expected(&err, &file), "{what}: {err:?}");
-        let error = lifecycle.wait_for("plugin:error", "counter");
+        let error = lifecycle.wait_for_next("plugin:error", "counter");
         assert_eq!(error["version"], "0.1.0", "{what}");
         let reason = error["error"].as_str().unwrap_or_default();
         assert!(
@@ -571,8 +488,7 @@ fn a_new_version_that_fails_leaves_the_old_one_serving() {
 fn a_reload_hands_the_session_tally_to_the_new_version() {
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     for _ in 0..5 {
         counter(&host, "increment");
     }
@@ -602,8 +518,7 @@ fn an_upgrade_that_breaks_a_dependent_is_refused_and_a_compatible_one_is_accepte
     let dir = PluginDir::new();
     let greeter = dir.add_example("greeter");
     dir.add_example("welcome");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
 
     replace_by_rename(&fixture("greeter-v2"), &greeter);
@@ -634,7 +549,7 @@ fn an_upgrade_that_breaks_a_dependent_is_refused_and_a_compatible_one_is_accepte
         err.to_string(),
         "cannot replace greeter 0.1.0 with 2.0.0: welcome requires greeter ^0.1"
     );
-    let error = lifecycle.wait_for("plugin:error", "greeter");
+    let error = lifecycle.wait_for_next("plugin:error", "greeter");
     assert!(
         error["error"]
             .as_str()
@@ -694,8 +609,7 @@ fn reloads_under_continuous_traffic_lose_and_fail_nothing() {
     let file = dir.add_example("counter");
     dir.add_example("audit-log");
     // Queues far larger than the traffic, so the subscriber that is not reloaded never drops.
-    let (host, report) = dir.load_with(|config| config.event_queue = 1 << 17);
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok_with(|config| config.event_queue = 1 << 17);
     let v1 = example_lib("counter");
     let v2 = fixture("counter-v2");
     let bus = host.subscribe("*", 1 << 17);
@@ -820,8 +734,7 @@ fn a_hundred_reloads_of_one_plugin_keep_the_host_healthy() {
     const RELOADS: usize = 100;
     let dir = PluginDir::new();
     let file = dir.add_example("counter");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let builds = [
         fs::read(fixture("counter-v2")).expect("read counter 0.2.0"),
         fs::read(example_lib("counter")).expect("read counter 0.1.0"),

@@ -3,53 +3,64 @@
 //! durability across host restarts (in process and through the demo app's command line).
 
 use std::{
-    ffi::OsString,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use loader::{Host, HostConfig, LoadReport, Namespace};
-use plugin_api::{ErrorKind, Payload, PluginError};
+use loader::{Host, Namespace};
+use plugin_api::{ErrorKind, PluginError};
 use serde_json::json as value;
-use tests::{json, to_json, PluginDir};
+use tests::{assert_permission_denied, cargo_program, json, json_payload, to_json, PluginDir};
 
-fn payload(value: &serde_json::Value) -> Payload {
-    Payload::json(value).expect("json")
+/// Writes `key` through `<plugin>:<command>` (`put`: its own storage, `shared-put`: shared).
+fn write(
+    host: &Host,
+    plugin: &str,
+    command: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), PluginError> {
+    host.execute(
+        &format!("{plugin}:{command}"),
+        json_payload(&value!({"key": key, "value": value})),
+    )
+    .map(|_| ())
+}
+
+/// Reads `key` through `<plugin>:<command>` (`get`: its own storage, `shared-get`: shared).
+fn read(
+    host: &Host,
+    plugin: &str,
+    command: &str,
+    key: &str,
+) -> Result<Option<String>, PluginError> {
+    host.execute(
+        &format!("{plugin}:{command}"),
+        json_payload(&value!({ "key": key })),
+    )
+    .map(|answer| serde_json::from_value(to_json(&answer)).expect("a string or null"))
 }
 
 fn put(host: &Host, plugin: &str, key: &str, value: &str) -> Result<(), PluginError> {
-    host.execute(
-        &format!("{plugin}:put"),
-        payload(&value!({"key": key, "value": value})),
-    )
-    .map(|_| ())
+    write(host, plugin, "put", key, value)
 }
 
 fn get(host: &Host, plugin: &str, key: &str) -> Result<Option<String>, PluginError> {
-    host.execute(&format!("{plugin}:get"), payload(&value!({ "key": key })))
-        .map(|answer| serde_json::from_value(to_json(&answer)).expect("a string or null"))
+    read(host, plugin, "get", key)
 }
 
 fn shared_put(host: &Host, plugin: &str, key: &str, value: &str) -> Result<(), PluginError> {
-    host.execute(
-        &format!("{plugin}:shared-put"),
-        payload(&value!({"key": key, "value": value})),
-    )
-    .map(|_| ())
+    write(host, plugin, "shared-put", key, value)
 }
 
 fn shared_get(host: &Host, plugin: &str, key: &str) -> Result<Option<String>, PluginError> {
-    host.execute(
-        &format!("{plugin}:shared-get"),
-        payload(&value!({ "key": key })),
-    )
-    .map(|answer| serde_json::from_value(to_json(&answer)).expect("a string or null"))
+    read(host, plugin, "shared-get", key)
 }
 
 fn scan(host: &Host, plugin: &str, prefix: &str) -> Result<Vec<(String, String)>, PluginError> {
     host.execute(
         &format!("{plugin}:scan"),
-        payload(&value!({ "prefix": prefix })),
+        json_payload(&value!({ "prefix": prefix })),
     )
     .map(|answer| serde_json::from_value(to_json(&answer)).expect("a list of pairs"))
 }
@@ -60,8 +71,11 @@ fn batch(host: &Host, plugin: &str, ops: &[(&str, Option<&str>)]) -> Result<(), 
         .iter()
         .map(|(key, value)| value!({"key": key, "value": value}))
         .collect();
-    host.execute(&format!("{plugin}:batch"), payload(&value!({ "ops": ops })))
-        .map(|_| ())
+    host.execute(
+        &format!("{plugin}:batch"),
+        json_payload(&value!({ "ops": ops })),
+    )
+    .map(|_| ())
 }
 
 /// Every key in `plugin`'s namespace, read by the host from the store itself.
@@ -76,31 +90,7 @@ fn stored_keys(host: &Host, plugin: &str) -> Vec<String> {
 
 /// A plugins folder with both builds of the storage fixture.
 fn store_dir() -> PluginDir {
-    let dir = PluginDir::new();
-    dir.add_fixture("store-a");
-    dir.add_fixture("store-b");
-    dir
-}
-
-/// Loads `dir` under the host config `toml` (its plugins and data folders are the dir's).
-fn load_with_config(dir: &PluginDir, toml: &str) -> (Host, LoadReport) {
-    let parsed = HostConfig::from_toml_str(toml).expect("a valid config");
-    dir.load_with(|config| {
-        let (plugins_dir, data_dir) = (config.plugins_dir.take(), config.data_dir.take());
-        *config = parsed;
-        config.plugins_dir = plugins_dir;
-        config.data_dir = data_dir;
-    })
-}
-
-fn assert_denied(result: Result<impl std::fmt::Debug, PluginError>, capability: &str) {
-    let err = result.expect_err("the capability is missing");
-    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
-    assert!(
-        err.message()
-            .contains(&format!("lacks capability {capability}")),
-        "{err}"
-    );
+    PluginDir::with_fixtures(&["store-a", "store-b"])
 }
 
 // ---- scoped storage -----------------------------------------------------------------------
@@ -108,8 +98,7 @@ fn assert_denied(result: Result<impl std::fmt::Debug, PluginError>, capability: 
 #[test]
 fn scoped_keys_never_reach_another_plugins_storage() {
     let dir = store_dir();
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     let victim_keys = ["x", "k", "other/x", "store-a:x", "shared"];
     for key in victim_keys {
         put(&host, "store-b", key, "b's secret").expect("store-b writes its own storage");
@@ -171,8 +160,7 @@ fn scoped_keys_never_reach_another_plugins_storage() {
 #[test]
 fn invalid_keys_are_refused_naming_the_key_and_nothing_is_written() {
     let dir = store_dir();
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     put(&host, "store-b", "x", "b's").expect("write");
     let huge = "x".repeat(10 * 1024);
     let cases = [
@@ -215,17 +203,15 @@ fn invalid_keys_are_refused_naming_the_key_and_nothing_is_written() {
 
 #[test]
 fn shared_storage_without_the_capability_is_denied_naming_it() {
-    let dir = PluginDir::new();
-    dir.add_fixture("overreach");
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
-    assert_denied(
+    let dir = PluginDir::with_fixtures(&["overreach"]);
+    let host = dir.load_ok();
+    assert_permission_denied(
         host.execute("overreach:shared-read", json("null")),
-        "storage:shared:read",
+        "lacks capability storage:shared:read",
     );
-    assert_denied(
+    assert_permission_denied(
         host.execute("overreach:shared-write", json("null")),
-        "storage:shared:write",
+        "lacks capability storage:shared:write",
     );
     let shared = host
         .store()
@@ -237,8 +223,7 @@ fn shared_storage_without_the_capability_is_denied_naming_it() {
 #[test]
 fn shared_storage_with_only_read_granted_refuses_writes() {
     let dir = store_dir();
-    let (host, report) = load_with_config(
-        &dir,
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.store-b]
         revoke = ["storage:shared:write"]
@@ -246,9 +231,9 @@ fn shared_storage_with_only_read_granted_refuses_writes() {
     );
     assert!(report.is_ok(), "{report:?}");
     shared_put(&host, "store-a", "note", "from a").expect("store-a may write");
-    assert_denied(
+    assert_permission_denied(
         shared_put(&host, "store-b", "note", "from b"),
-        "storage:shared:write",
+        "lacks capability storage:shared:write",
     );
     assert_eq!(
         shared_get(&host, "store-b", "note").expect("read is granted"),
@@ -259,8 +244,7 @@ fn shared_storage_with_only_read_granted_refuses_writes() {
 #[test]
 fn shared_storage_is_shared_between_plugins_with_the_capability() {
     let dir = store_dir();
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     shared_put(&host, "store-a", "greeting", "hello from a").expect("write shared");
     assert_eq!(
         shared_get(&host, "store-b", "greeting").expect("read shared"),
@@ -281,8 +265,7 @@ fn shared_storage_is_shared_between_plugins_with_the_capability() {
 #[test]
 fn scans_and_batches_need_the_database_capability() {
     let dir = store_dir();
-    let (host, report) = load_with_config(
-        &dir,
+    let (host, report) = dir.load_with_config(
         r#"
         [plugins.store-a]
         revoke = ["database"]
@@ -290,8 +273,11 @@ fn scans_and_batches_need_the_database_capability() {
     );
     assert!(report.is_ok(), "{report:?}");
     put(&host, "store-a", "k", "v").expect("own storage needs no capability");
-    assert_denied(scan(&host, "store-a", ""), "database");
-    assert_denied(batch(&host, "store-a", &[("n", Some("1"))]), "database");
+    assert_permission_denied(scan(&host, "store-a", ""), "lacks capability database");
+    assert_permission_denied(
+        batch(&host, "store-a", &[("n", Some("1"))]),
+        "lacks capability database",
+    );
     assert_eq!(stored_keys(&host, "store-a"), ["k"]);
     // store-b keeps its grant.
     batch(&host, "store-b", &[("n", Some("1"))]).expect("store-b may batch");
@@ -304,8 +290,7 @@ fn scans_and_batches_need_the_database_capability() {
 #[test]
 fn a_prefix_scan_lists_the_plugins_own_matching_keys_in_order() {
     let dir = store_dir();
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     batch(
         &host,
         "store-a",
@@ -343,8 +328,7 @@ fn a_prefix_scan_lists_the_plugins_own_matching_keys_in_order() {
 #[test]
 fn a_batch_applies_all_its_writes_and_deletes_or_none() {
     let dir = store_dir();
-    let (host, report) = dir.load();
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok();
     batch(
         &host,
         "store-a",
@@ -378,8 +362,7 @@ fn a_batch_applies_all_its_writes_and_deletes_or_none() {
 #[test]
 fn a_write_over_the_quota_fails_and_writes_nothing() {
     let dir = store_dir();
-    let (host, report) = dir.load_with(|config| config.storage_quota_bytes = 64);
-    assert!(report.is_ok(), "{report:?}");
+    let host = dir.load_ok_with(|config| config.storage_quota_bytes = 64);
     put(&host, "store-a", "k", "small").expect("fits");
     let big = "y".repeat(100);
 
@@ -426,8 +409,7 @@ fn increment_in_new_host(plugins: &Path, data: &Path) -> serde_json::Value {
 
 #[test]
 fn storage_survives_a_host_restart() {
-    let dir = PluginDir::new();
-    dir.add_example("counter");
+    let dir = PluginDir::with_examples(&["counter"]);
     let data = tempfile::tempdir().expect("data folder");
     let first = increment_in_new_host(dir.path(), data.path());
     assert_eq!(first["value"], 1, "{first}");
@@ -436,12 +418,6 @@ fn storage_survives_a_host_restart() {
     assert_eq!(second["value"], 2, "{second}");
     // The in-memory tally starts over with each host; the stored total does not.
     assert_eq!(second["session"], 1, "{second}");
-}
-
-fn cargo() -> OsString {
-    std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(OsString::from))
-        .unwrap_or_else(|| "cargo".into())
 }
 
 /// The demo app's executable: the one cargo built beside the test binaries, or else one built
@@ -460,7 +436,7 @@ fn demo_app() -> PathBuf {
     }
     let target = tests::target_dir().join("demo-app");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let output = Command::new(cargo())
+    let output = Command::new(cargo_program())
         .args(["build", "-p", "demo-app", "--manifest-path"])
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", &target)
@@ -479,8 +455,7 @@ fn demo_app() -> PathBuf {
 
 #[test]
 fn the_demo_app_counter_survives_a_process_restart() {
-    let dir = PluginDir::new();
-    dir.add_example("counter");
+    let dir = PluginDir::with_examples(&["counter"]);
     let data = tempfile::tempdir().expect("data folder");
     let demo = demo_app();
     for expected in [1, 2] {
