@@ -1413,3 +1413,275 @@ fn a_message_to_a_stopped_plugin_is_a_dead_letter() {
     );
     assert!(!letter.reason.is_empty());
 }
+
+// ---- a panic in every entry point ------------------------------------------------------------
+
+/// The host config that makes the `panicky` fixture panic in `entry`.
+fn panic_in(entry: &str) -> BTreeMap<String, PluginSettings> {
+    plugin_settings(&format!("[plugins.panicky.config]\npanic_in = {entry:?}\n"))
+}
+
+/// Greeter and `panicky`, loaded with `panicky` panicking in `entry`.
+fn greeter_and_panicky(entry: &str) -> (PluginDir, loader::Host, PathBuf) {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let file = dir.add_fixture("panicky");
+    let settings = panic_in(entry);
+    let host = dir.load_ok_with(|c| c.plugins = settings);
+    (dir, host, file)
+}
+
+/// Asserts that `err` is the fence's report of the `panicky` fixture's panic in `entry`: kind
+/// [`ErrorKind::Panicked`], the fence's `panicked in <fenced>:` (the fence names a command,
+/// RPC method, hook or provider method by its own name, other entry points by theirs) and the
+/// panic message, which names the entry point.
+#[track_caller]
+fn assert_panicky_panicked(err: &PluginError, entry: &str, fenced: &str) {
+    assert_eq!(err.kind, ErrorKind::Panicked, "{entry}: {err}");
+    let message = err.message();
+    assert!(
+        message.contains(&format!("panicked in {fenced}: ")),
+        "{entry}: the fence names what panicked: {err}"
+    );
+    assert!(
+        message.contains(&format!("{entry} panicked on purpose")),
+        "{entry}: the message names the entry point: {err}"
+    );
+}
+
+/// A panic in any entry point a call reaches (command, event, message, RPC, hook, middleware
+/// before and after, provider) is caught at the boundary: the caller gets an error of kind
+/// `Panicked` naming the entry point, the plugin is restarted with a fresh instance that
+/// serves again, and the host and the other plugins go on. (`activate`, `deactivate`,
+/// `save_state` and `restore_state` have tests of their own below; `manifest` has no context,
+/// so it cannot be told to panic.)
+#[test]
+fn a_panic_in_any_entry_point_is_caught_and_reported() {
+    let cases: [(&str, &str, Trigger); 8] = [
+        ("handle_command", "boom", |host| {
+            host.execute_with_timeout("panicky:boom", json("null"), WAIT_LIMIT)
+        }),
+        ("on_event", "on_event", |host| {
+            let replies = host
+                .emit_and_collect("panicky:boom", json("{}"), Some(WAIT_LIMIT))
+                .expect("emit_and_collect");
+            replies
+                .into_iter()
+                .find(|(plugin, _)| plugin == "panicky")
+                .map(|(_, reply)| reply)
+                .expect("panicky subscribes to panicky:*")
+        }),
+        ("on_message", "on_message", |host| {
+            host.request("panicky", json(r#""hello""#), Some(WAIT_LIMIT))
+        }),
+        ("on_call", "boom", |host| {
+            host.call("panicky", "boom", json("null"), Some(WAIT_LIMIT))
+        }),
+        ("on_hook", "panicky:hook", |host| {
+            host.run_hook("panicky:hook", json("{}"))
+        }),
+        ("before_command", "before_command", |host| {
+            host.execute_with_timeout("panicky:boom", json("null"), WAIT_LIMIT)
+        }),
+        ("after_command", "after_command", |host| {
+            host.execute_with_timeout("panicky:boom", json("null"), WAIT_LIMIT)
+        }),
+        ("provide", "boom", |host| {
+            host.provider_call("panicky", "boom", json("null"))
+        }),
+    ];
+    // Every row runs, and every failing row is reported.
+    let failures: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(entry, fenced, trigger)| {
+            std::panic::catch_unwind(|| check_panic_in(entry, fenced, trigger))
+                .err()
+                .map(|panic| format!("{entry}: {}", panic_text(panic.as_ref())))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A trigger of the `panicky` fixture's panic: the call that reaches the entry point.
+type Trigger = fn(&loader::Host) -> Result<Payload, PluginError>;
+
+/// The text of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "non-string panic".to_owned())
+}
+
+/// One row of [`a_panic_in_any_entry_point_is_caught_and_reported`]: greeter and `panicky`
+/// panicking in `entry`, which `trigger` reaches and the fence calls `fenced`.
+fn check_panic_in(entry: &str, fenced: &str, trigger: Trigger) {
+    let (_dir, host, _) = greeter_and_panicky(entry);
+    let mut lifecycle = Lifecycle::new(&host);
+
+    let err = trigger(&host).expect_err(entry);
+    assert_panicky_panicked(&err, entry, fenced);
+    match entry {
+        "on_hook" => assert!(
+            err.message().contains("in plugin panicky"),
+            "{entry}: {err}"
+        ),
+        "before_command" | "after_command" => assert!(
+            err.message().contains("middleware panicky failed"),
+            "{entry}: {err}"
+        ),
+        _ => {}
+    }
+
+    // The fault is on record and the plugin got a fresh instance, which serves again.
+    lifecycle.wait_for_count("plugin:restarted", "panicky", 1);
+    let pong = host
+        .execute_with_timeout("panicky:ping", json("null"), WAIT_LIMIT)
+        .unwrap_or_else(|e| panic!("{entry}: the fresh instance serves: {e}"));
+    assert_eq!(to_json(&pong), "pong", "{entry}");
+    // Read after `ping`: the plugin's thread took it after everything the panic set off.
+    let panicky = info(&host, "panicky");
+    assert_eq!(panicky.state, PluginState::Active, "{entry}");
+    assert_eq!(
+        panicky.metrics.panics, 1,
+        "{entry}: one panic, counted once: {:?}",
+        panicky.metrics
+    );
+    assert!(
+        panicky
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("panicked"),
+        "{entry}: the fault is on record: {:?}",
+        panicky.error
+    );
+    assert_eq!(
+        lifecycle.count("plugin:quarantined", "panicky"),
+        0,
+        "{entry}"
+    );
+    assert_greeter_serves(&host);
+}
+
+/// A panic in `activate`: the load reports a [`LoadError::Activation`] of kind `Panicked` naming
+/// `activate`; the plugin is failed with nothing registered (its middleware included), the
+/// failure is on record and announced, and greeter loads and serves.
+#[test]
+fn a_panic_in_activate_fails_the_activation() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let file = dir.add_fixture("panicky");
+    let settings = panic_in("activate");
+    let host = dir.host_with(|c| c.plugins = settings);
+    let mut lifecycle = Lifecycle::new(&host);
+    let report = host.load_dir().expect("the plugins folder can be listed");
+
+    match error_for(&report, &file) {
+        LoadError::Activation { plugin, error } => {
+            assert_eq!(plugin, "panicky");
+            assert_panicky_panicked(error, "activate", "activate");
+        }
+        other => panic!("expected Activation, got {other:?}"),
+    }
+    assert_eq!(report.activated(), ["greeter"]);
+    let panicky = info(&host, "panicky");
+    assert_eq!(panicky.state, PluginState::Failed);
+    assert!(
+        panicky
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("panicked in activate"),
+        "{:?}",
+        panicky.error
+    );
+    let announced = lifecycle.last("plugin:error", "panicky")["error"].clone();
+    assert!(
+        announced
+            .as_str()
+            .is_some_and(|e| e.contains("panicked in activate")),
+        "{announced}"
+    );
+    assert!(!host.commands().iter().any(|c| c.starts_with("panicky:")));
+    let err = host
+        .provider_call("panicky", "boom", json("null"))
+        .expect_err("no provider registered");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert_greeter_serves(&host);
+}
+
+/// A panic in `deactivate`: the deactivation completes (state deactivated, registrations
+/// gone) and the panic is on record in `plugins()`; re-enabling works, and so does shutting
+/// the host down with the panicking plugin active. Greeter serves throughout.
+#[test]
+fn a_panic_in_deactivate_still_deactivates_and_is_on_record() {
+    let (_dir, host, _) = greeter_and_panicky("deactivate");
+    let mut lifecycle = Lifecycle::new(&host);
+
+    host.deactivate("panicky").expect("deactivate completes");
+    let panicky = info(&host, "panicky");
+    assert_eq!(panicky.state, PluginState::Deactivated);
+    let error = panicky.error.unwrap_or_default();
+    assert!(
+        error.contains("panicked in deactivate: deactivate panicked on purpose"),
+        "the panic is on record: {error:?}"
+    );
+    assert_eq!(lifecycle.count("plugin:deactivated", "panicky"), 1);
+    assert!(!host.commands().iter().any(|c| c.starts_with("panicky:")));
+    assert_greeter_serves(&host);
+
+    host.reenable("panicky").expect("re-enable");
+    assert_eq!(info(&host, "panicky").state, PluginState::Active);
+    assert_greeter_serves(&host);
+
+    host.shutdown();
+    for plugin in ["panicky", "greeter"] {
+        assert_eq!(
+            info(&host, plugin).state,
+            PluginState::Deactivated,
+            "{plugin}"
+        );
+    }
+    let error = info(&host, "panicky").error.unwrap_or_default();
+    assert!(error.contains("panicked in deactivate"), "{error:?}");
+}
+
+/// A panic in `save_state` (old instance) or `restore_state` (new instance) during a hot reload:
+/// the reload still succeeds and the new version starts fresh. Without a panic, the same reload
+/// hands the count over (so "fresh" is the panic's doing).
+#[test]
+fn a_panic_in_save_state_or_restore_state_still_reloads_fresh() {
+    for (entry, expected) in [("none", 3_u64), ("save_state", 1), ("restore_state", 1)] {
+        let (_dir, host, file) = greeter_and_panicky(entry);
+        let count = || -> u64 {
+            host.execute_with_timeout("panicky:count", json("null"), WAIT_LIMIT)
+                .unwrap_or_else(|e| panic!("{entry}: count: {e}"))
+                .decode()
+                .expect("a number")
+        };
+        assert_eq!((count(), count()), (1, 2), "{entry}");
+
+        replace_by_rename(&fixture("panicky-next"), &file);
+        match host.apply_file(&file) {
+            Ok(FileChange::Reloaded {
+                plugin,
+                old_version,
+                new_version,
+            }) => assert_eq!(
+                (plugin.as_str(), old_version.as_str(), new_version.as_str()),
+                ("panicky", "0.1.0", "0.2.0"),
+                "{entry}"
+            ),
+            other => panic!("{entry}: expected Reloaded, got {other:?}"),
+        }
+        let panicky = info(&host, "panicky");
+        assert_eq!(panicky.state, PluginState::Active, "{entry}");
+        assert_eq!(panicky.version.as_deref(), Some("0.2.0"), "{entry}");
+        assert_eq!(count(), expected, "{entry}: state after the reload");
+        let pong = host
+            .execute_with_timeout("panicky:ping", json("null"), WAIT_LIMIT)
+            .unwrap_or_else(|e| panic!("{entry}: the new instance serves: {e}"));
+        assert_eq!(to_json(&pong), "pong", "{entry}");
+        assert_greeter_serves(&host);
+    }
+}
