@@ -344,12 +344,18 @@ impl HostInner {
                 mw,
                 (RecordKind::Middleware, format!("after {command}")),
                 remaining,
-                move |i| i.after_command(&req, prior.into()).into_result(),
+                move |i| {
+                    let passed = prior.as_ref().err().cloned();
+                    match i.after_command(&req, prior.into()).into_result() {
+                        // The command's own error passed through unchanged is not a failure of
+                        // the middleware (nor a panic of it, if the command panicked).
+                        Err(e) if passed.as_ref() == Some(&e) => Ok(Err(e)),
+                        other => other.map(Ok),
+                    }
+                },
             );
             result = match outcome {
-                Ok(r) => Ok(r),
-                // The command's own error passed through unchanged: not the middleware's.
-                Err(e) if result.as_ref().err() == Some(&e) => Err(e),
+                Ok(r) => r,
                 Err(e) => Err(PluginError::new(
                     e.kind,
                     format!("middleware {} failed after {command}: {e}", mw.name),

@@ -47,10 +47,14 @@ fn panic_error(what: &str, panic: Box<dyn Any + Send>) -> PluginError {
 }
 
 /// Runs plugin code so that neither a panic nor an error can unwind across the boundary.
-pub(crate) fn fence<R>(what: &str, f: impl FnOnce() -> PluginResult<R>) -> RResult<R, PluginError> {
+/// `what` names the entry point in the error; it is only built if the code panicked.
+pub(crate) fn fence<W: std::fmt::Display, R>(
+    what: impl FnOnce() -> W,
+    f: impl FnOnce() -> PluginResult<R>,
+) -> RResult<R, PluginError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result.into(),
-        Err(panic) => RResult::RErr(panic_error(what, panic)),
+        Err(panic) => RResult::RErr(panic_error(&what().to_string(), panic)),
     }
 }
 
@@ -68,40 +72,49 @@ fn full_manifest<T: Plugin, B: BuildInfo>() -> crate::Manifest {
 }
 
 extern "C" fn manifest_entry<T: Plugin, B: BuildInfo>() -> RResult<RString, PluginError> {
-    fence("manifest", || {
-        full_manifest::<T, B>()
-            .to_json()
-            .map(RString::from)
-            .map_err(|e| PluginError::new(ErrorKind::Codec, format!("manifest encode: {e}")))
-    })
+    fence(
+        || "manifest",
+        || {
+            full_manifest::<T, B>()
+                .to_json()
+                .map(RString::from)
+                .map_err(|e| PluginError::new(ErrorKind::Codec, format!("manifest encode: {e}")))
+        },
+    )
 }
 
 extern "C" fn instantiate_dynamic<T: Plugin + Default>(
     context: HostContextBox,
 ) -> RResult<PluginInstanceBox, PluginError> {
-    fence("instantiate", || {
-        let context = Arc::new(Context::new(context));
-        install_log_forwarding(&context);
-        let plugin = T::default();
-        Ok(PluginInstance_TO::from_value(
-            Adapter { plugin, context },
-            TD_Opaque,
-        ))
-    })
+    fence(
+        || "instantiate",
+        || {
+            let context = Arc::new(Context::new(context));
+            install_log_forwarding(&context);
+            let plugin = T::default();
+            Ok(PluginInstance_TO::from_value(
+                Adapter { plugin, context },
+                TD_Opaque,
+            ))
+        },
+    )
 }
 
 extern "C" fn instantiate_static<T: Plugin + Default>(
     context: HostContextBox,
 ) -> RResult<PluginInstanceBox, PluginError> {
     // A plugin compiled into the host shares the host's `log` statics: nothing to forward.
-    fence("instantiate", || {
-        let context = Arc::new(Context::new(context));
-        let plugin = T::default();
-        Ok(PluginInstance_TO::from_value(
-            Adapter { plugin, context },
-            TD_Opaque,
-        ))
-    })
+    fence(
+        || "instantiate",
+        || {
+            let context = Arc::new(Context::new(context));
+            let plugin = T::default();
+            Ok(PluginInstance_TO::from_value(
+                Adapter { plugin, context },
+                TD_Opaque,
+            ))
+        },
+    )
 }
 
 fn root_module<T: Plugin + Default, B: BuildInfo>(dynamic: bool) -> PluginModRef {
@@ -158,11 +171,11 @@ struct Adapter<T> {
 
 impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     fn activate(&mut self) -> RResult<(), PluginError> {
-        fence("activate", || self.plugin.activate(&self.context))
+        fence(|| "activate", || self.plugin.activate(&self.context))
     }
 
     fn deactivate(&mut self) -> RResult<(), PluginError> {
-        fence("deactivate", || self.plugin.deactivate(&self.context))
+        fence(|| "deactivate", || self.plugin.deactivate(&self.context))
     }
 
     fn handle_command(
@@ -170,49 +183,63 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         command: RStr<'_>,
         args: &Payload,
     ) -> RResult<Payload, PluginError> {
-        fence(command.as_str(), || {
-            self.plugin
-                .handle_command(&self.context, command.as_str(), args)
-        })
+        fence(
+            || format!("handle_command {command}"),
+            || {
+                self.plugin
+                    .handle_command(&self.context, command.as_str(), args)
+            },
+        )
     }
 
     fn on_event(&mut self, event: &Event) -> RResult<ROption<Payload>, PluginError> {
-        fence("on_event", || {
-            self.plugin
-                .on_event(&self.context, event)
-                .map(ROption::from)
-        })
+        fence(
+            || "on_event",
+            || {
+                self.plugin
+                    .on_event(&self.context, event)
+                    .map(ROption::from)
+            },
+        )
     }
 
     fn on_message(&mut self, message: &Message) -> RResult<ROption<Payload>, PluginError> {
         if message.method.is_empty() {
-            fence("on_message", || {
-                self.plugin
-                    .on_message(&self.context, message)
-                    .map(ROption::from)
-            })
+            fence(
+                || "on_message",
+                || {
+                    self.plugin
+                        .on_message(&self.context, message)
+                        .map(ROption::from)
+                },
+            )
         } else {
-            fence(message.method.as_str(), || {
-                self.plugin
-                    .on_call(&self.context, message.method.as_str(), &message.payload)
-                    .map(ROption::RSome)
-            })
+            fence(
+                || format!("on_call {}", message.method),
+                || {
+                    self.plugin
+                        .on_call(&self.context, message.method.as_str(), &message.payload)
+                        .map(ROption::RSome)
+                },
+            )
         }
     }
 
     fn on_hook(&mut self, hook: RStr<'_>, data: &Payload) -> RResult<HookOutcome, PluginError> {
-        fence(hook.as_str(), || {
-            self.plugin.on_hook(&self.context, hook.as_str(), data)
-        })
+        fence(
+            || format!("on_hook {hook}"),
+            || self.plugin.on_hook(&self.context, hook.as_str(), data),
+        )
     }
 
     fn before_command(
         &mut self,
         request: &CommandRequest,
     ) -> RResult<MiddlewareAction, PluginError> {
-        fence("before_command", || {
-            self.plugin.before_command(&self.context, request)
-        })
+        fence(
+            || "before_command",
+            || self.plugin.before_command(&self.context, request),
+        )
     }
 
     fn after_command(
@@ -220,10 +247,13 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         request: &CommandRequest,
         result: RResult<Payload, PluginError>,
     ) -> RResult<Payload, PluginError> {
-        fence("after_command", || {
-            self.plugin
-                .after_command(&self.context, request, result.into_result())
-        })
+        fence(
+            || "after_command",
+            || {
+                self.plugin
+                    .after_command(&self.context, request, result.into_result())
+            },
+        )
     }
 
     fn provide(
@@ -232,18 +262,24 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         method: RStr<'_>,
         args: &Payload,
     ) -> RResult<Payload, PluginError> {
-        fence(method.as_str(), || {
-            self.plugin
-                .provide(&self.context, provider.as_str(), method.as_str(), args)
-        })
+        fence(
+            || format!("provide {provider}.{method}"),
+            || {
+                self.plugin
+                    .provide(&self.context, provider.as_str(), method.as_str(), args)
+            },
+        )
     }
 
     fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, PluginError> {
-        fence("save_state", || {
-            self.plugin
-                .save_state(&self.context)
-                .map(|s| s.map(RVec::from).into())
-        })
+        fence(
+            || "save_state",
+            || {
+                self.plugin
+                    .save_state(&self.context)
+                    .map(|s| s.map(RVec::from).into())
+            },
+        )
     }
 
     fn restore_state(
@@ -251,10 +287,13 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         state: RVec<u8>,
         from_version: RStr<'_>,
     ) -> RResult<(), PluginError> {
-        fence("restore_state", || {
-            self.plugin
-                .restore_state(&self.context, &state, from_version.as_str())
-        })
+        fence(
+            || "restore_state",
+            || {
+                self.plugin
+                    .restore_state(&self.context, &state, from_version.as_str())
+            },
+        )
     }
 }
 

@@ -1431,9 +1431,9 @@ fn greeter_and_panicky(entry: &str) -> (PluginDir, loader::Host, PathBuf) {
 }
 
 /// Asserts that `err` is the fence's report of the `panicky` fixture's panic in `entry`: kind
-/// [`ErrorKind::Panicked`], the fence's `panicked in <fenced>:` (the fence names a command,
-/// RPC method, hook or provider method by its own name, other entry points by theirs) and the
-/// panic message, which names the entry point.
+/// [`ErrorKind::Panicked`], the fence's `panicked in <fenced>:` (the entry point, with the
+/// command, RPC method, hook or provider method it served) and the panic message, which names
+/// the entry point.
 #[track_caller]
 fn assert_panicky_panicked(err: &PluginError, entry: &str, fenced: &str) {
     assert_eq!(err.kind, ErrorKind::Panicked, "{entry}: {err}");
@@ -1457,7 +1457,7 @@ fn assert_panicky_panicked(err: &PluginError, entry: &str, fenced: &str) {
 #[test]
 fn a_panic_in_any_entry_point_is_caught_and_reported() {
     let cases: [(&str, &str, Trigger); 8] = [
-        ("handle_command", "boom", |host| {
+        ("handle_command", "handle_command boom", |host| {
             host.execute_with_timeout("panicky:boom", json("null"), WAIT_LIMIT)
         }),
         ("on_event", "on_event", |host| {
@@ -1473,10 +1473,10 @@ fn a_panic_in_any_entry_point_is_caught_and_reported() {
         ("on_message", "on_message", |host| {
             host.request("panicky", json(r#""hello""#), Some(WAIT_LIMIT))
         }),
-        ("on_call", "boom", |host| {
+        ("on_call", "on_call boom", |host| {
             host.call("panicky", "boom", json("null"), Some(WAIT_LIMIT))
         }),
-        ("on_hook", "panicky:hook", |host| {
+        ("on_hook", "on_hook panicky:hook", |host| {
             host.run_hook("panicky:hook", json("{}"))
         }),
         ("before_command", "before_command", |host| {
@@ -1485,7 +1485,7 @@ fn a_panic_in_any_entry_point_is_caught_and_reported() {
         ("after_command", "after_command", |host| {
             host.execute_with_timeout("panicky:boom", json("null"), WAIT_LIMIT)
         }),
-        ("provide", "boom", |host| {
+        ("provide", "provide panicky.boom", |host| {
             host.provider_call("panicky", "boom", json("null"))
         }),
     ];
