@@ -22,7 +22,7 @@
 //! | `command_roundtrip` | [`Host::execute`](crate::Host::execute) of a 58-byte bincode command | crossbeam request/response between two threads, same payload, same encode and decode | ratio ≤ 1.3 |
 //! | `direct_call` | the plugin's `handle_command` called through its abi_stable vtable, on the caller's thread | the same handler as a plain Rust call | report |
 //! | `event_fanout_4` | [`Host::emit`](crate::Host::emit) to 4 subscribing plugins | crossbeam fan-out of `Arc<Event>` to 4 threads | throughput ratio ≥ 0.75 |
-//! | `load_one` | one file to an active plugin | copy + `lib_header_from_path` + `init_root_module` | ratio ≤ 1.5 |
+//! | `load_one` | one file to an active plugin, in a running host | copy + `lib_header_from_path` + `init_root_module` | ratio ≤ 1.5 |
 //! | `load_100` | a folder of 100 plugins to active | 100 raw loads | report |
 //! | `reload_swap` | [`Host::apply_file`](crate::Host::apply_file) on a changed file until the new version serves, under traffic | — | ≤ 5 ms, 0 calls lost |
 //! | `recorder_overhead` | `command_roundtrip` with the flight recorder on | the same with it off | ratio ≤ 1.1 |
@@ -110,7 +110,7 @@ pub enum BenchError {
         case: &'static str,
         /// Why.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// The folder watcher could not start.
     #[error("{case}: cannot watch the plugins folder")]
@@ -142,6 +142,13 @@ pub enum BenchError {
 impl BenchError {
     pub(crate) fn call(case: &'static str) -> impl FnOnce(plugin_api::PluginError) -> BenchError {
         move |source| BenchError::Call { case, source }
+    }
+
+    pub(crate) fn load(case: &'static str) -> impl FnOnce(LoadError) -> BenchError {
+        move |source| BenchError::Load {
+            case,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
@@ -456,7 +463,7 @@ impl SuiteReport {
 fn number(value: Option<f64>) -> String {
     match value {
         None => "n/a".to_owned(),
-        Some(v) if v == 0.0 => "0".to_owned(),
+        Some(0.0) => "0".to_owned(),
         Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
         Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
         Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
@@ -517,6 +524,30 @@ mod tests {
         assert_eq!(number(Some(1.234)), "1.23");
         assert_eq!(number(Some(12.34)), "12.3");
         assert_eq!(number(Some(1234.5)), "1234");
+    }
+
+    /// One operation of every fixture against the plugins cargo built next to this test
+    /// binary (only with `--features bench`; timings are not looked at).
+    #[test]
+    fn every_fixture_runs_once() {
+        let env = BenchEnv::beside_executable().expect("bench plugins built as dev-dependencies");
+        CommandBench::new(&env, 0)
+            .expect("command")
+            .ours()
+            .expect("execute");
+        let fanout = FanoutBench::new(&env, 5, 10, 0).expect("fan-out with a renamed copy");
+        fanout.ours().expect("emit");
+        fanout.baseline().expect("raw fan-out");
+        let mut direct = DirectCallBench::new(&env).expect("direct");
+        direct.ours("echo").expect("vtable call");
+        let load = LoadBench::new(&env, 1).expect("load");
+        load.ours().expect("load one");
+        load.ours().expect("load it again after deactivation");
+        load.raw().expect("raw load");
+        let reload = ReloadBench::new(&env, true).expect("reload");
+        reload.swap().expect("to 0.2.0");
+        reload.swap().expect("back to 0.1.0");
+        assert_eq!(reload.traffic().1, 0, "no command fails during a reload");
     }
 
     #[test]

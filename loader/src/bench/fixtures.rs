@@ -140,12 +140,10 @@ pub(crate) fn load_checked(
     case: &'static str,
     expected: usize,
 ) -> Result<(), BenchError> {
-    let report = host
-        .load_dir()
-        .map_err(|source| BenchError::Load { case, source })?;
+    let report = host.load_dir().map_err(BenchError::load(case))?;
     let active = report.activated().len();
     if let Some(source) = report.entries.into_iter().find_map(|e| e.error) {
-        return Err(BenchError::Load { case, source });
+        return Err(BenchError::load(case)(source));
     }
     if active != expected {
         return Err(BenchError::check(
@@ -344,10 +342,7 @@ impl DirectCallBench {
             &dir.path().join("shadow"),
             None,
         )
-        .map_err(|source| BenchError::Load {
-            case: DIRECT,
-            source,
-        })?;
+        .map_err(BenchError::load(DIRECT))?;
         let granted: Arc<[String]> = Arc::from(Vec::new());
         let context = host.inner.context_for(&lib.manifest.name, &granted);
         let mut instance = (lib.module.instantiate())(context)
@@ -656,6 +651,8 @@ const LOAD: &str = "load";
 /// Every load maps a new image that stays mapped (libraries are never unloaded): thousands of
 /// loads cost memory and mappings (see [`mapped_regions`](super::mapped_regions)).
 pub struct LoadBench {
+    /// For a single plugin: the running host it is loaded into and deactivated from.
+    host: Option<Host>,
     plugins: WorkDir,
     raw: WorkDir,
     files: Vec<PathBuf>,
@@ -674,7 +671,13 @@ impl LoadBench {
         } else {
             fleet(env, plugins.path(), 0, n)?
         };
+        let host = if n == 1 {
+            Some(host_for(plugins.path())?)
+        } else {
+            None
+        };
         Ok(LoadBench {
+            host,
             plugins,
             raw: WorkDir::new("raw")?,
             files,
@@ -687,24 +690,30 @@ impl LoadBench {
         self.files.len()
     }
 
-    /// One load into a fresh host: `load_files` for one plugin, `load_dir` for a folder. Only
-    /// the load is timed, not creating and dropping the host.
+    /// One load. A single plugin: `load_files` into a running host, then (untimed) deactivated
+    /// again. A folder: `load_dir` into a fresh host, created and dropped untimed.
     ///
     /// # Errors
     /// A plugin did not become active.
     pub fn ours(&self) -> Result<Duration, BenchError> {
+        if let Some(host) = &self.host {
+            let started = Instant::now();
+            let report = host.load_files(&self.files);
+            let took = started.elapsed();
+            if let Some(source) = report.entries.into_iter().find_map(|e| e.error) {
+                return Err(BenchError::load(LOAD)(source));
+            }
+            host.deactivate("bench-sink-a")
+                .map_err(BenchError::load(LOAD))?;
+            return Ok(took);
+        }
         let host = host_for(self.plugins.path())?;
         let started = Instant::now();
-        let report = if self.files.len() == 1 {
-            host.load_files(&self.files)
-        } else {
-            host.load_dir()
-                .map_err(|source| BenchError::Load { case: LOAD, source })?
-        };
+        let report = host.load_dir().map_err(BenchError::load(LOAD))?;
         let took = started.elapsed();
         let active = report.activated().len();
         if let Some(source) = report.entries.into_iter().find_map(|e| e.error) {
-            return Err(BenchError::Load { case: LOAD, source });
+            return Err(BenchError::load(LOAD)(source));
         }
         if active != self.files.len() {
             return Err(BenchError::check(
@@ -800,10 +809,7 @@ impl ReloadBench {
         let change = self
             .host
             .apply_file(&self.file)
-            .map_err(|source| BenchError::Load {
-                case: RELOAD,
-                source,
-            })?;
+            .map_err(BenchError::load(RELOAD))?;
         let FileChange::Reloaded { new_version, .. } = change else {
             return Err(BenchError::check(
                 RELOAD,
