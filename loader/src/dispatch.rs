@@ -39,10 +39,11 @@ pub(crate) struct Caller<'a> {
 
 impl Caller<'_> {
     pub fn host() -> Caller<'static> {
+        static EMPTY: std::sync::OnceLock<Chain> = std::sync::OnceLock::new();
         Caller {
             name: "host",
             granted: None,
-            chain: Arc::from(Vec::new()),
+            chain: EMPTY.get_or_init(|| Arc::from(Vec::new())).clone(),
             work: 0,
         }
     }
@@ -132,7 +133,7 @@ impl HostInner {
         &self,
         caller: &Caller<'_>,
         slot: &Arc<Slot>,
-        (kind, name): (RecordKind, String),
+        (kind, name): (RecordKind, Arc<str>),
         timeout: Duration,
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
@@ -145,12 +146,12 @@ impl HostInner {
             parent: caller.work,
             kind,
             name: name.clone(),
-            caller: caller.name.to_owned(),
-            plugin: slot.name.to_string(),
+            caller: caller.name.into(),
+            plugin: slot.name.clone(),
             queued_us: recorder.now(),
             started_us: 0,
             finished_us: 0,
-            outcome: String::new(),
+            outcome: Arc::from(""),
         });
         // Descriptions are built only when something goes wrong: this is the hot path.
         let late = slot.clone();
@@ -158,17 +159,13 @@ impl HostInner {
         let job = Job {
             chain: caller.chain.clone(),
             work_id,
-            run: Box::new(move |instance| {
-                let started = recorder.now();
+            run: Box::new(move |instance, started| {
                 let result = f(instance);
                 let failed = result.as_ref().err().map(|e| e.kind);
                 if let Some(mut r) = record.take() {
-                    r.started_us = started;
+                    r.started_us = recorder.micros(started);
                     r.finished_us = recorder.now();
-                    r.outcome = match &result {
-                        Ok(_) => "ok".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
+                    r.outcome = crate::recorder::outcome(&result);
                     recorder.push(r);
                 }
                 if tx.send(result).is_err() {
@@ -240,7 +237,9 @@ impl HostInner {
         timeout: Option<Duration>,
     ) -> Result<Payload, PluginError> {
         self.check_size(command, &args)?;
-        caller.require(&format!("call:{command}"))?;
+        if caller.granted.is_some() {
+            caller.require(&format!("call:{command}"))?;
+        }
         let timeout = self.timeout(timeout);
         let deadline = Instant::now() + timeout;
         let (route, middleware) = {
@@ -282,7 +281,7 @@ impl HostInner {
             let step = self.call_slot(
                 caller,
                 mw,
-                (RecordKind::Middleware, format!("before {command}")),
+                (RecordKind::Middleware, format!("before {command}").into()),
                 remaining,
                 move |i| i.before_command(&req).into_result(),
             );
@@ -342,7 +341,7 @@ impl HostInner {
             let outcome = self.call_slot(
                 caller,
                 mw,
-                (RecordKind::Middleware, format!("after {command}")),
+                (RecordKind::Middleware, format!("after {command}").into()),
                 remaining,
                 move |i| {
                     let passed = prior.as_ref().err().cloned();
@@ -392,7 +391,7 @@ impl HostInner {
             Route::Plugin { slot, short } => self.call_slot(
                 caller,
                 &slot,
-                (RecordKind::Command, command.to_owned()),
+                (RecordKind::Command, command.into()),
                 timeout,
                 move |i| i.handle_command(short.as_ref().into(), &args).into_result(),
             ),
@@ -567,13 +566,13 @@ impl HostInner {
                 id: event.id,
                 parent: event.parent,
                 kind: RecordKind::Event,
-                name: event.event_type.to_string(),
-                caller: event.source.to_string(),
-                plugin: String::new(),
+                name: event.event_type.as_str().into(),
+                caller: event.source.as_str().into(),
+                plugin: Arc::from(""),
                 queued_us: now,
                 started_us: now,
                 finished_us: now,
-                outcome: format!("ok ({subscribers} subscribers)"),
+                outcome: format!("ok ({subscribers} subscribers)").into(),
             });
         }
     }
@@ -671,9 +670,12 @@ impl HostInner {
             wants_reply: wait.is_some(),
         };
         let label = if method.is_empty() {
-            (RecordKind::Message, format!("#{} to {plugin}", message.id))
+            (
+                RecordKind::Message,
+                format!("#{} to {plugin}", message.id).into(),
+            )
         } else {
-            (RecordKind::Rpc, format!("{plugin}.{method}"))
+            (RecordKind::Rpc, format!("{plugin}.{method}").into())
         };
         match wait {
             Some(timeout) => {
@@ -688,7 +690,7 @@ impl HostInner {
                 let job = Job {
                     chain: Arc::from(Vec::new()),
                     work_id: message.id,
-                    run: Box::new(move |i| {
+                    run: Box::new(move |i, _started| {
                         let r = i.on_message(&message).into_result();
                         match r {
                             Ok(_) => None,
@@ -740,7 +742,7 @@ impl HostInner {
             let outcome = self.call_slot(
                 caller,
                 &slot,
-                (RecordKind::Hook, name.to_owned()),
+                (RecordKind::Hook, name.into()),
                 self.timeout(None),
                 move |i| i.on_hook(hook.as_ref().into(), &input).into_result(),
             );
@@ -788,7 +790,7 @@ impl HostInner {
         let reply = self.call_slot(
             caller,
             &slot,
-            (RecordKind::Provider, format!("{provider}.{method}")),
+            (RecordKind::Provider, format!("{provider}.{method}").into()),
             self.timeout(timeout),
             move |i| {
                 i.provide(p.as_ref().into(), m.as_ref().into(), &args)

@@ -7,9 +7,14 @@
 
 use std::{
     collections::VecDeque,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
     time::Instant,
 };
+
+use plugin_api::PluginError;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -46,11 +51,11 @@ pub struct TraceRecord {
     /// Kind of work.
     pub kind: RecordKind,
     /// Command, event type, hook, method or provider name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Who asked: a plugin name or `host`.
-    pub caller: String,
+    pub caller: Arc<str>,
     /// The plugin that did the work (empty for a publication).
-    pub plugin: String,
+    pub plugin: Arc<str>,
     /// Microseconds since the host started, when the work was queued.
     pub queued_us: u64,
     /// When the plugin started it (0 if it never did).
@@ -58,7 +63,7 @@ pub struct TraceRecord {
     /// When it finished (0 if it never did).
     pub finished_us: u64,
     /// `ok`, or the error message.
-    pub outcome: String,
+    pub outcome: Arc<str>,
 }
 
 /// The ring buffer.
@@ -104,6 +109,11 @@ impl Recorder {
         }
     }
 
+    /// Microseconds from the recorder's start to `at` (a clock reading already taken).
+    pub fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
     pub fn push(&self, record: TraceRecord) {
         if !self.enabled() {
             return;
@@ -121,6 +131,15 @@ impl Recorder {
 
     pub fn clear(&self) {
         self.ring.lock().clear();
+    }
+}
+
+/// The outcome text of a result: a shared `ok`, or the error message.
+pub(crate) fn outcome<T>(result: &Result<T, PluginError>) -> Arc<str> {
+    static OK: OnceLock<Arc<str>> = OnceLock::new();
+    match result {
+        Ok(_) => OK.get_or_init(|| Arc::from("ok")).clone(),
+        Err(e) => Arc::from(e.message()),
     }
 }
 
@@ -142,7 +161,7 @@ pub fn render_tree(records: &[TraceRecord]) -> String {
     let mut stack: Vec<(&TraceRecord, usize)> = roots.into_iter().rev().map(|r| (r, 0)).collect();
     let mut seen = HashSet::new();
     while let Some((r, depth)) = stack.pop() {
-        if !seen.insert((r.id, r.kind as u8, r.plugin.as_str())) {
+        if !seen.insert((r.id, r.kind as u8, &*r.plugin)) {
             continue;
         }
         let took = if r.finished_us >= r.started_us && r.started_us > 0 {

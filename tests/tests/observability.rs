@@ -16,31 +16,35 @@ fn trace_links_a_command_to_the_event_it_emits_and_its_deliveries() {
     // audit-log handles greeter:greeted asynchronously: wait for its delivery record.
     wait_until("audit-log handled greeter:greeted", || {
         host.trace().iter().any(|r| {
-            r.kind == RecordKind::Delivery && r.name == "greeter:greeted" && r.plugin == "audit-log"
+            r.kind == RecordKind::Delivery
+                && &*r.name == "greeter:greeted"
+                && &*r.plugin == "audit-log"
         })
     });
     let records = host.trace();
     let command = records
         .iter()
-        .find(|r| r.kind == RecordKind::Command && r.name == "greeter:greet")
+        .find(|r| r.kind == RecordKind::Command && &*r.name == "greeter:greet")
         .expect("the command is recorded");
-    assert_eq!(command.caller, "host");
-    assert_eq!(command.plugin, "greeter");
-    assert_eq!(command.outcome, "ok");
+    assert_eq!(&*command.caller, "host");
+    assert_eq!(&*command.plugin, "greeter");
+    assert_eq!(&*command.outcome, "ok");
     assert!(command.started_us >= command.queued_us && command.finished_us >= command.started_us);
     let event = records
         .iter()
-        .find(|r| r.kind == RecordKind::Event && r.name == "greeter:greeted")
+        .find(|r| r.kind == RecordKind::Event && &*r.name == "greeter:greeted")
         .expect("the event is recorded");
     assert_eq!(
         event.parent, command.id,
         "the event is a child of the command that emitted it"
     );
-    assert_eq!(event.caller, "greeter");
+    assert_eq!(&*event.caller, "greeter");
     let delivery = records
         .iter()
         .find(|r| {
-            r.kind == RecordKind::Delivery && r.name == "greeter:greeted" && r.plugin == "audit-log"
+            r.kind == RecordKind::Delivery
+                && &*r.name == "greeter:greeted"
+                && &*r.plugin == "audit-log"
         })
         .expect("the delivery is recorded");
     assert_eq!(

@@ -72,13 +72,13 @@ mod tests {
             id,
             parent,
             kind,
-            name: name.to_owned(),
-            caller: "host".to_owned(),
-            plugin: "greeter".to_owned(),
+            name: name.into(),
+            caller: "host".into(),
+            plugin: "greeter".into(),
             queued_us: 1,
             started_us: 2,
             finished_us: 5,
-            outcome: "ok".to_owned(),
+            outcome: "ok".into(),
         }
     }
 
