@@ -68,7 +68,7 @@ pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscriptio
 pub use library::{load_library, PluginLibrary};
 pub use metrics::PluginMetrics;
 pub use pattern::matches as pattern_matches;
-pub use preflight::{preflight, Preflight};
+pub use preflight::{check_elf, check_permissions, preflight, read_checked, sha256_hex, Preflight};
 pub use recorder::{render_tree, RecordKind, TraceRecord};
 pub use reload::FileChange;
 pub use slot::PluginState;

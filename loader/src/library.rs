@@ -78,46 +78,46 @@ pub fn load_library(
     shadow_dir: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<PluginLibrary, LoadError> {
-    preflight::check_permissions(path)?;
-    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(LoadError::NotRegularFile {
-            path: path.to_owned(),
-        });
-    }
+    // One read: the checks (permissions, ELF, allowlist) run on these bytes, and exactly these
+    // bytes are written to the private copy that is opened, so the file in the folder may change
+    // at any time without affecting what was checked and loaded.
+    let (facts, bytes) = preflight::read_checked(path, allowlist)?;
+    load_checked(path, shadow_dir, facts, bytes)
+}
+
+/// The second half of [`load_library`]: writes bytes that passed [`preflight::read_checked`]
+/// to a fresh shadow copy and opens it.
+pub(crate) fn load_checked(
+    path: &Path,
+    shadow_dir: &Path,
+    facts: preflight::Preflight,
+    bytes: Vec<u8>,
+) -> Result<PluginLibrary, LoadError> {
     std::fs::create_dir_all(shadow_dir).map_err(|source| LoadError::Io {
         path: shadow_dir.to_owned(),
         source,
     })?;
     let shadow = shadow_path(path, shadow_dir);
-    std::fs::copy(path, &shadow).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
+    std::fs::write(&shadow, &bytes).map_err(|source| LoadError::Io {
+        path: shadow.clone(),
         source,
     })?;
-    let result = open_checked(path, &shadow, allowlist);
+    drop(bytes);
+    let result = open_shadow(path, &shadow, facts.sha256);
     // The mapping (if any) keeps the code alive; the name is no longer needed. On platforms that
     // forbid removing a mapped file this fails quietly and the copy stays in the shadow folder.
     let _ = std::fs::remove_file(&shadow);
     result
 }
 
-fn open_checked(
-    path: &Path,
-    shadow: &Path,
-    allowlist: Option<&HashSet<String>>,
-) -> Result<PluginLibrary, LoadError> {
-    // Checks run on the copy that is opened, so the file cannot change between check and use.
-    let facts = preflight::preflight(shadow, allowlist).map_err(|e| rename_path(e, path))?;
+fn open_shadow(path: &Path, shadow: &Path, sha256: String) -> Result<PluginLibrary, LoadError> {
     let header = lib_header_from_path(shadow).map_err(|e| library_error(path, e))?;
     IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
     let module = header
         .init_root_module::<PluginModRef>()
         .map_err(|e| library_error(path, e))?;
     let mut library = checked_module(path.to_owned(), module)?;
-    library.sha256 = facts.sha256;
+    library.sha256 = sha256;
     Ok(library)
 }
 
@@ -175,24 +175,6 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn rename_path(error: LoadError, original: &Path) -> LoadError {
-    match error {
-        LoadError::BadLibrary { reason, .. } => LoadError::BadLibrary {
-            path: original.to_owned(),
-            reason,
-        },
-        LoadError::NotAllowed { sha256, .. } => LoadError::NotAllowed {
-            path: original.to_owned(),
-            sha256,
-        },
-        LoadError::Io { source, .. } => LoadError::Io {
-            path: original.to_owned(),
-            source,
-        },
-        other => other,
-    }
 }
 
 fn library_error(path: &Path, error: LibraryError) -> LoadError {

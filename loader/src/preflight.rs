@@ -77,6 +77,18 @@ const MAX_PREALLOCATION: usize = 64 << 20;
 /// The world-writable checks run on unix only; the ELF checks on ELF platforms only (not on
 /// macOS or Windows).
 pub fn preflight(path: &Path, allowlist: Option<&HashSet<String>>) -> Result<Preflight, LoadError> {
+    read_checked(path, allowlist).map(|(facts, _)| facts)
+}
+
+/// [`preflight`], also returning the bytes it checked, so a caller can write exactly those bytes
+/// to the copy it opens (one read of the file instead of two).
+///
+/// # Errors
+/// As [`preflight`].
+pub fn read_checked(
+    path: &Path,
+    allowlist: Option<&HashSet<String>>,
+) -> Result<(Preflight, Vec<u8>), LoadError> {
     let io_error = |source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -130,10 +142,13 @@ pub fn preflight(path: &Path, allowlist: Option<&HashSet<String>>) -> Result<Pre
             });
         }
     }
-    Ok(Preflight {
-        size: bytes.len() as u64,
-        sha256,
-    })
+    Ok((
+        Preflight {
+            size: bytes.len() as u64,
+            sha256,
+        },
+        bytes,
+    ))
 }
 
 /// Refuses `path` if it or its parent folder is world-writable.

@@ -84,26 +84,19 @@ impl Host {
             return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
         };
         let _guard = self.inner.lifecycle.lock();
+        let checked = crate::preflight::read_checked(path, self.inner.allowlist.as_ref());
+        let (facts, bytes) = match checked {
+            Ok(checked) => checked,
+            Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
+        };
         // Same bytes as the running plugin: nothing to do, and nothing new gets mapped.
-        if let Ok(bytes) = std::fs::read(path) {
-            if self
-                .inner
-                .same_contents(&plugin, &crate::preflight::sha256_hex(&bytes))
-            {
-                return Ok(FileChange::Unchanged { plugin });
-            }
+        if self.inner.same_contents(&plugin, &facts.sha256) {
+            return Ok(FileChange::Unchanged { plugin });
         }
-        let lib = match library::load_library(
-            path,
-            &self.inner.shadow_dir,
-            self.inner.allowlist.as_ref(),
-        ) {
+        let lib = match library::load_checked(path, &self.inner.shadow_dir, facts, bytes) {
             Ok(lib) => lib,
             Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
         };
-        if self.inner.same_contents(&plugin, &lib.sha256) {
-            return Ok(FileChange::Unchanged { plugin });
-        }
         if lib.manifest.name != plugin {
             // The file now holds another plugin: retire the old one, load the new one.
             self.inner
