@@ -39,11 +39,10 @@ pub(crate) struct Caller<'a> {
 
 impl Caller<'_> {
     pub fn host() -> Caller<'static> {
-        static EMPTY: std::sync::OnceLock<Chain> = std::sync::OnceLock::new();
         Caller {
             name: "host",
             granted: None,
-            chain: EMPTY.get_or_init(|| Arc::from(Vec::new())).clone(),
+            chain: Chain::empty(),
             work: 0,
         }
     }
@@ -688,7 +687,7 @@ impl HostInner {
             None => {
                 let name = slot.name.clone();
                 let job = Job {
-                    chain: Arc::from(Vec::new()),
+                    chain: Chain::empty(),
                     work_id: message.id,
                     run: Box::new(move |i, _started| {
                         let r = i.on_message(&message).into_result();

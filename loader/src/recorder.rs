@@ -71,8 +71,26 @@ pub(crate) struct Recorder {
     epoch: Instant,
     capacity: usize,
     enabled: AtomicBool,
-    ring: Mutex<VecDeque<TraceRecord>>,
+    /// Several rings, each written by the threads that picked it, so dispatcher threads
+    /// recording at the same time rarely contend for one lock. Each holds up to `capacity`; a
+    /// snapshot merges them and keeps the newest `capacity`.
+    shards: Vec<Mutex<VecDeque<TraceRecord>>>,
     ids: AtomicU64,
+    /// Distinguishes recorders (hosts) in one process, for per-thread id blocks.
+    instance: u64,
+}
+
+static RECORDERS: AtomicU64 = AtomicU64::new(1);
+
+const SHARDS: usize = 4;
+
+/// The shard this thread writes to (threads are spread round-robin).
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl Recorder {
@@ -81,14 +99,39 @@ impl Recorder {
             epoch: Instant::now(),
             capacity,
             enabled: AtomicBool::new(capacity > 0),
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+            shards: (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect(),
             ids: AtomicU64::new(1),
+            instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// A fresh id for events, calls and deliveries (unique within the host).
+    /// A fresh id for events, calls and deliveries (unique within the host, increasing: events
+    /// and calls are ordered by it).
     pub fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh unique id that need not be ordered with others (delivery records): taken from a
+    /// block reserved by this thread, so busy dispatcher threads do not contend on the counter.
+    pub fn local_id(&self) -> u64 {
+        const BLOCK: u64 = 1024;
+        thread_local! {
+            // (recorder, next, end): a block belongs to one host's counter.
+            static BLOCK_IDS: std::cell::Cell<(u64, u64, u64)> =
+                const { std::cell::Cell::new((0, 0, 0)) };
+        }
+        let me = self.instance;
+        BLOCK_IDS.with(|ids| {
+            let (owner, next, end) = ids.get();
+            let (next, end) = if owner == me && next < end {
+                (next, end)
+            } else {
+                let start = self.ids.fetch_add(BLOCK, Ordering::Relaxed);
+                (start, start + BLOCK)
+            };
+            ids.set((me, next + 1, end));
+            next
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -118,19 +161,33 @@ impl Recorder {
         if !self.enabled() {
             return;
         }
-        let mut ring = self.ring.lock();
+        let Some(shard) = self.shards.get(shard_index()) else {
+            return;
+        };
+        let mut ring = shard.lock();
         if ring.len() >= self.capacity {
             ring.pop_front();
         }
         ring.push_back(record);
     }
 
+    /// The newest `capacity` records, oldest first.
     pub fn snapshot(&self) -> Vec<TraceRecord> {
-        self.ring.lock().iter().cloned().collect()
+        let mut all: Vec<TraceRecord> = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.lock().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        all.sort_by_key(|r| (r.queued_us, r.id));
+        let excess = all.len().saturating_sub(self.capacity);
+        all.drain(..excess);
+        all
     }
 
     pub fn clear(&self) {
-        self.ring.lock().clear();
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
     }
 }
 

@@ -25,8 +25,29 @@ use crate::{
 };
 
 /// The plugins whose dispatcher threads are blocked waiting on the current call, outermost
-/// first. Used to refuse call cycles instead of deadlocking.
-pub(crate) type Chain = Arc<[Arc<str>]>;
+/// first. Used to refuse call cycles instead of deadlocking. Empty (the common case: the host
+/// application calling) costs nothing to clone or share between threads.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Chain(Option<Arc<[Arc<str>]>>);
+
+impl Chain {
+    /// No blocked callers.
+    pub fn empty() -> Chain {
+        Chain(None)
+    }
+
+    /// The blocked callers, outermost first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().flat_map(|c| c.iter())
+    }
+
+    /// This chain with `name` appended.
+    pub fn with(&self, name: &Arc<str>) -> Chain {
+        let mut v: Vec<Arc<str>> = self.iter().cloned().collect();
+        v.push(name.clone());
+        Chain(Some(v.into()))
+    }
+}
 
 /// Work for a plugin's thread. Dropping a job unrun drops its reply sender, which its caller
 /// sees as "cancelled".
@@ -151,27 +172,40 @@ pub(crate) struct Slot {
     job_capacity: usize,
 }
 
+/// What the current thread is doing, when it is a plugin's dispatcher thread.
+#[derive(Default)]
+struct Current {
+    /// The plugin whose thread this is (set once when the thread starts serving).
+    plugin: Option<Arc<str>>,
+    /// Whether a job or event is being handled now, with its callers and work id.
+    busy: Option<(Chain, u64)>,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<(Arc<str>, Chain, u64)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = RefCell::new(Current::default());
 }
 
 /// If the current thread is `plugin`'s dispatcher thread busy with a job: the chain of blocked
 /// callers including `plugin` itself, and the job's work id.
 pub(crate) fn current_chain(plugin: &str) -> (Chain, u64) {
-    CURRENT.with(|c| match &*c.borrow() {
-        Some((name, chain, work)) if &**name == plugin => {
-            let mut v: Vec<Arc<str>> = chain.iter().cloned().collect();
-            v.push(name.clone());
-            (v.into(), *work)
+    CURRENT.with(|c| {
+        let c = c.borrow();
+        match (&c.plugin, &c.busy) {
+            (Some(name), Some((chain, work))) if &**name == plugin => (chain.with(name), *work),
+            _ => (Chain::empty(), 0),
         }
-        _ => (Arc::from(Vec::new()), 0),
     })
 }
 
-fn with_current<R>(name: &Arc<str>, chain: &Chain, work: u64, f: impl FnOnce() -> R) -> R {
-    CURRENT.with(|c| *c.borrow_mut() = Some((name.clone(), chain.clone(), work)));
+/// Marks this thread as `plugin`'s dispatcher thread.
+fn serve_as(plugin: &Arc<str>) {
+    CURRENT.with(|c| c.borrow_mut().plugin = Some(plugin.clone()));
+}
+
+fn with_current<R>(chain: &Chain, work: u64, f: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| c.borrow_mut().busy = Some((chain.clone(), work)));
     let r = f();
-    CURRENT.with(|c| *c.borrow_mut() = None);
+    CURRENT.with(|c| c.borrow_mut().busy = None);
     r
 }
 
@@ -380,6 +414,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
     let events = slot.events_rx.clone();
     let control = slot.control_rx.clone();
     let generation = slot.generation.load(Ordering::Acquire);
+    serve_as(&name);
     loop {
         if slot.generation.load(Ordering::Acquire) != generation {
             // A restart left this thread behind (it was stuck in plugin code): retire it.
@@ -416,7 +451,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                     }
                 }
                 let started = Instant::now();
-                let failed = with_current(&name, &job.chain, job.work_id, || {
+                let failed = with_current(&job.chain, job.work_id, || {
                     (job.run)(&mut instance, started)
                 });
                 slot.metrics.record_call(started.elapsed(), failed);
@@ -508,8 +543,14 @@ fn deliver_event(
     let name = &slot.name;
     let started = Instant::now();
     let event = delivery.event;
-    let work = recorder.next_id();
-    let result = with_current(name, &delivery.chain, work, || {
+    // The delivery's own id only matters to the recorder (as the parent of what the handler
+    // does); without recording, the event's id serves and no shared counter is touched.
+    let work = if recorder.enabled() {
+        recorder.local_id()
+    } else {
+        event.id
+    };
+    let result = with_current(&delivery.chain, work, || {
         instance.on_event(&event).into_result()
     });
     let result = result.map(|r| r.into_option().unwrap_or_default());

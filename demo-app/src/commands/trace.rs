@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use loader::TraceRecord;
+use loader::{RecordKind, TraceRecord};
 
 use crate::{error::AppError, json};
 
@@ -13,23 +13,29 @@ use crate::{error::AppError, json};
 /// deliveries, some of which finish only after the command started): the loader has no public
 /// "current trace position", so the largest id recorded before the command stands in for it.
 pub fn since(records: Vec<TraceRecord>, before: u64) -> Vec<TraceRecord> {
-    let parents: HashMap<u64, u64> = records.iter().map(|r| (r.id, r.parent)).collect();
+    let by_id: HashMap<u64, (u64, RecordKind)> =
+        records.iter().map(|r| (r.id, (r.parent, r.kind))).collect();
+    // Delivery ids come from per-thread blocks and are not ordered with the others: a delivery
+    // is as new as the event it delivers. Every other id is ordered, so it is compared with the
+    // mark, and so are the ids of everything that caused it.
     let is_new = |record: &TraceRecord| {
-        if record.id <= before {
-            return false;
-        }
-        let mut parent = record.parent;
-        // Bounded walk: ids are unique, but a malformed chain must not loop forever.
-        for _ in 0..=parents.len() {
-            if parent == 0 {
-                return true;
-            }
-            if parent <= before {
+        let (mut id, mut parent, mut kind) = (record.id, record.parent, record.kind);
+        // Bounded walk: a malformed chain must not loop forever.
+        for _ in 0..=by_id.len() {
+            if kind != RecordKind::Delivery && id <= before {
                 return false;
             }
-            match parents.get(&parent) {
-                Some(&next) if next != parent => parent = next,
-                _ => return true,
+            if parent == 0 || parent == id {
+                return true;
+            }
+            match by_id.get(&parent) {
+                Some(&(next, next_kind)) => {
+                    id = parent;
+                    parent = next;
+                    kind = next_kind;
+                }
+                // The cause is no longer recorded: judge by its id.
+                None => return parent > before,
             }
         }
         true
@@ -65,7 +71,6 @@ pub fn json_lines(records: &[TraceRecord]) -> Result<String, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loader::RecordKind;
 
     fn record(id: u64, parent: u64, kind: RecordKind, name: &str) -> TraceRecord {
         TraceRecord {
@@ -86,8 +91,10 @@ mod tests {
     fn since_keeps_only_work_caused_after_the_mark() {
         let records = vec![
             record(3, 0, RecordKind::Event, "plugin:activated"),
-            // A delivery of the load's event that ran late: new id, old parent.
+            // A delivery of the load's event that ran late: its id says nothing, its parent does.
             record(12, 3, RecordKind::Delivery, "plugin:activated"),
+            // A delivery of the new event whose id came from an older per-thread block.
+            record(5, 13, RecordKind::Delivery, "greeter:greeted"),
             // Work that the late delivery caused.
             record(14, 12, RecordKind::Command, "audit-log:note"),
             record(13, 0, RecordKind::Event, "greeter:greeted"),
@@ -95,7 +102,7 @@ mod tests {
             record(15, 13, RecordKind::Delivery, "greeter:greeted"),
         ];
         let ids: Vec<u64> = since(records, 10).iter().map(|r| r.id).collect();
-        assert_eq!(ids, [13, 11, 15]);
+        assert_eq!(ids, [5, 13, 11, 15]);
     }
 
     #[test]
