@@ -65,6 +65,10 @@ pub enum Command {
     DeadLetters(JsonArgs),
     /// Create a new plugin crate ready to build and load
     NewPlugin(NewPluginArgs),
+    /// Run the benchmark suite against the plugins built beside this program: each case's cost,
+    /// the raw baseline measured in the same run, their ratio and its target (build with
+    /// --release for meaningful numbers; ignores --plugins, --data and --config)
+    Bench(BenchArgs),
 }
 
 /// `list [--json]`
@@ -174,6 +178,17 @@ pub struct NewPluginArgs {
     pub api_path: Option<PathBuf>,
 }
 
+/// `bench [--json] [--quick]`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print one JSON object `{"machine", "cases": [...], "scaling": [...]}` instead of tables
+    #[arg(long)]
+    pub json: bool,
+    /// Few repetitions: a smoke test that every case runs (seconds), not a measurement
+    #[arg(long)]
+    pub quick: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +283,19 @@ mod tests {
             parse(&["dead-letters", "--json"]).expect("valid").command,
             Command::DeadLetters(JsonArgs { json: true })
         ));
+    }
+
+    #[test]
+    fn bench_flags() {
+        let cli = parse(&["bench", "--quick", "--json"]).expect("valid");
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert!(args.quick && args.json);
+        let Command::Bench(args) = parse(&["bench"]).expect("valid").command else {
+            panic!("not bench");
+        };
+        assert!(!args.quick && !args.json);
     }
 
     #[test]

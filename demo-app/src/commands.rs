@@ -1,6 +1,7 @@
 //! The subcommands: what each computes, and how it is shown as a table, as text or as JSON.
 //! One module per subcommand; the shell runs the same functions.
 
+pub mod bench;
 mod call;
 mod dead_letters;
 mod describe;
@@ -85,10 +86,12 @@ pub fn run(session: &Session, command: &Command) -> Result<(), AppError> {
             }
         }
         // These never load the folder; main hands them over before getting here.
-        Command::Shell | Command::Doctor(_) | Command::NewPlugin(_) => Err(AppError::usage(
-            ErrorKind::InvalidInput,
-            "this command does not run on a loaded host",
-        )),
+        Command::Shell | Command::Doctor(_) | Command::NewPlugin(_) | Command::Bench(_) => {
+            Err(AppError::usage(
+                ErrorKind::InvalidInput,
+                "this command does not run on a loaded host",
+            ))
+        }
     }
 }
 
@@ -110,7 +113,8 @@ pub fn check_usage(command: &Command) -> Result<(), AppError> {
         | Command::Shell
         | Command::Watch(_)
         | Command::Doctor(_)
-        | Command::DeadLetters(_) => Ok(()),
+        | Command::DeadLetters(_)
+        | Command::Bench(_) => Ok(()),
     }
 }
 

@@ -17,6 +17,8 @@
 //!   dead-letters [--json]               events and messages that could not be delivered
 //!   new-plugin <name> [--path DIR] [--api-path PATH]
 //!                                       scaffold a plugin crate
+//!   bench [--json] [--quick]            the benchmark suite: ours against the raw baseline
+//!                                       in the same run (use a release build)
 //! ```
 //!
 //! Without `--plugins` (or `plugins_dir` in the config), the example plugins that cargo built
@@ -70,6 +72,8 @@ fn run(cli: &Cli) -> Result<(), AppError> {
     match &cli.command {
         // Needs no host at all.
         Command::NewPlugin(args) => commands::new_plugin::run(args),
+        // Builds its own hosts over scratch folders, in this fresh process.
+        Command::Bench(args) => commands::bench::run(args),
         // Must not activate anything: a host is built, the folder is not loaded.
         Command::Doctor(args) => {
             let unloaded = Unloaded::build(&cli.global)?;

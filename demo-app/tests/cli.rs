@@ -1,6 +1,7 @@
 //! The `demo-app` binary as a user runs it: each test starts the real executable as a child
-//! process (with `--plugins <private temp folder>`, except the one test of the default folder)
-//! and checks its stdout, stderr and exit code.
+//! process (with `--plugins <private temp folder>`, except the one test of the default folder
+//! and the one of `bench`, which uses no plugins folder) and checks its stdout, stderr and exit
+//! code.
 //!
 //! Exit codes: 0 success, 1 failed operation, 2 bad usage; errors are one `error: ...` line on
 //! stderr. Nothing here asserts on time: waits poll with generous bounds.
@@ -26,6 +27,11 @@ const DEMO: &str = env!("CARGO_BIN_EXE_demo-app");
 /// How long a one-shot command may take before the test gives up on it (it kills the child
 /// then). Far beyond anything a passing run needs: loading is well under a second.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long `bench --quick` may take before the test gives up on it: seconds in a release
+/// build, about a minute in a debug build, whose plugin libraries are ~15 MB each (`load_100`
+/// and `memory_per_plugin` copy and load 100 of them).
+const BENCH_LIMIT: Duration = Duration::from_secs(600);
 
 /// How long the live tests (`watch`) wait for an expected line of output.
 const LINE_LIMIT: Duration = Duration::from_secs(20);
@@ -94,7 +100,12 @@ fn demo_in(dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Runs `command` to the end with `input` on stdin (if any) and collects its output.
-fn run_with(mut command: Command, input: Option<&str>) -> Output {
+fn run_with(command: Command, input: Option<&str>) -> Output {
+    run_within(command, input, RUN_LIMIT)
+}
+
+/// [`run_with`], killing the child and failing after `limit`.
+fn run_within(mut command: Command, input: Option<&str>, limit: Duration) -> Output {
     if input.is_some() {
         command.stdin(Stdio::piped());
     }
@@ -112,7 +123,7 @@ fn run_with(mut command: Command, input: Option<&str>) -> Output {
     }
     let stdout = read_all(child.stdout.take().expect("piped stdout"));
     let stderr = read_all(child.stderr.take().expect("piped stderr"));
-    let code = wait_bounded(&mut child, &shown);
+    let code = wait_bounded(&mut child, &shown, limit);
     Output {
         code,
         stdout: stdout.join().expect("stdout reader"),
@@ -134,9 +145,9 @@ fn read_all(mut source: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-/// Waits for `child` for at most [`RUN_LIMIT`]; kills it and fails past that.
-fn wait_bounded(child: &mut Child, shown: &str) -> i32 {
-    let deadline = Instant::now() + RUN_LIMIT;
+/// Waits for `child` for at most `limit`; kills it and fails past that.
+fn wait_bounded(child: &mut Child, shown: &str, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("poll the child") {
             return status.code().unwrap_or(-1);
@@ -144,7 +155,7 @@ fn wait_bounded(child: &mut Child, shown: &str) -> i32 {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{shown} did not finish within {RUN_LIMIT:?}");
+            panic!("{shown} did not finish within {limit:?}");
         }
         thread::sleep(Duration::from_millis(10));
     }
@@ -1052,4 +1063,47 @@ fn dead_letters_subcommand_with_none() {
     let json = run(demo_in(dir.path(), &["dead-letters", "--json"]));
     json.ok();
     assert_eq!(json.json(), serde_json::json!({"total": 0, "letters": []}));
+}
+
+#[test]
+fn bench_quick_json_is_one_object_with_every_case() {
+    let out = run_within(demo(&["bench", "--quick", "--json"]), None, BENCH_LIMIT);
+    out.ok();
+    let report = out.json();
+    let cases = report["cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an object with a cases array: {report}"));
+    let mut names: Vec<&str> = cases
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_else(|| panic!("a name: {c}")))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "command_roundtrip",
+            "direct_call",
+            "event_fanout_4",
+            "idle_cpu",
+            "load_100",
+            "load_one",
+            "memory_per_plugin",
+            "recorder_overhead",
+            "reload_swap",
+        ]
+    );
+    for case in cases {
+        assert!(case["met"].is_boolean(), "met is a boolean: {case}");
+        for key in ["ours", "baseline", "unit", "ratio", "target"] {
+            assert!(case.get(key).is_some(), "{key} in {case}");
+        }
+    }
+    let roundtrip = cases
+        .iter()
+        .find(|c| c["name"] == "command_roundtrip")
+        .expect("command_roundtrip");
+    assert!(
+        roundtrip["ours"].as_f64().is_some_and(|us| us > 0.0),
+        "{roundtrip}"
+    );
 }
