@@ -179,6 +179,16 @@ impl HostInner {
             }),
         };
         slot.submit(job)?;
+        // Most answers come within microseconds: spin briefly before parking, so the caller's
+        // thread does not need a wake-up (which costs far more than the call on small machines).
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(crossbeam_channel::TryRecvError::Empty) => backoff.snooze(),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            }
+        }
         match rx.recv_timeout(timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
