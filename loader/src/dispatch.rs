@@ -161,9 +161,12 @@ impl HostInner {
             run: Box::new(move |instance, started| {
                 let result = f(instance);
                 let failed = result.as_ref().err().map(|e| e.kind);
+                let mut finished = None;
                 if let Some(mut r) = record.take() {
+                    let at = Instant::now();
+                    finished = Some(at);
                     r.started_us = recorder.micros(started);
-                    r.finished_us = recorder.now();
+                    r.finished_us = recorder.micros(at);
                     r.outcome = crate::recorder::outcome(&result);
                     recorder.push(r);
                 }
@@ -175,7 +178,7 @@ impl HostInner {
                         kind_word(kind)
                     );
                 }
-                failed
+                (failed, finished)
             }),
         };
         slot.submit(job)?;
@@ -397,10 +400,10 @@ impl HostInner {
                         ))
                     })
             }
-            Route::Plugin { slot, short } => self.call_slot(
+            Route::Plugin { slot, short, full } => self.call_slot(
                 caller,
                 &slot,
-                (RecordKind::Command, command.into()),
+                (RecordKind::Command, full),
                 timeout,
                 move |i| i.handle_command(short.as_ref().into(), &args).into_result(),
             ),
@@ -701,7 +704,7 @@ impl HostInner {
                     work_id: message.id,
                     run: Box::new(move |i, _started| {
                         let r = i.on_message(&message).into_result();
-                        match r {
+                        let failed = match r {
                             Ok(_) => None,
                             Err(e) => {
                                 log::warn!(
@@ -711,7 +714,8 @@ impl HostInner {
                                 );
                                 Some(e.kind)
                             }
-                        }
+                        };
+                        (failed, None)
                     }),
                 };
                 if let Err(e) = slot.submit(job) {

@@ -1163,11 +1163,13 @@ pub(crate) fn register(
     slot: &Arc<Slot>,
 ) {
     for c in &manifest.commands {
+        let full = format!("{}:{}", manifest.name, c.name);
         routes.commands.insert(
-            format!("{}:{}", manifest.name, c.name),
+            full.clone(),
             Route::Plugin {
                 slot: slot.clone(),
                 short: Arc::from(c.name.as_str()),
+                full: Arc::from(full),
             },
         );
     }

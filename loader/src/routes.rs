@@ -16,7 +16,13 @@ pub type HostCommand = Arc<dyn Fn(&CommandRequest) -> Result<Payload, PluginErro
 /// Who serves a command.
 #[derive(Clone)]
 pub(crate) enum Route {
-    Plugin { slot: Arc<Slot>, short: Arc<str> },
+    Plugin {
+        slot: Arc<Slot>,
+        /// The name the plugin declared.
+        short: Arc<str>,
+        /// `<plugin>:<command>`, shared by every call's records and messages.
+        full: Arc<str>,
+    },
     Host(HostCommand),
 }
 

@@ -57,13 +57,13 @@ pub(crate) struct Job {
     /// Id of this unit of work (for event parent links).
     pub work_id: u64,
     /// Runs on the plugin thread (given the time it started); returns the error kind if the call
-    /// failed.
+    /// failed, and the time it finished if it read the clock (so it is read once).
     pub run: JobFn,
 }
 
 /// The body of a job.
 pub(crate) type JobFn =
-    Box<dyn FnOnce(&mut PluginInstanceBox, Instant) -> Option<ErrorKind> + Send>;
+    Box<dyn FnOnce(&mut PluginInstanceBox, Instant) -> (Option<ErrorKind>, Option<Instant>) + Send>;
 
 /// Where a subscriber's answer to `emit_and_collect` goes: (plugin, result).
 pub(crate) type CollectSender = Sender<(Arc<str>, Result<Payload, PluginError>)>;
@@ -451,10 +451,11 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                     }
                 }
                 let started = Instant::now();
-                let failed = with_current(&job.chain, job.work_id, || {
+                let (failed, finished) = with_current(&job.chain, job.work_id, || {
                     (job.run)(&mut instance, started)
                 });
-                slot.metrics.record_call(started.elapsed(), failed);
+                let elapsed = finished.map_or_else(|| started.elapsed(), |at| at - started);
+                slot.metrics.record_call(elapsed, failed);
                 if failed == Some(ErrorKind::Panicked) {
                     slot.mark_faulted(format!("a handler of plugin {name} panicked"), false);
                     if await_orders(&slot, &mut instance, &control) {
