@@ -44,6 +44,7 @@ mod doctor;
 mod error;
 mod host;
 mod library;
+mod lifecycle;
 mod metrics;
 mod pattern;
 mod preflight;

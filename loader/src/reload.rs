@@ -21,8 +21,9 @@ use plugin_api::{ErrorKind, PluginError};
 
 use crate::{
     error::LoadError,
-    host::{register, Host, HostInner, LoadReport},
+    host::{Host, HostInner, LoadReport},
     library::{self, PluginLibrary},
+    lifecycle::register,
     slot::{self, Control},
 };
 
