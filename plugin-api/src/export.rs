@@ -342,6 +342,13 @@ fn install_log_forwarding(context: &Arc<Context>) {
     // Fails only if this library already installed it, which is fine.
     let _ = log::set_logger(&HostLogger);
     log::set_max_level(level_filter(context.raw().log_max_level()));
+    // The library has its own copy of std, hence its own panic hook. Every panic in plugin code
+    // is caught by the fence and reported to the caller; the hook says where it happened on
+    // stderr, one line, as the default hook does — but never resolves a backtrace (with
+    // RUST_BACKTRACE set that takes seconds in a debug build and holds up the plugin's thread).
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("plugin panic: {info}");
+    }));
 }
 
 /// Exports a [`Plugin`] from a cdylib crate: generates the root module, the fenced entry points

@@ -1426,7 +1426,12 @@ fn greeter_and_panicky(entry: &str) -> (PluginDir, loader::Host, PathBuf) {
     let dir = PluginDir::with_examples(&["greeter"]);
     let file = dir.add_fixture("panicky");
     let settings = panic_in(entry);
-    let host = dir.load_ok_with(|c| c.plugins = settings);
+    let host = dir.load_ok_with(|c| {
+        c.plugins = settings;
+        // What is tested is what happens, not how fast: a loaded machine must not turn a slow
+        // deactivate into a missed deadline.
+        c.shutdown_grace_ms = 60_000;
+    });
     (dir, host, file)
 }
 
