@@ -9,7 +9,7 @@
 use std::{
     cell::RefCell,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -157,6 +157,8 @@ impl std::fmt::Display for PluginState {
 pub(crate) struct Slot {
     pub name: Arc<str>,
     pub mailbox: RwLock<Option<Mailbox>>,
+    /// Set (before the mailbox is emptied) when the plugin stops taking work.
+    closed: AtomicBool,
     pub control: Sender<Control>,
     control_rx: Receiver<Control>,
     /// Bumped when a faulted plugin gets a fresh instance on a new thread; an older thread
@@ -230,6 +232,7 @@ impl Slot {
         let (control_tx, control_rx) = bounded(4);
         Arc::new(Slot {
             name: Arc::from(name),
+            closed: AtomicBool::new(false),
             mailbox: RwLock::new(Some(Mailbox {
                 jobs: jobs_tx,
                 events: events_tx,
@@ -309,12 +312,16 @@ impl Slot {
 
     /// Whether the plugin stopped taking work (deactivation has begun).
     pub fn is_closed(&self) -> bool {
-        self.mailbox.read().is_none()
+        // A plain load: the dispatcher thread asks on every turn, and taking the mailbox's lock
+        // there would bounce its cache line against every publisher.
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Stops taking new work: later submits fail at once.
     pub fn close(&self) {
-        self.mailbox.write().take();
+        let mut mailbox = self.mailbox.write();
+        self.closed.store(true, Ordering::Release);
+        mailbox.take();
     }
 
     /// Marks a handler fault (panic or missed deadline).
