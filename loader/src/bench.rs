@@ -431,8 +431,8 @@ impl SuiteReport {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 c.name,
-                number(c.ours),
-                number(c.baseline),
+                format_number(c.ours),
+                format_number(c.baseline),
                 c.unit,
                 c.ratio.map_or("—".to_owned(), |r| format!("{r:.2}")),
                 c.target,
@@ -448,8 +448,8 @@ impl SuiteReport {
                     p.case,
                     p.parameter,
                     p.value,
-                    number(Some(p.ours)),
-                    number(p.baseline),
+                    format_number(Some(p.ours)),
+                    format_number(p.baseline),
                     p.unit,
                     p.ratio.map_or("—".to_owned(), |r| format!("{r:.2}")),
                 ));
@@ -459,8 +459,8 @@ impl SuiteReport {
     }
 }
 
-/// Three significant digits, or `n/a`.
-fn number(value: Option<f64>) -> String {
+/// A measurement with three significant digits, or `n/a` (as the tables show them).
+pub fn format_number(value: Option<f64>) -> String {
     match value {
         None => "n/a".to_owned(),
         Some(0.0) => "0".to_owned(),
@@ -518,12 +518,12 @@ mod tests {
 
     #[test]
     fn numbers_keep_three_digits() {
-        assert_eq!(number(None), "n/a");
-        assert_eq!(number(Some(0.0)), "0");
-        assert_eq!(number(Some(0.01234)), "0.012");
-        assert_eq!(number(Some(1.234)), "1.23");
-        assert_eq!(number(Some(12.34)), "12.3");
-        assert_eq!(number(Some(1234.5)), "1234");
+        assert_eq!(format_number(None), "n/a");
+        assert_eq!(format_number(Some(0.0)), "0");
+        assert_eq!(format_number(Some(0.01234)), "0.012");
+        assert_eq!(format_number(Some(1.234)), "1.23");
+        assert_eq!(format_number(Some(12.34)), "12.3");
+        assert_eq!(format_number(Some(1234.5)), "1234");
     }
 
     /// One operation of every fixture against the plugins cargo built next to this test

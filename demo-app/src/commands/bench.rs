@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use loader::bench::{run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport};
+use loader::bench::{
+    format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
+};
 use plugin_api::ErrorKind;
 
 use super::{
@@ -129,7 +131,7 @@ impl ProgressNotes {
 fn outcome(case: &CaseResult) -> String {
     let value = match (case.ratio, case.ours) {
         (Some(ratio), _) => format!("ratio {ratio:.2}"),
-        (None, Some(ours)) => format!("{} {}", number(Some(ours)), case.unit),
+        (None, Some(ours)) => format!("{} {}", format_number(Some(ours)), case.unit),
         (None, None) => "n/a".to_owned(),
     };
     if is_report_only(case) {
@@ -177,8 +179,8 @@ pub fn render_bench(report: &SuiteReport) -> String {
             };
             vec![
                 c.name.clone(),
-                number(c.ours),
-                number(c.baseline),
+                format_number(c.ours),
+                format_number(c.baseline),
                 c.unit.clone(),
                 ratio(c.ratio),
                 c.target.clone(),
@@ -224,8 +226,8 @@ pub fn render_bench(report: &SuiteReport) -> String {
                     p.case.clone(),
                     p.parameter.clone(),
                     p.value.to_string(),
-                    number(Some(p.ours)),
-                    number(p.baseline),
+                    format_number(Some(p.ours)),
+                    format_number(p.baseline),
                     p.unit.clone(),
                     ratio(p.ratio),
                 ]
@@ -250,7 +252,7 @@ fn verdict(report: &SuiteReport) -> String {
         .map(|c| {
             let value = match (c.ratio, c.ours) {
                 (Some(r), _) => format!("ratio {r:.2}"),
-                (None, Some(ours)) => format!("{} {}", number(Some(ours)), c.unit),
+                (None, Some(ours)) => format!("{} {}", format_number(Some(ours)), c.unit),
                 (None, None) => "n/a".to_owned(),
             };
             format!("{} ({value}; target {})", c.name, c.target)
@@ -269,18 +271,6 @@ fn verdict(report: &SuiteReport) -> String {
 
 fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"))
-}
-
-/// Three significant digits, or `n/a`.
-fn number(value: Option<f64>) -> String {
-    match value {
-        None => "n/a".to_owned(),
-        Some(0.0) => "0".to_owned(),
-        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
-        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
-        Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
-        Some(v) => format!("{v:.3}"),
-    }
 }
 
 #[cfg(test)]
@@ -374,15 +364,5 @@ mod tests {
             "{text}"
         );
         assert_eq!(error.exit_code(), std::process::ExitCode::from(1));
-    }
-
-    #[test]
-    fn numbers_keep_three_digits() {
-        assert_eq!(number(None), "n/a");
-        assert_eq!(number(Some(0.0)), "0");
-        assert_eq!(number(Some(0.01234)), "0.012");
-        assert_eq!(number(Some(1.234)), "1.23");
-        assert_eq!(number(Some(12.34)), "12.3");
-        assert_eq!(number(Some(1234.5)), "1234");
     }
 }
