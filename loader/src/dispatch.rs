@@ -17,7 +17,7 @@ use crate::{
     deadletter::DeadLetter,
     host::HostInner,
     pattern,
-    recorder::{RecordKind, TraceRecord},
+    recorder::{Entry, Label, Outcome, RecordKind},
     routes::{Route, Target},
     slot::{Chain, Delivery, Job, Slot},
 };
@@ -140,17 +140,17 @@ impl HostInner {
         let (tx, rx) = bounded::<Result<T, PluginError>>(1);
         let work_id = self.next_id();
         let recorder = self.recorder.clone();
-        let mut record = recorder.enabled().then(|| TraceRecord {
+        let mut record = recorder.enabled().then(|| Entry {
             id: work_id,
             parent: caller.work,
             kind,
-            name: name.clone(),
-            caller: caller.name.into(),
-            plugin: slot.name.clone(),
+            name: Label::new(&name),
+            caller: Label::new(caller.name),
+            plugin: Label::new(&slot.name),
             queued_us: recorder.now(),
             started_us: 0,
             finished_us: 0,
-            outcome: Arc::from(""),
+            outcome: Outcome::Ok,
         });
         // Descriptions are built only when something goes wrong: this is the hot path.
         let late = slot.clone();
@@ -167,7 +167,7 @@ impl HostInner {
                     finished = Some(at);
                     r.started_us = recorder.micros(started);
                     r.finished_us = recorder.micros(at);
-                    r.outcome = crate::recorder::outcome(&result);
+                    r.outcome = Outcome::of(&result);
                     recorder.push(r);
                 }
                 if tx.send(result).is_err() {
@@ -518,7 +518,7 @@ impl HostInner {
                 let delivery = Delivery {
                     event: event.clone(),
                     chain: caller.chain.clone(),
-                    reply: Some(tx.clone()),
+                    reply: Some(Box::new(tx.clone())),
                 };
                 match slot.deliver(delivery) {
                     Ok(None) => None,
@@ -574,17 +574,17 @@ impl HostInner {
     fn record_event(&self, event: &Event, subscribers: usize) {
         if self.recorder.enabled() {
             let now = self.recorder.now();
-            self.recorder.push(TraceRecord {
+            self.recorder.push(Entry {
                 id: event.id,
                 parent: event.parent,
                 kind: RecordKind::Event,
-                name: event.event_type.as_str().into(),
-                caller: event.source.as_str().into(),
-                plugin: Arc::from(""),
+                name: Label::new(&event.event_type),
+                caller: Label::new(&event.source),
+                plugin: Label::new(""),
                 queued_us: now,
                 started_us: now,
                 finished_us: now,
-                outcome: format!("ok ({subscribers} subscribers)").into(),
+                outcome: Outcome::Published(subscribers),
             });
         }
     }

@@ -16,19 +16,20 @@ use std::{
 };
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{ErrorKind, Event, Payload, PluginError, PluginInstanceBox};
 
 use crate::{
     metrics::Metrics,
-    recorder::{RecordKind, Recorder, TraceRecord},
+    recorder::{Entry, Label, Outcome, RecordKind, Recorder},
 };
 
 /// The plugins whose dispatcher threads are blocked waiting on the current call, outermost
 /// first. Used to refuse call cycles instead of deadlocking. Empty (the common case: the host
 /// application calling) costs nothing to clone or share between threads.
 #[derive(Clone, Default, Debug)]
-pub(crate) struct Chain(Option<Arc<[Arc<str>]>>);
+pub(crate) struct Chain(Option<Arc<Vec<Arc<str>>>>);
 
 impl Chain {
     /// No blocked callers.
@@ -45,7 +46,7 @@ impl Chain {
     pub fn with(&self, name: &Arc<str>) -> Chain {
         let mut v: Vec<Arc<str>> = self.iter().cloned().collect();
         v.push(name.clone());
-        Chain(Some(v.into()))
+        Chain(Some(Arc::new(v)))
     }
 }
 
@@ -68,12 +69,13 @@ pub(crate) type JobFn =
 /// Where a subscriber's answer to `emit_and_collect` goes: (plugin, result).
 pub(crate) type CollectSender = Sender<(Arc<str>, Result<Payload, PluginError>)>;
 
-/// An event on its way to one subscriber.
+/// An event on its way to one subscriber. Three words: the queues' slots stay small, so a
+/// publisher writes fewer cache lines per delivery.
 pub(crate) struct Delivery {
     pub event: Arc<Event>,
     pub chain: Chain,
     /// Present for `emit_and_collect`.
-    pub reply: Option<CollectSender>,
+    pub reply: Option<Box<CollectSender>>,
 }
 
 /// Orders for the thread itself.
@@ -154,11 +156,15 @@ impl std::fmt::Display for PluginState {
 }
 
 /// A plugin as the dispatcher sees it.
+///
+/// What publishers write (the mailbox lock) and what the plugin's own thread writes (its
+/// metrics) sit on cache lines of their own, apart from what the thread reads on every turn:
+/// otherwise every delivery would move those lines between CPUs.
 pub(crate) struct Slot {
     pub name: Arc<str>,
-    pub mailbox: RwLock<Option<Mailbox>>,
+    pub mailbox: CachePadded<RwLock<Option<Mailbox>>>,
     /// Set (before the mailbox is emptied) when the plugin stops taking work.
-    closed: AtomicBool,
+    closed: CachePadded<AtomicBool>,
     pub control: Sender<Control>,
     control_rx: Receiver<Control>,
     /// Bumped when a faulted plugin gets a fresh instance on a new thread; an older thread
@@ -169,7 +175,7 @@ pub(crate) struct Slot {
     events_rx: Receiver<Delivery>,
     pub state: RwLock<PluginState>,
     pub last_error: Mutex<Option<String>>,
-    pub metrics: Metrics,
+    pub metrics: CachePadded<Metrics>,
     event_capacity: usize,
     job_capacity: usize,
 }
@@ -232,11 +238,11 @@ impl Slot {
         let (control_tx, control_rx) = bounded(4);
         Arc::new(Slot {
             name: Arc::from(name),
-            closed: AtomicBool::new(false),
-            mailbox: RwLock::new(Some(Mailbox {
+            closed: CachePadded::new(AtomicBool::new(false)),
+            mailbox: CachePadded::new(RwLock::new(Some(Mailbox {
                 jobs: jobs_tx,
                 events: events_tx,
-            })),
+            }))),
             control: control_tx,
             control_rx,
             generation: AtomicU64::new(0),
@@ -245,7 +251,7 @@ impl Slot {
             events_rx,
             state: RwLock::new(PluginState::Loaded),
             last_error: Mutex::new(None),
-            metrics: Metrics::default(),
+            metrics: CachePadded::new(Metrics::default()),
             event_capacity: event_capacity.max(1),
             job_capacity: job_capacity.max(1),
         })
@@ -446,17 +452,25 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 // Events and calls wait in separate queues. Handle first the events that were
                 // published before this call was made (ids come from one counter), so a plugin
                 // never answers a call without having seen what happened before it.
+                let mut at = None;
+                let mut records = Records::new(&recorder);
                 while let Ok(delivery) = events.try_recv() {
                     let later = delivery.event.id > job.work_id;
-                    if deliver_event(&slot, &mut instance, &recorder, delivery)
-                        && await_orders(&slot, &mut instance, &control)
-                    {
-                        return;
+                    let started = at.unwrap_or_else(Instant::now);
+                    let (panicked, finished) =
+                        deliver_event(&slot, &mut instance, &mut records, delivery, started);
+                    at = Some(finished);
+                    if panicked {
+                        records.flush();
+                        if await_orders(&slot, &mut instance, &control) {
+                            return;
+                        }
                     }
                     if later {
                         break;
                     }
                 }
+                records.flush();
                 let started = Instant::now();
                 let (failed, finished) = with_current(&job.chain, job.work_id, || {
                     (job.run)(&mut instance, started)
@@ -474,11 +488,33 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 if slot.is_closed() {
                     continue;
                 }
-                if deliver_event(&slot, &mut instance, &recorder, delivery)
-                    && await_orders(&slot, &mut instance, &control)
-                {
-                    return;
+                // Handle queued events back to back while no order or call is waiting: one
+                // clock reading serves as the end of one delivery and the start of the next.
+                // Their records are written in one go when the run ends.
+                let mut next = Some(delivery);
+                let mut started = Instant::now();
+                let mut records = Records::new(&recorder);
+                while let Some(delivery) = next.take() {
+                    let (panicked, finished) =
+                        deliver_event(&slot, &mut instance, &mut records, delivery, started);
+                    if panicked {
+                        records.flush();
+                        if await_orders(&slot, &mut instance, &control) {
+                            return;
+                        }
+                        break;
+                    }
+                    if !control.is_empty()
+                        || !jobs.is_empty()
+                        || slot.is_closed()
+                        || slot.generation.load(Ordering::Relaxed) != generation
+                    {
+                        break;
+                    }
+                    next = events.try_recv().ok();
+                    started = finished;
                 }
+                records.flush();
             }
         }
     }
@@ -541,19 +577,60 @@ fn obey(slot: &Slot, instance: &mut PluginInstanceBox, order: Control) -> bool {
     }
 }
 
-/// Runs one event handler; returns whether it panicked.
+/// Delivery records of one run of events on a dispatcher thread, written to the recorder in one
+/// go (one lock) when the run ends, before the thread answers a collecting publisher, and at
+/// most [`Records::BATCH`] at a time.
+struct Records<'a> {
+    recorder: &'a Recorder,
+    pending: Vec<Entry>,
+}
+
+impl<'a> Records<'a> {
+    const BATCH: usize = 64;
+
+    fn new(recorder: &'a Recorder) -> Self {
+        Records {
+            recorder,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.pending.push(entry);
+        if self.pending.len() >= Self::BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.recorder.push_all(&mut self.pending);
+        }
+    }
+}
+
+impl Drop for Records<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Runs one event handler, which starts at `started` (a clock reading the caller took); returns
+/// whether it panicked, and when it finished.
 fn deliver_event(
     slot: &Slot,
     instance: &mut PluginInstanceBox,
-    recorder: &Recorder,
+    records: &mut Records<'_>,
     delivery: Delivery,
-) -> bool {
+    started: Instant,
+) -> (bool, Instant) {
     let name = &slot.name;
-    let started = Instant::now();
+    let recorder = records.recorder;
     let event = delivery.event;
     // The delivery's own id only matters to the recorder (as the parent of what the handler
     // does); without recording, the event's id serves and no shared counter is touched.
-    let work = if recorder.enabled() {
+    let recording = recorder.enabled();
+    let work = if recording {
         recorder.local_id()
     } else {
         event.id
@@ -565,18 +642,19 @@ fn deliver_event(
     let finished = Instant::now();
     slot.metrics
         .record_event(finished - started, result.as_ref().err().map(|e| e.kind));
-    if recorder.enabled() {
-        recorder.push(TraceRecord {
+    if recording {
+        let started_us = recorder.micros(started);
+        records.push(Entry {
             id: work,
             parent: event.id,
             kind: RecordKind::Delivery,
-            name: event.event_type.as_str().into(),
-            caller: event.source.as_str().into(),
-            plugin: name.clone(),
-            queued_us: recorder.micros(started),
-            started_us: recorder.micros(started),
+            name: Label::new(&event.event_type),
+            caller: Label::new(&event.source),
+            plugin: Label::new(name),
+            queued_us: started_us,
+            started_us,
             finished_us: recorder.micros(finished),
-            outcome: crate::recorder::outcome(&result),
+            outcome: Outcome::of(&result),
         });
     }
     let mut panicked = false;
@@ -592,9 +670,11 @@ fn deliver_event(
         }
     }
     if let Some(reply) = delivery.reply {
+        // The publisher may read the trace as soon as it has every answer.
+        records.flush();
         let _ = reply.send((name.clone(), result));
     }
-    panicked
+    (panicked, finished)
 }
 
 /// Hands state from the old instance to the new one and activates it. On error the old
