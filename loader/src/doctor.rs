@@ -148,7 +148,12 @@ pub fn diagnose(
                 d.name = Some(m.name.clone());
                 d.version = Some(m.version.clone());
                 d.api_version = Some(m.api_version.clone());
-                d.sha256 = Some(lib.sha256.clone());
+                // The doctor always shows the checksum an allowlist would need.
+                d.sha256 = lib.sha256.clone().or_else(|| {
+                    crate::preflight::preflight(&file, None)
+                        .ok()
+                        .map(|p| p.sha256)
+                });
                 d.dependencies = m
                     .dependencies
                     .iter()

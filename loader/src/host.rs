@@ -38,7 +38,6 @@ pub(crate) struct SlotEntry {
     pub manifest: Manifest,
     pub version: semver::Version,
     pub file: PathBuf,
-    pub sha256: String,
     pub granted: Arc<[String]>,
     pub worker: Option<JoinHandle<()>>,
 }
@@ -144,7 +143,10 @@ pub struct PluginInfo {
     pub file: PathBuf,
     /// The last error, if any.
     pub error: Option<String>,
-    /// SHA-256 of the loaded bytes.
+    /// [`fingerprint`](crate::fingerprint) of the loaded bytes: tells builds apart (none for
+    /// compiled-in plugins).
+    pub fingerprint: Option<String>,
+    /// SHA-256 of the loaded bytes, when the host checks an allowlist (computed only then).
     pub sha256: Option<String>,
     /// The manifest, if it was read.
     pub manifest: Option<Manifest>,
@@ -407,7 +409,9 @@ impl Host {
                 state: e.slot.state(),
                 file: e.file.clone(),
                 error: e.slot.last_error.lock().clone(),
-                sha256: (!e.sha256.is_empty()).then(|| e.sha256.clone()),
+                fingerprint: (!e.library.fingerprint.is_empty())
+                    .then(|| e.library.fingerprint.clone()),
+                sha256: e.library.sha256.clone(),
                 manifest: Some(e.manifest.clone()),
                 declared: e.manifest.declared_capabilities(),
                 granted: e.granted.to_vec(),
@@ -429,6 +433,7 @@ impl Host {
                 state: PluginState::Failed,
                 file: file.clone(),
                 error: Some(f.error.clone()),
+                fingerprint: None,
                 sha256: None,
                 manifest: None,
                 declared: Vec::new(),

@@ -19,8 +19,9 @@
 //! ```
 //!
 //! # What a load does
-//! Each file is checked before it is opened (regular file, not world-writable, a complete ELF
-//! image, optional SHA-256 allowlist), copied to a unique shadow path and opened from there
+//! Each file is checked (regular file, not world-writable), copied to a unique shadow path, and
+//! the copy checked before it is opened (a complete ELF image, optional SHA-256 allowlist) and
+//! opened from there
 //! (the same path would return the old image; overwriting a mapped file would crash), checked
 //! by abi_stable (interface version and type layout), refused if built with `panic = "abort"`,
 //! and its manifest read. Plugins are then checked for duplicate names, host requirements and
@@ -69,7 +70,9 @@ pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscriptio
 pub use library::{load_library, PluginLibrary};
 pub use metrics::PluginMetrics;
 pub use pattern::matches as pattern_matches;
-pub use preflight::{check_elf, check_permissions, preflight, read_checked, sha256_hex, Preflight};
+pub use preflight::{
+    check_elf, check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
+};
 pub use recorder::{render_tree, RecordKind, TraceRecord};
 pub use reload::FileChange;
 pub use slot::PluginState;

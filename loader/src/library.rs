@@ -24,8 +24,12 @@ pub struct PluginLibrary {
     pub manifest: Manifest,
     /// The parsed plugin version.
     pub version: semver::Version,
-    /// SHA-256 of the bytes that were loaded (empty for compiled-in plugins).
-    pub sha256: String,
+    /// [`fingerprint`](crate::fingerprint) of the bytes that were loaded (empty for
+    /// compiled-in plugins): tells builds apart.
+    pub fingerprint: String,
+    /// SHA-256 of the bytes that were loaded, when the host checks an allowlist (it is computed
+    /// only then: on a release library it costs about as much as the dlopen).
+    pub sha256: Option<String>,
 }
 
 impl std::fmt::Debug for PluginLibrary {
@@ -34,7 +38,7 @@ impl std::fmt::Debug for PluginLibrary {
             .field("source", &self.source)
             .field("name", &self.manifest.name)
             .field("version", &self.version)
-            .field("sha256", &self.sha256)
+            .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
     }
 }
@@ -78,47 +82,66 @@ pub fn load_library(
     shadow_dir: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<PluginLibrary, LoadError> {
-    // One read: the checks (permissions, ELF, allowlist) run on these bytes, and exactly these
-    // bytes are written to the private copy that is opened, so the file in the folder may change
-    // at any time without affecting what was checked and loaded.
-    let (facts, bytes) = preflight::read_checked(path, allowlist)?;
-    load_checked(path, shadow_dir, facts, bytes)
+    ShadowCopy::make(path, shadow_dir, allowlist)?.open()
 }
 
-/// The second half of [`load_library`]: writes bytes that passed [`preflight::read_checked`]
-/// to a fresh shadow copy and opens it.
-pub(crate) fn load_checked(
-    path: &Path,
-    shadow_dir: &Path,
-    facts: preflight::Preflight,
-    bytes: Vec<u8>,
-) -> Result<PluginLibrary, LoadError> {
-    std::fs::create_dir_all(shadow_dir).map_err(|source| LoadError::Io {
-        path: shadow_dir.to_owned(),
-        source,
-    })?;
-    let shadow = shadow_path(path, shadow_dir);
-    std::fs::write(&shadow, &bytes).map_err(|source| LoadError::Io {
-        path: shadow.clone(),
-        source,
-    })?;
-    drop(bytes);
-    let result = open_shadow(path, &shadow, facts.sha256);
-    // The mapping (if any) keeps the code alive; the name is no longer needed. On platforms that
-    // forbid removing a mapped file this fails quietly and the copy stays in the shadow folder.
-    let _ = std::fs::remove_file(&shadow);
-    result
+/// A checked private copy of a plugin file, about to be opened; removed when dropped (once
+/// mapped, the image no longer needs the name).
+pub(crate) struct ShadowCopy {
+    source: PathBuf,
+    copy: PathBuf,
+    /// What the checks of the copy found.
+    pub facts: preflight::CopyFacts,
 }
 
-fn open_shadow(path: &Path, shadow: &Path, sha256: String) -> Result<PluginLibrary, LoadError> {
-    let header = lib_header_from_path(shadow).map_err(|e| library_error(path, e))?;
-    IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| library_error(path, e))?;
-    let mut library = checked_module(path.to_owned(), module)?;
-    library.sha256 = sha256;
-    Ok(library)
+impl ShadowCopy {
+    /// Copies `path` to a fresh path in `shadow_dir` and checks the copy
+    /// ([`preflight::copy_checked`]): the bytes checked are the bytes that will be opened, and
+    /// the file in the plugins folder may change at any time without affecting either.
+    pub fn make(
+        path: &Path,
+        shadow_dir: &Path,
+        allowlist: Option<&HashSet<String>>,
+    ) -> Result<ShadowCopy, LoadError> {
+        std::fs::create_dir_all(shadow_dir).map_err(|source| LoadError::Io {
+            path: shadow_dir.to_owned(),
+            source,
+        })?;
+        let copy = shadow_path(path, shadow_dir);
+        // Made before the copy exists, so a failed check removes a partial copy too.
+        let mut shadow = ShadowCopy {
+            source: path.to_owned(),
+            copy,
+            facts: preflight::CopyFacts {
+                fingerprint: String::new(),
+                sha256: None,
+            },
+        };
+        shadow.facts = preflight::copy_checked(path, &shadow.copy, allowlist)?;
+        Ok(shadow)
+    }
+
+    /// dlopens the copy and runs abi_stable's and the plugin's checks.
+    pub fn open(self) -> Result<PluginLibrary, LoadError> {
+        let path = &self.source;
+        let header = lib_header_from_path(&self.copy).map_err(|e| library_error(path, e))?;
+        IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
+        let module = header
+            .init_root_module::<PluginModRef>()
+            .map_err(|e| library_error(path, e))?;
+        let mut library = checked_module(path.clone(), module)?;
+        library.fingerprint = self.facts.fingerprint.clone();
+        library.sha256 = self.facts.sha256.clone();
+        Ok(library)
+    }
+}
+
+impl Drop for ShadowCopy {
+    fn drop(&mut self) {
+        // On platforms that forbid removing a mapped file this fails quietly and the copy stays
+        // in the shadow folder.
+        let _ = std::fs::remove_file(&self.copy);
+    }
 }
 
 /// Checks a root module (from a file or compiled in) and reads its manifest.
@@ -154,7 +177,8 @@ pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLib
         module,
         manifest,
         version,
-        sha256: String::new(),
+        fingerprint: String::new(),
+        sha256: None,
     })
 }
 

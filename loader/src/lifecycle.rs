@@ -335,7 +335,6 @@ impl HostInner {
                     manifest: lib.manifest,
                     version: lib.version,
                     file: lib.source,
-                    sha256: lib.sha256,
                     granted,
                     worker: Some(worker),
                 },

@@ -10,14 +10,16 @@
 //!    ([`check_elf`]);
 //! 4. when an allowlist is configured, the SHA-256 of its contents is in it.
 //!
-//! The file is read once: the size, hash and ELF check all describe the same bytes. Run it on the
-//! private copy that is about to be dlopened, never on a file in the watched folder, which may
-//! still change after the check.
+//! The size, hashes and ELF check all describe the same bytes. When the host loads a plugin it
+//! checks the private copy it is about to dlopen (the file in the watched folder may still
+//! change after the check), and it computes the SHA-256 only when an allowlist asks for it: on
+//! a release library that hash costs as much as the dlopen itself. A cheap 128-bit
+//! [`fingerprint`] tells builds apart (hot reload skips a file whose contents did not change).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -25,6 +27,13 @@ use sha2::{Digest, Sha256};
 /// SHA-256 of `bytes`, lower-case hex (the form allowlists use).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
+}
+
+/// A 128-bit fingerprint of `bytes` (XXH3), lower-case hex: tells two builds of a plugin apart
+/// at a small fraction of the cost of SHA-256. Not a security checksum: the allowlist uses
+/// SHA-256.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    to_hex(&xxhash_rust::xxh3::xxh3_128(bytes).to_be_bytes())
 }
 
 use crate::error::LoadError;
@@ -89,21 +98,93 @@ pub fn read_checked(
     path: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<(Preflight, Vec<u8>), LoadError> {
-    let io_error = |source| LoadError::Io {
+    let (mut file, len) = open_checked(path)?;
+    let mut bytes = Vec::with_capacity(reserve(len));
+    file.read_to_end(&mut bytes).map_err(io_error(path))?;
+    check_bytes(path, &bytes)?;
+    let sha256 = sha256_hex(&bytes);
+    check_allowlist(path, allowlist, &sha256)?;
+    Ok((
+        Preflight {
+            size: bytes.len() as u64,
+            sha256,
+        },
+        bytes,
+    ))
+}
+
+/// What the loader learned about the private copy of a plugin file that passed every check.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyFacts {
+    /// [`fingerprint`] of the copy.
+    pub fingerprint: String,
+    /// SHA-256 of the copy, computed only when an allowlist is configured.
+    pub sha256: Option<String>,
+}
+
+/// The checks of [`preflight`], made on a copy: checks the file in `path` (type, permissions),
+/// copies it to `copy` (a new file, in the kernel where the platform can), then checks the bytes
+/// of the copy (ELF, allowlist) and fingerprints them. Those bytes are what gets dlopened.
+///
+/// On error `copy` may exist; the caller removes it.
+pub(crate) fn copy_checked(
+    path: &Path,
+    copy: &Path,
+    allowlist: Option<&HashSet<String>>,
+) -> Result<CopyFacts, LoadError> {
+    let (mut file, len) = open_checked(path)?;
+    let mut target = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(copy)
+        .map_err(io_error(copy))?;
+    std::io::copy(&mut file, &mut target).map_err(io_error(copy))?;
+    target.seek(SeekFrom::Start(0)).map_err(io_error(copy))?;
+    let mut bytes = Vec::with_capacity(reserve(len));
+    target.read_to_end(&mut bytes).map_err(io_error(copy))?;
+    // Errors name the file in the plugins folder: the copy is an implementation detail.
+    check_bytes(path, &bytes)?;
+    let sha256 = match allowlist {
+        Some(_) => {
+            let sha256 = sha256_hex(&bytes);
+            check_allowlist(path, allowlist, &sha256)?;
+            Some(sha256)
+        }
+        None => None,
+    };
+    Ok(CopyFacts {
+        fingerprint: fingerprint(&bytes),
+        sha256,
+    })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
+    move |source| LoadError::Io {
         path: path.to_path_buf(),
         source,
-    };
+    }
+}
+
+/// How much to reserve for a file the file system says has `len` bytes.
+fn reserve(len: u64) -> usize {
+    usize::try_from(len)
+        .unwrap_or(MAX_PREALLOCATION)
+        .min(MAX_PREALLOCATION)
+}
+
+/// Checks 1 and 2 of the [module docs](self) and opens the file; returns it and its size.
+fn open_checked(path: &Path) -> Result<(File, u64), LoadError> {
     let not_regular = || LoadError::NotRegularFile {
         path: path.to_path_buf(),
     };
-
     // Not followed: a symlink could be pointed elsewhere between this check and dlopen.
-    let linked = fs::symlink_metadata(path).map_err(io_error)?;
+    let linked = fs::symlink_metadata(path).map_err(io_error(path))?;
     if !linked.file_type().is_file() {
         return Err(not_regular());
     }
-    let mut file = File::open(path).map_err(io_error)?;
-    let opened = file.metadata().map_err(io_error)?;
+    let file = File::open(path).map_err(io_error(path))?;
+    let opened = file.metadata().map_err(io_error(path))?;
     if !opened.is_file() {
         return Err(not_regular());
     }
@@ -114,12 +195,11 @@ pub fn read_checked(
         refuse_world_writable(path, opened.permissions().mode())?;
         check_parent(path)?;
     }
+    Ok((file, opened.len()))
+}
 
-    let reserve = usize::try_from(opened.len())
-        .unwrap_or(MAX_PREALLOCATION)
-        .min(MAX_PREALLOCATION);
-    let mut bytes = Vec::with_capacity(reserve);
-    file.read_to_end(&mut bytes).map_err(io_error)?;
+/// Check 3: not empty and, on ELF platforms, a complete ELF image.
+fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     let bad_library = |reason: String| LoadError::BadLibrary {
         path: path.to_path_buf(),
         reason,
@@ -128,27 +208,28 @@ pub fn read_checked(
         return Err(bad_library("empty file".to_owned()));
     }
     if ELF_PLATFORM {
-        check_elf(&bytes).map_err(bad_library)?;
+        check_elf(bytes).map_err(bad_library)?;
     }
+    Ok(())
+}
 
-    let sha256 = sha256_hex(&bytes);
+/// Check 4: `sha256` is in `allowlist`, if there is one.
+fn check_allowlist(
+    path: &Path,
+    allowlist: Option<&HashSet<String>>,
+    sha256: &str,
+) -> Result<(), LoadError> {
     if let Some(allowed) = allowlist {
         let listed =
-            allowed.contains(&sha256) || allowed.iter().any(|h| h.eq_ignore_ascii_case(&sha256));
+            allowed.contains(sha256) || allowed.iter().any(|h| h.eq_ignore_ascii_case(sha256));
         if !listed {
             return Err(LoadError::NotAllowed {
                 path: path.to_path_buf(),
-                sha256,
+                sha256: sha256.to_owned(),
             });
         }
     }
-    Ok((
-        Preflight {
-            size: bytes.len() as u64,
-            sha256,
-        },
-        bytes,
-    ))
+    Ok(())
 }
 
 /// Refuses `path` if it or its parent folder is world-writable.

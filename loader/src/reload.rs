@@ -85,16 +85,17 @@ impl Host {
             return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
         };
         let _guard = self.inner.lifecycle.lock();
-        let checked = crate::preflight::read_checked(path, self.inner.allowlist.as_ref());
-        let (facts, bytes) = match checked {
-            Ok(checked) => checked,
+        let copied =
+            library::ShadowCopy::make(path, &self.inner.shadow_dir, self.inner.allowlist.as_ref());
+        let copy = match copied {
+            Ok(copy) => copy,
             Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
         };
         // Same bytes as the running plugin: nothing to do, and nothing new gets mapped.
-        if self.inner.same_contents(&plugin, &facts.sha256) {
+        if self.inner.same_contents(&plugin, &copy.facts.fingerprint) {
             return Ok(FileChange::Unchanged { plugin });
         }
-        let lib = match library::load_checked(path, &self.inner.shadow_dir, facts, bytes) {
+        let lib = match copy.open() {
             Ok(lib) => lib,
             Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
         };
@@ -120,7 +121,7 @@ impl Host {
             .read()
             .slots
             .values()
-            .filter(|e| e.slot.state().is_serving() && !e.sha256.is_empty())
+            .filter(|e| e.slot.state().is_serving() && !e.library.fingerprint.is_empty())
             .count() as u64;
         (total, total.saturating_sub(serving))
     }
@@ -136,12 +137,12 @@ impl HostInner {
             .map(|(n, _)| n.clone())
     }
 
-    fn same_contents(&self, plugin: &str, sha256: &str) -> bool {
+    fn same_contents(&self, plugin: &str, fingerprint: &str) -> bool {
         self.state
             .read()
             .slots
             .get(plugin)
-            .is_some_and(|e| e.sha256 == sha256)
+            .is_some_and(|e| e.library.fingerprint == fingerprint)
     }
 
     /// Logs and announces a refused reload; the old version keeps running.
@@ -218,7 +219,6 @@ impl HostInner {
                 entry.manifest = lib.manifest;
                 entry.version = lib.version;
                 entry.file = lib.source;
-                entry.sha256 = lib.sha256;
                 entry.granted = granted;
             }
         }

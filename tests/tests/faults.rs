@@ -1059,12 +1059,9 @@ fn case_23_world_writable_file_or_directory() {
 /// called".
 #[test]
 fn case_24_checksum_not_in_the_allowlist() {
-    let greeter_sha = {
-        let dir = PluginDir::with_examples(&["greeter"]);
-        let (host, _) = dir.load();
-        info(&host, "greeter").sha256.expect("greeter's checksum")
-    };
     let dir = PluginDir::with_examples(&["greeter"]);
+    let greeter = dir.path().join(loader::library_file_name("greeter"));
+    let greeter_sha = loader::sha256_hex(&std::fs::read(&greeter).expect("read greeter"));
     let echo = dir.add_example("echo");
     let (host, report) = dir.load_with(|c| c.allowlist = vec![greeter_sha.to_uppercase()]);
     let error = error_for(&report, &echo);
@@ -1084,6 +1081,11 @@ fn case_24_checksum_not_in_the_allowlist() {
         .any(|e| e.file == echo && e.plugin.is_none()));
     assert!(!host.commands().iter().any(|c| c.starts_with("echo:")));
     assert_greeter_serves(&host);
+    // With an allowlist the host computes, checks and shows the checksum of what it loaded.
+    assert_eq!(
+        info(&host, "greeter").sha256.as_deref(),
+        Some(greeter_sha.as_str())
+    );
 
     #[cfg(target_os = "linux")]
     {

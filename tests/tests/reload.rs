@@ -153,11 +153,10 @@ fn overwrite_in_place(source: &Path, target: &Path) {
     fs::write(target, bytes).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
 }
 
-/// The SHA-256 the host records for the library file `path`.
-fn sha256_of(path: &Path) -> String {
-    loader::preflight(path, None)
-        .unwrap_or_else(|e| panic!("preflight {}: {e}", path.display()))
-        .sha256
+/// The fingerprint the host records for the library file `path`.
+fn fingerprint_of(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    loader::fingerprint(&bytes)
 }
 
 /// Runs `counter:<command>`; returns its `(value, session)`.
@@ -238,7 +237,7 @@ fn assert_replacing_the_file_reloads(replace: impl FnOnce(&Path, &Path)) {
     assert_eq!(counter_info.version.as_deref(), Some("0.2.0"));
     assert_eq!(counter_info.state, PluginState::Active);
     assert_eq!(counter_info.file, file);
-    assert_eq!(counter_info.sha256, Some(sha256_of(&v2)));
+    assert_eq!(counter_info.fingerprint, Some(fingerprint_of(&v2)));
     // The new version serves, with the old one's tally and the stored total.
     assert_eq!(counter(&host, "get"), (1, 1));
     assert_eq!(counter(&host, "increment"), (2, 2));
@@ -369,7 +368,7 @@ fn a_file_still_being_copied_is_not_loaded_until_it_is_complete() {
         stalled.len() + before.len()
     );
     assert_eq!(lifecycle.plugins("plugin:activated"), ["counter"]);
-    assert_eq!(info(&host, "counter").sha256, Some(sha256_of(&source)));
+    assert_eq!(info(&host, "counter").fingerprint, Some(fingerprint_of(&source)));
     assert_eq!(counter(&host, "increment"), (1, 1));
     host.execute("greeter:greet", json(r#"{"name":"Ada"}"#))
         .expect("the host kept serving");
@@ -418,7 +417,7 @@ fn a_new_version_that_fails_leaves_the_old_one_serving() {
     let file = dir.add_example("counter");
     let host = dir.load_ok();
     let mut lifecycle = Lifecycle::new(&host);
-    let sha256 = info(&host, "counter").sha256;
+    let fingerprint = info(&host, "counter").fingerprint;
     counter(&host, "increment");
     assert_eq!(counter(&host, "increment"), (2, 2));
     let v2 = fs::read(fixture("counter-v2")).expect("read counter 0.2.0");
@@ -470,7 +469,7 @@ fn a_new_version_that_fails_leaves_the_old_one_serving() {
         let counter_info = info(&host, "counter");
         assert_eq!(counter_info.version.as_deref(), Some("0.1.0"), "{what}");
         assert_eq!(counter_info.state, PluginState::Active, "{what}");
-        assert_eq!(counter_info.sha256, sha256, "{what}");
+        assert_eq!(counter_info.fingerprint, fingerprint, "{what}");
         assert_eq!(counter(&host, "get"), (2, 2), "{what}");
     }
 
