@@ -127,55 +127,63 @@ impl HostInner {
         Ok(())
     }
 
-    /// Runs `f` on `slot`'s thread and waits for its answer until `timeout`.
+    /// Runs `f` on `slot`'s thread and waits for its answer until `timeout`. `queued` is a clock
+    /// reading the caller already took, if any (the record's queue time).
     fn call_slot<T: Send + 'static>(
         &self,
         caller: &Caller<'_>,
         slot: &Arc<Slot>,
         (kind, name): (RecordKind, Arc<str>),
-        timeout: Duration,
+        (timeout, queued): (Duration, Option<Instant>),
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         caller.cycle_to(&slot.name)?;
         let (tx, rx) = bounded::<Result<T, PluginError>>(1);
         let work_id = self.next_id();
-        let recorder = self.recorder.clone();
+        let label = Label::new(&name);
+        let recorder = &self.recorder;
         let mut record = recorder.enabled().then(|| Entry {
             id: work_id,
             parent: caller.work,
             kind,
-            name: Label::new(&name),
+            name: label.clone(),
             caller: Label::new(caller.name),
             plugin: Label::new(&slot.name),
-            queued_us: recorder.now(),
+            queued_us: queued.map_or_else(|| recorder.now(), |at| recorder.micros(at)),
             started_us: 0,
             finished_us: 0,
             outcome: Outcome::Ok,
         });
-        // Descriptions are built only when something goes wrong: this is the hot path.
-        let late = slot.clone();
-        let late_name = name.clone();
+        // Descriptions are built only when something goes wrong: this is the hot path. The job
+        // owns no reference counts shared with this thread (see `JobEnv`).
         let job = Job {
             chain: caller.chain.clone(),
             work_id,
-            run: Box::new(move |instance, started| {
+            run: Box::new(move |instance, env| {
                 let result = f(instance);
                 let failed = result.as_ref().err().map(|e| e.kind);
                 let mut finished = None;
                 if let Some(mut r) = record.take() {
                     let at = Instant::now();
                     finished = Some(at);
-                    r.started_us = recorder.micros(started);
-                    r.finished_us = recorder.micros(at);
+                    r.started_us = env.recorder.micros(env.started);
+                    let took = at.saturating_duration_since(env.started).as_micros();
+                    r.finished_us = r
+                        .started_us
+                        .saturating_add(u64::try_from(took).unwrap_or(u64::MAX));
                     r.outcome = Outcome::of(&result);
-                    recorder.push(r);
+                    env.recorder.push(r);
                 }
                 if tx.send(result).is_err() {
-                    late.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
+                    env.slot
+                        .metrics
+                        .late_replies
+                        .fetch_add(1, Ordering::Relaxed);
                     log::warn!(
-                        "late reply from plugin {} for {} {late_name} dropped: the caller stopped waiting",
-                        late.name,
-                        kind_word(kind)
+                        "late reply from plugin {} for {} {} dropped: the caller stopped waiting",
+                        env.slot.name,
+                        kind_word(kind),
+                        label.as_str()
                     );
                 }
                 (failed, finished)
@@ -253,7 +261,8 @@ impl HostInner {
             caller.require(&format!("call:{command}"))?;
         }
         let timeout = self.timeout(timeout);
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        let deadline = now + timeout;
         let (route, middleware) = {
             let state = self.state.read();
             let route = state.routes.commands.get(command).cloned();
@@ -276,7 +285,7 @@ impl HostInner {
             )));
         };
         if middleware.is_empty() {
-            let reply = self.run_route(caller, command, route, args, timeout);
+            let reply = self.run_route(caller, command, route, args, (timeout, Some(now)));
             return self.check_reply(command, reply);
         }
         let mut request = CommandRequest {
@@ -294,7 +303,7 @@ impl HostInner {
                 caller,
                 mw,
                 (RecordKind::Middleware, format!("before {command}").into()),
-                remaining,
+                (remaining, None),
                 move |i| i.before_command(&req).into_result(),
             );
             match step {
@@ -335,7 +344,7 @@ impl HostInner {
                         request.command.as_str(),
                         route,
                         request.args.clone(),
-                        deadline.saturating_duration_since(Instant::now()),
+                        (deadline.saturating_duration_since(Instant::now()), None),
                     ),
                     None => Err(PluginError::not_found(format!(
                         "command not found: {}",
@@ -354,7 +363,7 @@ impl HostInner {
                 caller,
                 mw,
                 (RecordKind::Middleware, format!("after {command}").into()),
-                remaining,
+                (remaining, None),
                 move |i| {
                     let passed = prior.as_ref().err().cloned();
                     match i.after_command(&req, prior.into()).into_result() {
@@ -382,7 +391,7 @@ impl HostInner {
         command: &str,
         route: Route,
         args: Payload,
-        timeout: Duration,
+        (timeout, queued): (Duration, Option<Instant>),
     ) -> Result<Payload, PluginError> {
         match route {
             Route::Host(handler) => {
@@ -400,24 +409,29 @@ impl HostInner {
                         ))
                     })
             }
-            Route::Plugin { slot, short, full } => self.call_slot(
-                caller,
-                &slot,
-                (RecordKind::Command, full),
-                timeout,
-                move |i| i.handle_command(short.as_ref().into(), &args).into_result(),
-            ),
+            Route::Plugin { slot, short, full } => {
+                // A copy, not the route's shared name: the job is dropped on the plugin's thread.
+                let short = Label::new(&short);
+                self.call_slot(
+                    caller,
+                    &slot,
+                    (RecordKind::Command, full),
+                    (timeout, queued),
+                    move |i| i.handle_command(short.as_str().into(), &args).into_result(),
+                )
+            }
         }
     }
 
     // ---- events ---------------------------------------------------------------------------
 
+    /// A new event, and the clock reading it was stamped with (for its record).
     fn make_event(
         &self,
         caller: &Caller<'_>,
         event_type: &str,
         data: Payload,
-    ) -> Result<Arc<Event>, PluginError> {
+    ) -> Result<(Arc<Event>, Instant), PluginError> {
         self.check_size(event_type, &data)?;
         if event_type.is_empty() {
             return Err(PluginError::invalid("event type must not be empty"));
@@ -434,14 +448,17 @@ impl HostInner {
             }
             caller.require(&format!("emit:{event_type}"))?;
         }
-        Ok(Arc::new(Event {
+        // One clock reading serves the timestamp and the record.
+        let now = Instant::now();
+        let event = Arc::new(Event {
             id: self.next_id(),
             parent: caller.work,
             event_type: event_type.into(),
             source: caller.name.into(),
-            timestamp_ms: now_ms(),
+            timestamp_ms: self.recorder.wall_ms(now),
             data,
-        }))
+        });
+        Ok((event, now))
     }
 
     fn targets(&self, event_type: &str) -> Arc<[Target]> {
@@ -458,15 +475,15 @@ impl HostInner {
         event_type: &str,
         data: Payload,
     ) -> Result<u64, PluginError> {
-        let event = self.make_event(caller, event_type, data)?;
+        let (event, now) = self.make_event(caller, event_type, data)?;
         let id = event.id;
-        self.publish(caller, event);
+        self.publish(caller, event, now);
         Ok(id)
     }
 
-    pub(crate) fn publish(&self, caller: &Caller<'_>, event: Arc<Event>) {
+    fn publish(&self, caller: &Caller<'_>, event: Arc<Event>, now: Instant) {
         let targets = self.targets(&event.event_type);
-        self.record_event(&event, targets.len());
+        self.record_event(&event, targets.len(), now);
         for target in targets.iter() {
             match target {
                 Target::Plugin(slot) => {
@@ -498,10 +515,10 @@ impl HostInner {
         data: Payload,
         timeout: Option<Duration>,
     ) -> Result<CollectedResults, PluginError> {
-        let event = self.make_event(caller, event_type, data)?;
+        let (event, now) = self.make_event(caller, event_type, data)?;
         let timeout = self.timeout(timeout);
         let targets = self.targets(event_type);
-        self.record_event(&event, targets.len());
+        self.record_event(&event, targets.len(), now);
         let plugins: Vec<&Arc<Slot>> = targets
             .iter()
             .filter_map(|t| match t {
@@ -571,9 +588,9 @@ impl HostInner {
             .collect())
     }
 
-    fn record_event(&self, event: &Event, subscribers: usize) {
+    fn record_event(&self, event: &Event, subscribers: usize, at: Instant) {
         if self.recorder.enabled() {
-            let now = self.recorder.now();
+            let now = self.recorder.micros(at);
             self.recorder.push(Entry {
                 id: event.id,
                 parent: event.parent,
@@ -690,19 +707,23 @@ impl HostInner {
             (RecordKind::Rpc, format!("{plugin}.{method}").into())
         };
         match wait {
-            Some(timeout) => {
-                self.call_slot(caller, &slot, label, self.timeout(timeout), move |i| {
+            Some(timeout) => self.call_slot(
+                caller,
+                &slot,
+                label,
+                (self.timeout(timeout), None),
+                move |i| {
                     i.on_message(&message)
                         .into_result()
                         .map(|r| r.into_option().unwrap_or_default())
-                })
-            }
+                },
+            ),
             None => {
                 let name = slot.name.clone();
                 let job = Job {
                     chain: Chain::empty(),
                     work_id: message.id,
-                    run: Box::new(move |i, _started| {
+                    run: Box::new(move |i, _env| {
                         let r = i.on_message(&message).into_result();
                         let failed = match r {
                             Ok(_) => None,
@@ -756,7 +777,7 @@ impl HostInner {
                 caller,
                 &slot,
                 (RecordKind::Hook, name.into()),
-                self.timeout(None),
+                (self.timeout(None), None),
                 move |i| i.on_hook(hook.as_ref().into(), &input).into_result(),
             );
             match outcome {
@@ -804,7 +825,7 @@ impl HostInner {
             caller,
             &slot,
             (RecordKind::Provider, format!("{provider}.{method}").into()),
-            self.timeout(timeout),
+            (self.timeout(timeout), None),
             move |i| {
                 i.provide(p.as_ref().into(), m.as_ref().into(), &args)
                     .into_result()

@@ -717,6 +717,59 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_are_128_bit_hex_and_tell_contents_apart() {
+        let a = fingerprint(b"build one");
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(a, fingerprint(b"build one"));
+        assert_ne!(a, fingerprint(b"build two"));
+    }
+
+    #[test]
+    fn a_checked_copy_holds_the_checked_bytes_and_hashes_only_for_an_allowlist() {
+        let bytes = small_elf();
+        let (dir, source) = private_copy(&bytes);
+        let copy = dir.path().join("copy-1.so");
+        let facts = copy_checked(&source, &copy, None).expect("a valid image");
+        assert_eq!(fs::read(&copy).expect("the copy"), bytes);
+        assert_eq!(facts.fingerprint, fingerprint(&bytes));
+        assert_eq!(facts.sha256, None, "no allowlist, no SHA-256");
+
+        let sha = sha256_hex(&bytes);
+        let allowed: HashSet<String> = [sha.to_uppercase()].into_iter().collect();
+        let copy = dir.path().join("copy-2.so");
+        let facts = copy_checked(&source, &copy, Some(&allowed)).expect("listed");
+        assert_eq!(facts.sha256.as_deref(), Some(sha.as_str()));
+
+        let other: HashSet<String> = [sha256_hex(b"other")].into_iter().collect();
+        let copy = dir.path().join("copy-3.so");
+        match copy_checked(&source, &copy, Some(&other)) {
+            Err(LoadError::NotAllowed { path, sha256 }) => {
+                assert_eq!((path, sha256), (source.clone(), sha));
+            }
+            other => panic!("expected NotAllowed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_copy_of_a_truncated_image_is_refused_naming_the_original() {
+        let bytes = small_elf();
+        let (dir, source) = private_copy(&bytes[..3000]);
+        let copy = dir.path().join("copy.so");
+        match copy_checked(&source, &copy, None) {
+            Err(LoadError::BadLibrary { path, .. }) => assert_eq!(path, source),
+            other => panic!("expected BadLibrary, got {other:?}"),
+        }
+        // An existing copy path is never overwritten (each load uses a fresh name).
+        assert!(matches!(
+            copy_checked(&source, &copy, None),
+            Err(LoadError::Io { path, .. }) if path == copy
+        ));
+    }
+
+    #[test]
     fn real_library_passes() {
         let Some((path, bytes)) = system_library() else {
             return;

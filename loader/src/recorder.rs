@@ -10,12 +10,11 @@
 //! is 0.
 
 use std::{
-    collections::VecDeque,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crossbeam_utils::CachePadded;
@@ -79,10 +78,24 @@ pub(crate) struct Recorder {
     /// Several rings, each written by the threads that picked it, so dispatcher threads
     /// recording at the same time rarely contend for one lock. Each holds up to `capacity`; a
     /// snapshot merges them and keeps the newest `capacity`.
-    shards: Vec<CachePadded<Mutex<VecDeque<Entry>>>>,
+    shards: Vec<CachePadded<Mutex<Ring>>>,
     ids: CachePadded<AtomicU64>,
     /// Distinguishes recorders (hosts) in one process, for per-thread id blocks.
     instance: u64,
+    /// Wall-clock ms minus monotonic ms since `epoch`, as of the last wall-clock reading.
+    wall_offset_ms: CachePadded<AtomicI64>,
+    /// When (µs since `epoch`) the wall clock was last read.
+    wall_read_us: AtomicU64,
+}
+
+/// How often [`Recorder::wall_ms`] reads the wall clock again, so that a clock step shows in
+/// event timestamps within this time.
+const WALL_REFRESH_US: u64 = 100_000;
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 static RECORDERS: AtomicU64 = AtomicU64::new(1);
@@ -108,11 +121,30 @@ impl Recorder {
             capacity,
             enabled: AtomicBool::new(capacity > 0),
             shards: (0..SHARDS)
-                .map(|_| CachePadded::new(Mutex::new(VecDeque::new())))
+                .map(|_| CachePadded::new(Mutex::new(Ring::default())))
                 .collect(),
             ids: CachePadded::new(AtomicU64::new(1)),
             instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
+            wall_offset_ms: CachePadded::new(AtomicI64::new(unix_ms())),
+            wall_read_us: AtomicU64::new(0),
         }
+    }
+
+    /// The wall-clock time of `at` (a monotonic reading the caller took), in ms since the Unix
+    /// epoch: the monotonic time plus the offset found at the last wall-clock reading, which is
+    /// refreshed at most every 100 ms. Publishing an event thus reads the clock once, for its
+    /// timestamp and its record alike.
+    pub fn wall_ms(&self, at: Instant) -> u64 {
+        let mono_us = self.micros(at);
+        let mono_ms = i64::try_from(mono_us / 1000).unwrap_or(i64::MAX);
+        if mono_us.saturating_sub(self.wall_read_us.load(Ordering::Relaxed)) > WALL_REFRESH_US {
+            // Racing refreshers each store a valid offset.
+            self.wall_offset_ms
+                .store(unix_ms().saturating_sub(mono_ms), Ordering::Relaxed);
+            self.wall_read_us.store(mono_us, Ordering::Relaxed);
+        }
+        let wall = mono_ms.saturating_add(self.wall_offset_ms.load(Ordering::Relaxed));
+        u64::try_from(wall).unwrap_or(0)
     }
 
     /// A fresh id for events, calls and deliveries (unique within the host, increasing: events
@@ -174,11 +206,7 @@ impl Recorder {
         let Some(shard) = self.shards.get(shard_index()) else {
             return;
         };
-        let mut ring = shard.lock();
-        if ring.len() >= self.capacity {
-            ring.pop_front();
-        }
-        ring.push_back(record);
+        shard.lock().push(self.capacity, record);
     }
 
     /// Appends `records` (emptying it) under one lock.
@@ -193,10 +221,7 @@ impl Recorder {
         };
         let mut ring = shard.lock();
         for record in records.drain(..) {
-            if ring.len() >= self.capacity {
-                ring.pop_front();
-            }
-            ring.push_back(record);
+            ring.push(self.capacity, record);
         }
     }
 
@@ -220,8 +245,38 @@ impl Recorder {
     }
 }
 
+/// A bounded ring of records: once full, each new record replaces the oldest in place.
+#[derive(Default)]
+struct Ring {
+    entries: Vec<Entry>,
+    /// The oldest entry once the ring is full (0 until then).
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, capacity: usize, entry: Entry) {
+        if self.entries.len() < capacity {
+            self.entries.push(entry);
+        } else if let Some(oldest) = self.entries.get_mut(self.next) {
+            *oldest = entry;
+            self.next = (self.next + 1) % self.entries.len();
+        }
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        let (newer, older) = self.entries.split_at(self.next.min(self.entries.len()));
+        older.iter().chain(newer)
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.next = 0;
+    }
+}
+
 /// Names up to this many bytes are kept inside a record.
-const INLINE: usize = 30;
+const INLINE: usize = 22;
 
 /// A name as a record keeps it: inline when short (the common case: plugin names, event types,
 /// commands), shared otherwise.
@@ -246,12 +301,20 @@ impl Label {
         }
     }
 
-    fn text(&self) -> Arc<str> {
+    pub fn as_str(&self) -> &str {
         match self {
             // Copied whole from a `str`, so always UTF-8.
             Label::Inline { len, bytes } => {
-                Arc::from(std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default())
+                std::str::from_utf8(bytes.get(..usize::from(*len)).unwrap_or_default())
+                    .unwrap_or_default()
             }
+            Label::Shared(text) => text,
+        }
+    }
+
+    fn text(&self) -> Arc<str> {
+        match self {
+            Label::Inline { .. } => Arc::from(self.as_str()),
             Label::Shared(text) => text.clone(),
         }
     }
@@ -365,4 +428,100 @@ pub fn render_tree(records: &[TraceRecord]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64) -> Entry {
+        Entry {
+            id,
+            parent: 0,
+            kind: RecordKind::Event,
+            name: Label::new("e"),
+            caller: Label::new("host"),
+            plugin: Label::new(""),
+            queued_us: id,
+            started_us: id,
+            finished_us: id,
+            outcome: Outcome::Published(2),
+        }
+    }
+
+    #[test]
+    fn a_full_ring_replaces_its_oldest_records_in_order() {
+        let mut ring = Ring::default();
+        for id in 0..10 {
+            ring.push(4, entry(id));
+        }
+        let ids: Vec<u64> = ring.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [6, 7, 8, 9]);
+        ring.clear();
+        assert_eq!(ring.iter().count(), 0);
+        ring.push(4, entry(1));
+        assert_eq!(ring.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn labels_keep_short_and_long_names() {
+        for text in [
+            "",
+            "host",
+            "greeter:greet",
+            &"x".repeat(INLINE),
+            &"é".repeat(40),
+        ] {
+            let label = Label::new(text);
+            assert_eq!(label.as_str(), text);
+            assert_eq!(&*label.text(), text);
+        }
+        assert!(matches!(
+            Label::new(&"y".repeat(INLINE)),
+            Label::Inline { .. }
+        ));
+        assert!(matches!(
+            Label::new(&"y".repeat(INLINE + 1)),
+            Label::Shared(_)
+        ));
+    }
+
+    #[test]
+    fn snapshots_spell_out_outcomes() {
+        let recorder = Recorder::new(8);
+        recorder.push(entry(1));
+        let mut failed = entry(2);
+        failed.outcome = Outcome::of::<()>(&Err(PluginError::invalid("bad input")));
+        recorder.push_all(&mut vec![failed]);
+        let records = recorder.snapshot();
+        let outcomes: Vec<&str> = records.iter().map(|r| &*r.outcome).collect();
+        assert_eq!(outcomes, ["ok (2 subscribers)", "bad input"]);
+        assert_eq!(&*records[0].caller, "host");
+    }
+
+    #[test]
+    fn event_timestamps_follow_the_wall_clock() {
+        let recorder = Recorder::new(8);
+        let now_ms = || {
+            u64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_millis(),
+            )
+            .expect("fits")
+        };
+        // The offset is read at start and refreshed every 100 ms: a few ms of rounding at most,
+        // before and after a refresh.
+        for _ in 0..2 {
+            let before = now_ms();
+            let stamped = recorder.wall_ms(Instant::now());
+            let after = now_ms();
+            assert!(
+                stamped + 2 >= before && stamped <= after + 2,
+                "{before} {stamped} {after}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(120));
+        }
+    }
 }

@@ -1,9 +1,6 @@
 //! The routing tables: who serves which command, event pattern, hook, provider and middleware.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use crossbeam_channel::{Receiver, Sender};
 use plugin_api::{CommandRequest, Event, Payload, PluginError};
@@ -53,11 +50,16 @@ pub(crate) struct Ranked {
     pub slot: Arc<Slot>,
 }
 
+/// Commands and event types are looked up on every call and every publication: a fast hash
+/// (FxHash) instead of SipHash, whose protection against chosen keys buys nothing here (the
+/// names come from the host application and its plugins, which run with the host's rights).
+type FastMap<V> = rustc_hash::FxHashMap<String, V>;
+
 #[derive(Default)]
 pub(crate) struct Routes {
-    pub commands: HashMap<String, Route>,
+    pub commands: FastMap<Route>,
     pub subscriptions: Vec<Subscription>,
-    resolved: HashMap<String, Arc<[Target]>>,
+    resolved: FastMap<Arc<[Target]>>,
     pub hooks: BTreeMap<String, Vec<Ranked>>,
     pub providers: BTreeMap<String, Vec<Ranked>>,
     pub middleware: Vec<Ranked>,

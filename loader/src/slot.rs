@@ -57,14 +57,27 @@ pub(crate) struct Job {
     pub chain: Chain,
     /// Id of this unit of work (for event parent links).
     pub work_id: u64,
-    /// Runs on the plugin thread (given the time it started); returns the error kind if the call
-    /// failed, and the time it finished if it read the clock (so it is read once).
+    /// Runs on the plugin thread; returns the error kind if the call failed, and the time it
+    /// finished if it read the clock (so it is read once).
     pub run: JobFn,
 }
 
+/// What a job gets from the thread that runs it. A job borrows these instead of carrying its
+/// own references: a reference count taken on the caller's CPU and dropped on the plugin's
+/// would move its cache line between them on every call.
+pub(crate) struct JobEnv<'a> {
+    /// When the thread started the job.
+    pub started: Instant,
+    /// The plugin's slot.
+    pub slot: &'a Slot,
+    /// The host's flight recorder.
+    pub recorder: &'a Recorder,
+}
+
 /// The body of a job.
-pub(crate) type JobFn =
-    Box<dyn FnOnce(&mut PluginInstanceBox, Instant) -> (Option<ErrorKind>, Option<Instant>) + Send>;
+pub(crate) type JobFn = Box<
+    dyn FnOnce(&mut PluginInstanceBox, &JobEnv<'_>) -> (Option<ErrorKind>, Option<Instant>) + Send,
+>;
 
 /// Where a subscriber's answer to `emit_and_collect` goes: (plugin, result).
 pub(crate) type CollectSender = Sender<(Arc<str>, Result<Payload, PluginError>)>;
@@ -181,7 +194,6 @@ pub(crate) struct Slot {
 }
 
 /// What the current thread is doing, when it is a plugin's dispatcher thread.
-#[derive(Default)]
 struct Current {
     /// The plugin whose thread this is (set once when the thread starts serving).
     plugin: Option<Arc<str>>,
@@ -190,7 +202,12 @@ struct Current {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Current> = RefCell::new(Current::default());
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current {
+            plugin: None,
+            busy: None,
+        })
+    };
 }
 
 /// If the current thread is `plugin`'s dispatcher thread busy with a job: the chain of blocked
@@ -210,8 +227,9 @@ fn serve_as(plugin: &Arc<str>) {
     CURRENT.with(|c| c.borrow_mut().plugin = Some(plugin.clone()));
 }
 
-fn with_current<R>(chain: &Chain, work: u64, f: impl FnOnce() -> R) -> R {
-    CURRENT.with(|c| c.borrow_mut().busy = Some((chain.clone(), work)));
+/// Runs `f` (a handler) with the thread marked busy with work `work` for the callers `chain`.
+fn with_current<R>(chain: Chain, work: u64, f: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| c.borrow_mut().busy = Some((chain, work)));
     let r = f();
     CURRENT.with(|c| c.borrow_mut().busy = None);
     r
@@ -472,9 +490,17 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 }
                 records.flush();
                 let started = Instant::now();
-                let (failed, finished) = with_current(&job.chain, job.work_id, || {
-                    (job.run)(&mut instance, started)
-                });
+                let Job {
+                    chain,
+                    work_id,
+                    run,
+                } = job;
+                let env = JobEnv {
+                    started,
+                    slot: &slot,
+                    recorder: &recorder,
+                };
+                let (failed, finished) = with_current(chain, work_id, || run(&mut instance, &env));
                 let elapsed = finished.map_or_else(|| started.elapsed(), |at| at - started);
                 slot.metrics.record_call(elapsed, failed);
                 if failed == Some(ErrorKind::Panicked) {
@@ -635,15 +661,17 @@ fn deliver_event(
     } else {
         event.id
     };
-    let result = with_current(&delivery.chain, work, || {
+    let result = with_current(delivery.chain, work, || {
         instance.on_event(&event).into_result()
     });
     let result = result.map(|r| r.into_option().unwrap_or_default());
     let finished = Instant::now();
+    let took = finished.saturating_duration_since(started);
     slot.metrics
-        .record_event(finished - started, result.as_ref().err().map(|e| e.kind));
+        .record_event(took, result.as_ref().err().map(|e| e.kind));
     if recording {
         let started_us = recorder.micros(started);
+        let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         records.push(Entry {
             id: work,
             parent: event.id,
@@ -653,7 +681,7 @@ fn deliver_event(
             plugin: Label::new(name),
             queued_us: started_us,
             started_us,
-            finished_us: recorder.micros(finished),
+            finished_us: started_us.saturating_add(took_us),
             outcome: Outcome::of(&result),
         });
     }

@@ -368,7 +368,10 @@ fn a_file_still_being_copied_is_not_loaded_until_it_is_complete() {
         stalled.len() + before.len()
     );
     assert_eq!(lifecycle.plugins("plugin:activated"), ["counter"]);
-    assert_eq!(info(&host, "counter").fingerprint, Some(fingerprint_of(&source)));
+    assert_eq!(
+        info(&host, "counter").fingerprint,
+        Some(fingerprint_of(&source))
+    );
     assert_eq!(counter(&host, "increment"), (1, 1));
     host.execute("greeter:greet", json(r#"{"name":"Ada"}"#))
         .expect("the host kept serving");
