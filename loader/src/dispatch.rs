@@ -196,7 +196,7 @@ impl HostInner {
         while !backoff.is_completed() {
             match rx.try_recv() {
                 Ok(result) => return result,
-                Err(crossbeam_channel::TryRecvError::Empty) => backoff.snooze(),
+                Err(crossbeam_channel::TryRecvError::Empty) => crate::slot::wait_a_little(&backoff),
                 Err(crossbeam_channel::TryRecvError::Disconnected) => break,
             }
         }
