@@ -264,6 +264,9 @@ pub struct SuiteOptions {
     pub calls: usize,
     /// Events per block in the fan-out case; below the event queue bound, so none is dropped.
     pub events: usize,
+    /// Alternating blocks of the fan-out case. A block lasts about a millisecond, so a timer
+    /// tick or another process decides a single block's time: it takes many for a stable median.
+    pub event_rounds: usize,
     /// Loads timed in `load_one`, each side.
     pub loads: usize,
     /// Plugins in the folder of `load_100` and `memory_per_plugin`.
@@ -284,6 +287,7 @@ impl Default for SuiteOptions {
             rounds: 15,
             calls: 300,
             events: 1000,
+            event_rounds: 61,
             loads: 40,
             fleet: 100,
             fleet_rounds: 3,
@@ -301,6 +305,7 @@ impl SuiteOptions {
             rounds: 3,
             calls: 20,
             events: 100,
+            event_rounds: 3,
             loads: 3,
             fleet: 100,
             fleet_rounds: 1,

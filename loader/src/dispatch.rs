@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crossbeam_channel::{bounded, RecvTimeoutError};
+use crossbeam_channel::bounded;
 use plugin_api::{
     CommandRequest, ErrorKind, Event, HookOutcome, Message, MiddlewareAction, Payload, PluginError,
     PluginInstanceBox,
@@ -18,6 +18,7 @@ use crate::{
     host::HostInner,
     pattern,
     recorder::{Entry, Label, Outcome, RecordKind},
+    reply::{Answerable, Waited, Waiter},
     routes::{Route, Target},
     slot::{Chain, Delivery, Job, Slot},
 };
@@ -129,7 +130,7 @@ impl HostInner {
 
     /// Runs `f` on `slot`'s thread and waits for its answer until `timeout`. `queued` is a clock
     /// reading the caller already took, if any (the record's queue time).
-    fn call_slot<T: Send + 'static>(
+    fn call_slot<T: Answerable>(
         &self,
         caller: &Caller<'_>,
         slot: &Arc<Slot>,
@@ -138,8 +139,9 @@ impl HostInner {
         f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         caller.cycle_to(&slot.name)?;
-        let (tx, rx) = bounded::<Result<T, PluginError>>(1);
         let work_id = self.next_id();
+        let waiter = Waiter::new(work_id);
+        let reply = waiter.reply_to();
         let label = Label::new(&name);
         let recorder = &self.recorder;
         let mut record = recorder.enabled().then(|| Entry {
@@ -155,7 +157,7 @@ impl HostInner {
             outcome: Outcome::Ok,
         });
         // Descriptions are built only when something goes wrong: this is the hot path. The job
-        // owns no reference counts shared with this thread (see `JobEnv`).
+        // owns no reference counts shared with this thread but its reply port's (see `JobEnv`).
         let job = Job {
             chain: caller.chain.clone(),
             work_id,
@@ -174,7 +176,7 @@ impl HostInner {
                     r.outcome = Outcome::of(&result);
                     env.recorder.push(r);
                 }
-                if tx.send(result).is_err() {
+                if !reply.send(result) {
                     env.slot
                         .metrics
                         .late_replies
@@ -189,20 +191,12 @@ impl HostInner {
                 (failed, finished)
             }),
         };
+        let deadline = queued.unwrap_or_else(Instant::now) + timeout;
         slot.submit(job)?;
-        // Most answers come within microseconds: spin briefly before parking, so the caller's
-        // thread does not need a wake-up (which costs far more than the call on small machines).
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(crossbeam_channel::TryRecvError::Empty) => crate::slot::wait_a_little(&backoff),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-            }
-        }
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
+        match waiter.wait::<T>(deadline) {
+            Waited::Answer(result) => result,
+            Waited::TimedOut => {
+                drop(waiter);
                 let what = format!("{} {name}", kind_word(kind));
                 slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                 // Missing the host's own deadline is a fault; a caller's shorter one is not.
@@ -221,7 +215,7 @@ impl HostInner {
                     ),
                 ))
             }
-            Err(RecvTimeoutError::Disconnected) => Err(PluginError::new(
+            Waited::Cancelled => Err(PluginError::new(
                 ErrorKind::Cancelled,
                 format!(
                     "{} {name} cancelled: plugin {} was deactivated before answering",

@@ -51,6 +51,7 @@ mod pattern;
 mod preflight;
 mod recorder;
 mod reload;
+mod reply;
 mod resolve;
 mod routes;
 mod slot;

@@ -11,7 +11,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::{Instant, SystemTime, UNIX_EPOCH},
@@ -56,7 +56,8 @@ pub struct TraceRecord {
     pub kind: RecordKind,
     /// Command, event type, hook, method or provider name.
     pub name: Arc<str>,
-    /// Who asked: a plugin name or `host`.
+    /// Who asked: a plugin name or `host`. For a delivery, the event's source, taken from the
+    /// publication's record (empty if that record was already overwritten).
     pub caller: Arc<str>,
     /// The plugin that did the work (empty for a publication).
     pub plugin: Arc<str>,
@@ -80,8 +81,11 @@ pub(crate) struct Recorder {
     /// snapshot merges them and keeps the newest `capacity`.
     shards: Vec<CachePadded<Mutex<Ring>>>,
     ids: CachePadded<AtomicU64>,
-    /// Distinguishes recorders (hosts) in one process, for per-thread id blocks.
+    /// Distinguishes recorders (hosts) in one process, for per-thread id blocks and rings.
     instance: u64,
+    /// The ring the next thread to record gets (round-robin, per recorder: the first
+    /// [`SHARDS`] threads of a host each get a ring of their own).
+    next_ring: AtomicUsize,
     /// Wall-clock ms minus monotonic ms since `epoch`, as of the last wall-clock reading.
     wall_offset_ms: CachePadded<AtomicI64>,
     /// When (µs since `epoch`) the wall clock was last read.
@@ -100,18 +104,18 @@ fn unix_ms() -> i64 {
 
 static RECORDERS: AtomicU64 = AtomicU64::new(1);
 
-/// Rings per recorder. Threads pick one round-robin when they first record, so up to this many
-/// busy threads never share a lock; each ring holds up to the capacity (so one busy thread alone
+/// Rings per recorder. Threads pick one round-robin when they first record in it, so up to this
+/// many busy threads of a host never share a lock; each ring holds up to the capacity (so one busy thread alone
 /// still keeps the newest `capacity` records), and rings grow only as they are used.
 const SHARDS: usize = 8;
 
-/// The shard this thread writes to (threads are spread round-robin).
-fn shard_index() -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
-    }
-    SHARD.with(|s| *s)
+/// Recorders a thread remembers its ring in (most recent last); beyond that the oldest is
+/// forgotten and picks a ring again when it records next.
+const REMEMBERED: usize = 8;
+
+thread_local! {
+    /// (recorder instance, ring index) for the recorders this thread writes to.
+    static RINGS: std::cell::RefCell<Vec<(u64, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Recorder {
@@ -125,6 +129,7 @@ impl Recorder {
                 .collect(),
             ids: CachePadded::new(AtomicU64::new(1)),
             instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
+            next_ring: AtomicUsize::new(0),
             wall_offset_ms: CachePadded::new(AtomicI64::new(unix_ms())),
             wall_read_us: AtomicU64::new(0),
         }
@@ -203,10 +208,27 @@ impl Recorder {
         if !self.enabled() {
             return;
         }
-        let Some(shard) = self.shards.get(shard_index()) else {
+        let Some(shard) = self.shards.get(self.ring_index()) else {
             return;
         };
         shard.lock().push(self.capacity, record);
+    }
+
+    /// The ring this thread writes to in this recorder, picked when it first records here.
+    fn ring_index(&self) -> usize {
+        let me = self.instance;
+        RINGS.with(|rings| {
+            let mut rings = rings.borrow_mut();
+            if let Some(&(_, index)) = rings.iter().find(|(r, _)| *r == me) {
+                return index;
+            }
+            let index = self.next_ring.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            if rings.len() >= REMEMBERED {
+                rings.remove(0);
+            }
+            rings.push((me, index));
+            index
+        })
     }
 
     /// Appends `records` (emptying it) under one lock.
@@ -215,7 +237,7 @@ impl Recorder {
             records.clear();
             return;
         }
-        let Some(shard) = self.shards.get(shard_index()) else {
+        let Some(shard) = self.shards.get(self.ring_index()) else {
             records.clear();
             return;
         };
@@ -232,6 +254,20 @@ impl Recorder {
             .iter()
             .flat_map(|shard| shard.lock().iter().map(Entry::record).collect::<Vec<_>>())
             .collect();
+        // A delivery leaves its caller (the event's source) to the publication's record:
+        // reading it would cost the delivering thread a cache miss per delivery.
+        let sources: std::collections::HashMap<u64, Arc<str>> = all
+            .iter()
+            .filter(|r| r.kind == RecordKind::Event)
+            .map(|r| (r.id, r.caller.clone()))
+            .collect();
+        for r in all.iter_mut().filter(|r| r.kind == RecordKind::Delivery) {
+            if r.caller.is_empty() {
+                if let Some(source) = sources.get(&r.parent) {
+                    r.caller = source.clone();
+                }
+            }
+        }
         all.sort_by_key(|r| (r.queued_us, r.id));
         let excess = all.len().saturating_sub(self.capacity);
         all.drain(..excess);

@@ -390,28 +390,30 @@ enum Work {
     Exit,
 }
 
-/// One step of waiting for work or a reply before blocking: first offer the CPU to any other
-/// thread that can run (the publisher, or a plugin with work queued), then back off.
+/// One step of waiting for more events before blocking: first offer the CPU to any other
+/// thread that can run (the publisher, or another subscriber with events queued), then back off.
 ///
-/// Polling without yielding would keep an empty queue's thread on its CPU for microseconds per
+/// A subscriber that polls its empty queue without yielding keeps its CPU for microseconds per
 /// idle moment; with more busy threads than CPUs (a publisher and four subscribers on two, in
 /// the fan-out benchmark) that time is taken from the threads doing the work: yielding first
-/// raised the fan-out's throughput by 1.6× on two CPUs. On an otherwise idle CPU the yield
-/// returns at once and this is a short spin.
-pub(crate) fn wait_a_little(backoff: &crossbeam_utils::Backoff) {
+/// raised the fan-out's throughput 1.5-fold on two CPUs. Waits for a call or a reply spin
+/// without yielding instead: there the next message is usually a few microseconds away, and a
+/// yield (a system call) would delay noticing it.
+pub(crate) fn yield_then_back_off(backoff: &crossbeam_utils::Backoff) {
     std::thread::yield_now();
     backoff.snooze();
 }
 
-/// The next piece of work, in priority order: orders, calls, events. Polls briefly
-/// ([`wait_a_little`]) before blocking, so a busy plugin's thread does not park and wake for
-/// every message (a wake-up costs far more than the work on small machines), while an idle one
-/// blocks and uses no CPU.
+/// The next piece of work, in priority order: orders, calls, events. Polls briefly before
+/// blocking, so a busy plugin's thread does not park and wake for every message (a wake-up
+/// costs far more than the work on small machines), while an idle one blocks and uses no CPU.
+/// After a run of events (`streaming`) it yields while it polls ([`yield_then_back_off`]).
 fn next_work(
     slot: &Slot,
     control: &Receiver<Control>,
     jobs: &Receiver<Job>,
     events: &Receiver<Delivery>,
+    streaming: bool,
 ) -> Work {
     let try_all = || -> Option<Work> {
         if let Ok(order) = control.try_recv() {
@@ -437,7 +439,11 @@ fn next_work(
         if backoff.is_completed() {
             break;
         }
-        wait_a_little(&backoff);
+        if streaming {
+            yield_then_back_off(&backoff);
+        } else {
+            backoff.snooze();
+        }
     }
     select! {
         recv(control) -> order => order.map_or(Work::Exit, Work::Order),
@@ -460,6 +466,9 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
     let control = slot.control_rx.clone();
     let generation = slot.generation.load(Ordering::Acquire);
     serve_as(&name);
+    let plugin_label = Label::new(&name);
+    // Whether the last work was a run of events (see `next_work`).
+    let mut streaming = false;
     loop {
         if slot.generation.load(Ordering::Acquire) != generation {
             // A restart left this thread behind (it was stuck in plugin code): retire it.
@@ -468,7 +477,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
             }
             return;
         }
-        match next_work(&slot, &control, &jobs, &events) {
+        match next_work(&slot, &control, &jobs, &events, streaming) {
             Work::Exit => return,
             Work::Order(order) => {
                 if obey(&slot, &mut instance, order) {
@@ -476,6 +485,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 }
             }
             Work::Call(job) => {
+                streaming = false;
                 if slot.is_closed() {
                     // Deactivation has begun: dropping the job answers its caller "cancelled".
                     drop(job);
@@ -485,7 +495,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 // published before this call was made (ids come from one counter), so a plugin
                 // never answers a call without having seen what happened before it.
                 let mut at = None;
-                let mut records = Records::new(&recorder);
+                let mut records = Records::new(&recorder, &plugin_label);
                 while let Ok(delivery) = events.try_recv() {
                     let later = delivery.event.id > job.work_id;
                     let started = at.unwrap_or_else(Instant::now);
@@ -525,6 +535,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 }
             }
             Work::Event(delivery) => {
+                streaming = true;
                 if slot.is_closed() {
                     continue;
                 }
@@ -533,7 +544,7 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                 // Their records are written in one go when the run ends.
                 let mut next = Some(delivery);
                 let mut started = Instant::now();
-                let mut records = Records::new(&recorder);
+                let mut records = Records::new(&recorder, &plugin_label);
                 while let Some(delivery) = next.take() {
                     let (panicked, finished) =
                         deliver_event(&slot, &mut instance, &mut records, delivery, started);
@@ -622,15 +633,18 @@ fn obey(slot: &Slot, instance: &mut PluginInstanceBox, order: Control) -> bool {
 /// most [`Records::BATCH`] at a time.
 struct Records<'a> {
     recorder: &'a Recorder,
+    /// The plugin's name, as its records keep it.
+    plugin: &'a Label,
     pending: Vec<Entry>,
 }
 
 impl<'a> Records<'a> {
     const BATCH: usize = 64;
 
-    fn new(recorder: &'a Recorder) -> Self {
+    fn new(recorder: &'a Recorder, plugin: &'a Label) -> Self {
         Records {
             recorder,
+            plugin,
             pending: Vec::new(),
         }
     }
@@ -691,8 +705,9 @@ fn deliver_event(
             parent: event.id,
             kind: RecordKind::Delivery,
             name: Label::new(&event.event_type),
-            caller: Label::new(&event.source),
-            plugin: Label::new(name),
+            // Filled in from the publication's record when a snapshot is taken.
+            caller: Label::new(""),
+            plugin: records.plugin.clone(),
             queued_us: started_us,
             started_us,
             finished_us: started_us.saturating_add(took_us),

@@ -84,10 +84,19 @@ pub fn event_fanout(
 ) -> Result<CaseResult, BenchError> {
     let bench = FanoutBench::new(env, subscribers, options.events, 0)?;
     let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
+    // Each batch starts from quiet threads on both sides: without the pause, one side's threads
+    // may still be polling for the next message when the other side's batch starts.
+    let quiet = || std::thread::sleep(Duration::from_millis(1));
     let paired = alternate(
-        options.rounds,
-        || bench.ours().map(rate),
-        || bench.baseline().map(rate),
+        options.event_rounds,
+        || {
+            quiet();
+            bench.ours().map(rate)
+        },
+        || {
+            quiet();
+            bench.baseline().map(rate)
+        },
     )?;
     let (ours, baseline) = paired.medians();
     let target = if subscribers == 4 {
@@ -102,8 +111,8 @@ pub fn event_fanout(
     }
     let ((olo, ohi), (blo, bhi)) = paired.spread();
     case.note = format!(
-        "batches of {} events (58 B data) + a count from every subscriber, none dropped; ours {olo:.2}–{ohi:.2}, baseline {blo:.2}–{bhi:.2}",
-        options.events
+        "medians of {} batches of {} events (58 B data) + a count from every subscriber, none dropped; ours {olo:.2}–{ohi:.2}, baseline {blo:.2}–{bhi:.2}",
+        options.event_rounds, options.events
     );
     Ok(case)
 }
@@ -384,7 +393,7 @@ pub fn scaling(env: &BenchEnv, options: &SuiteOptions) -> Result<Vec<ScalingPoin
             bench.host().set_recording(recorder);
             let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
             Ok(alternate(
-                rounds,
+                options.event_rounds.div_ceil(2).max(3),
                 || bench.ours().map(rate),
                 || bench.baseline().map(rate),
             )?
