@@ -18,9 +18,9 @@ use crate::{
     host::HostInner,
     pattern,
     recorder::{Entry, Label, Outcome, RecordKind},
-    reply::{Answerable, Waited, Waiter},
+    reply::{Answerable, ReplyTo, Waited, Waiter},
     routes::{Route, Target},
-    slot::{Chain, Delivery, Job, Slot},
+    slot::{Chain, Delivery, Job, JobEnv, JobRun, Slot},
 };
 
 /// Each subscriber's answer to `emit_and_collect`: plugin name and what its handler returned.
@@ -108,6 +108,94 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// What a job needs to finish the call it serves: the parts of its record only the caller
+/// knew, and where its answer goes. Descriptions are built only when something goes wrong.
+pub(crate) struct CallTail {
+    work: u64,
+    parent: u64,
+    kind: RecordKind,
+    name: Label,
+    /// When the call was queued and who made it, when recording.
+    record: Option<(u64, Label)>,
+    reply: ReplyTo,
+}
+
+impl CallTail {
+    /// Records the call (when recording) and sends its answer; returns what the plugin's thread
+    /// counts: the error kind if the call failed, and when it finished if the clock was read.
+    pub fn finish<T: Answerable>(
+        self,
+        env: &JobEnv<'_>,
+        result: Result<T, PluginError>,
+    ) -> (Option<ErrorKind>, Option<Instant>) {
+        let failed = result.as_ref().err().map(|e| e.kind);
+        let mut finished = None;
+        if let Some((queued_us, caller)) = self.record {
+            let at = Instant::now();
+            finished = Some(at);
+            let started_us = env.recorder.micros(env.started);
+            let took = at.saturating_duration_since(env.started).as_micros();
+            env.recorder.push(Entry {
+                id: self.work,
+                parent: self.parent,
+                kind: self.kind,
+                name: self.name.clone(),
+                caller,
+                plugin: env.plugin.clone(),
+                queued_us,
+                started_us,
+                finished_us: started_us.saturating_add(u64::try_from(took).unwrap_or(u64::MAX)),
+                outcome: Outcome::of(&result),
+            });
+        }
+        if !self.reply.send(result) {
+            env.slot
+                .metrics
+                .late_replies
+                .fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "late reply from plugin {} for {} {} dropped: the caller stopped waiting",
+                env.slot.name,
+                kind_word(self.kind),
+                self.name.as_str()
+            );
+        }
+        (failed, finished)
+    }
+}
+
+/// The job body of a call of any kind: `f` runs on the plugin's thread, then the call is
+/// finished as [`CallTail::finish`] says.
+fn boxed<T: Answerable>(
+    f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
+) -> impl FnOnce(CallTail) -> JobRun {
+    move |tail| JobRun::Boxed(Box::new(move |instance, env| tail.finish(env, f(instance))))
+}
+
+/// A command for a plugin's thread: the most common call, carried in the queue itself rather
+/// than in a boxed closure (an allocation on the caller's CPU freed on the plugin's costs more
+/// than the rest of the hand-off).
+pub(crate) struct CommandJob {
+    /// The command's name as the plugin declared it.
+    pub command: Label,
+    pub args: Payload,
+    pub tail: CallTail,
+}
+
+impl CommandJob {
+    /// Runs the command on the plugin's thread.
+    pub fn run(
+        self,
+        instance: &mut PluginInstanceBox,
+        env: &JobEnv<'_>,
+    ) -> (Option<ErrorKind>, Option<Instant>) {
+        let result = instance
+            .handle_command(self.command.as_str().into(), &self.args)
+            .into_result();
+        self.tail.finish(env, result)
+    }
+}
+
 impl HostInner {
     pub(crate) fn next_id(&self) -> u64 {
         self.recorder.next_id()
@@ -128,70 +216,42 @@ impl HostInner {
         Ok(())
     }
 
-    /// Runs `f` on `slot`'s thread and waits for its answer until `timeout`. `queued` is a clock
-    /// reading the caller already took, if any (the record's queue time).
+    /// Runs a job on `slot`'s thread and waits for its answer until `timeout`. `queued` is a
+    /// clock reading the caller already took, if any (the record's queue time). `job` makes the
+    /// job's body from what it needs to finish the call ([`CallTail`]).
     fn call_slot<T: Answerable>(
         &self,
         caller: &Caller<'_>,
         slot: &Arc<Slot>,
         (kind, name): (RecordKind, Arc<str>),
         (timeout, queued): (Duration, Option<Instant>),
-        f: impl FnOnce(&mut PluginInstanceBox) -> Result<T, PluginError> + Send + 'static,
+        job: impl FnOnce(CallTail) -> JobRun,
     ) -> Result<T, PluginError> {
         caller.cycle_to(&slot.name)?;
         let work_id = self.next_id();
         let waiter = Waiter::new(work_id);
-        let reply = waiter.reply_to();
-        let label = Label::new(&name);
         let recorder = &self.recorder;
-        let mut record = recorder.enabled().then(|| Entry {
-            id: work_id,
+        let deadline = queued.unwrap_or_else(Instant::now) + timeout;
+        // What only this side knows of the record; the plugin's thread writes the rest (its own
+        // copy of the plugin's name, the times), so little crosses between the CPUs.
+        let tail = CallTail {
+            work: work_id,
             parent: caller.work,
             kind,
-            name: label.clone(),
-            caller: Label::new(caller.name),
-            plugin: Label::new(&slot.name),
-            queued_us: queued.map_or_else(|| recorder.now(), |at| recorder.micros(at)),
-            started_us: 0,
-            finished_us: 0,
-            outcome: Outcome::Ok,
-        });
-        // Descriptions are built only when something goes wrong: this is the hot path. The job
-        // owns no reference counts shared with this thread but its reply port's (see `JobEnv`).
+            name: Label::new(&name),
+            record: recorder.enabled().then(|| {
+                (
+                    queued.map_or_else(|| recorder.now(), |at| recorder.micros(at)),
+                    Label::new(caller.name),
+                )
+            }),
+            reply: waiter.reply_to(),
+        };
         let job = Job {
             chain: caller.chain.clone(),
             work_id,
-            run: Box::new(move |instance, env| {
-                let result = f(instance);
-                let failed = result.as_ref().err().map(|e| e.kind);
-                let mut finished = None;
-                if let Some(mut r) = record.take() {
-                    let at = Instant::now();
-                    finished = Some(at);
-                    r.started_us = env.recorder.micros(env.started);
-                    let took = at.saturating_duration_since(env.started).as_micros();
-                    r.finished_us = r
-                        .started_us
-                        .saturating_add(u64::try_from(took).unwrap_or(u64::MAX));
-                    r.outcome = Outcome::of(&result);
-                    env.recorder.push(r);
-                }
-                if !reply.send(result) {
-                    env.slot
-                        .metrics
-                        .late_replies
-                        .fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "late reply from plugin {} for {} {} dropped: the caller stopped waiting",
-                        env.slot.name,
-                        kind_word(kind),
-                        label.as_str()
-                    );
-                }
-                (failed, finished)
-            }),
+            run: job(tail),
         };
-        let deadline = queued.unwrap_or_else(Instant::now) + timeout;
         slot.submit(job)?;
         match waiter.wait::<T>(deadline) {
             Waited::Answer(result) => result,
@@ -298,7 +358,7 @@ impl HostInner {
                 mw,
                 (RecordKind::Middleware, format!("before {command}").into()),
                 (remaining, None),
-                move |i| i.before_command(&req).into_result(),
+                boxed(move |i| i.before_command(&req).into_result()),
             );
             match step {
                 Ok(MiddlewareAction::Continue(next)) => {
@@ -358,7 +418,7 @@ impl HostInner {
                 mw,
                 (RecordKind::Middleware, format!("after {command}").into()),
                 (remaining, None),
-                move |i| {
+                boxed(move |i| {
                     let passed = prior.as_ref().err().cloned();
                     match i.after_command(&req, prior.into()).into_result() {
                         // The command's own error passed through unchanged is not a failure of
@@ -366,7 +426,7 @@ impl HostInner {
                         Err(e) if passed.as_ref() == Some(&e) => Ok(Err(e)),
                         other => other.map(Ok),
                     }
-                },
+                }),
             );
             result = match outcome {
                 Ok(r) => r,
@@ -403,17 +463,20 @@ impl HostInner {
                         ))
                     })
             }
-            Route::Plugin { slot, short, full } => {
+            Route::Plugin { slot, short, full } => self.call_slot(
+                caller,
+                &slot,
+                (RecordKind::Command, full),
+                (timeout, queued),
                 // A copy, not the route's shared name: the job is dropped on the plugin's thread.
-                let short = Label::new(&short);
-                self.call_slot(
-                    caller,
-                    &slot,
-                    (RecordKind::Command, full),
-                    (timeout, queued),
-                    move |i| i.handle_command(short.as_str().into(), &args).into_result(),
-                )
-            }
+                |tail| {
+                    JobRun::Command(CommandJob {
+                        command: Label::new(&short),
+                        args,
+                        tail,
+                    })
+                },
+            ),
         }
     }
 
@@ -706,18 +769,18 @@ impl HostInner {
                 &slot,
                 label,
                 (self.timeout(timeout), None),
-                move |i| {
+                boxed(move |i| {
                     i.on_message(&message)
                         .into_result()
                         .map(|r| r.into_option().unwrap_or_default())
-                },
+                }),
             ),
             None => {
                 let name = slot.name.clone();
                 let job = Job {
                     chain: Chain::empty(),
                     work_id: message.id,
-                    run: Box::new(move |i, _env| {
+                    run: JobRun::Boxed(Box::new(move |i, _env| {
                         let r = i.on_message(&message).into_result();
                         let failed = match r {
                             Ok(_) => None,
@@ -731,7 +794,7 @@ impl HostInner {
                             }
                         };
                         (failed, None)
-                    }),
+                    })),
                 };
                 if let Err(e) = slot.submit(job) {
                     self.dead_message(caller, plugin, &e);
@@ -772,7 +835,7 @@ impl HostInner {
                 &slot,
                 (RecordKind::Hook, name.into()),
                 (self.timeout(None), None),
-                move |i| i.on_hook(hook.as_ref().into(), &input).into_result(),
+                boxed(move |i| i.on_hook(hook.as_ref().into(), &input).into_result()),
             );
             match outcome {
                 Ok(HookOutcome::Continue(next)) => data = next,
@@ -820,10 +883,10 @@ impl HostInner {
             &slot,
             (RecordKind::Provider, format!("{provider}.{method}").into()),
             (self.timeout(timeout), None),
-            move |i| {
+            boxed(move |i| {
                 i.provide(p.as_ref().into(), m.as_ref().into(), &args)
                     .into_result()
-            },
+            }),
         );
         self.check_reply(provider, reply)
     }

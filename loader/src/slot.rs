@@ -59,7 +59,15 @@ pub(crate) struct Job {
     pub work_id: u64,
     /// Runs on the plugin thread; returns the error kind if the call failed, and the time it
     /// finished if it read the clock (so it is read once).
-    pub run: JobFn,
+    pub run: JobRun,
+}
+
+/// The body of a job.
+pub(crate) enum JobRun {
+    /// A command, carried without an allocation.
+    Command(crate::dispatch::CommandJob),
+    /// Any other call.
+    Boxed(JobFn),
 }
 
 /// What a job gets from the thread that runs it. A job borrows these instead of carrying its
@@ -72,9 +80,11 @@ pub(crate) struct JobEnv<'a> {
     pub slot: &'a Slot,
     /// The host's flight recorder.
     pub recorder: &'a Recorder,
+    /// The plugin's name, as records keep it.
+    pub plugin: &'a Label,
 }
 
-/// The body of a job.
+/// The body of a job other than a command.
 pub(crate) type JobFn = Box<
     dyn FnOnce(&mut PluginInstanceBox, &JobEnv<'_>) -> (Option<ErrorKind>, Option<Instant>) + Send,
 >;
@@ -523,8 +533,12 @@ pub(crate) fn run(slot: Arc<Slot>, mut instance: PluginInstanceBox, recorder: Ar
                     started,
                     slot: &slot,
                     recorder: &recorder,
+                    plugin: &plugin_label,
                 };
-                let (failed, finished) = with_current(chain, work_id, || run(&mut instance, &env));
+                let (failed, finished) = with_current(chain, work_id, || match run {
+                    JobRun::Command(command) => command.run(&mut instance, &env),
+                    JobRun::Boxed(run) => run(&mut instance, &env),
+                });
                 let elapsed = finished.map_or_else(|| started.elapsed(), |at| at - started);
                 slot.metrics.record_call(elapsed, failed);
                 if failed == Some(ErrorKind::Panicked) {
