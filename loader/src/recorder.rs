@@ -295,7 +295,10 @@ impl Ring {
             self.entries.push(entry);
         } else if let Some(oldest) = self.entries.get_mut(self.next) {
             *oldest = entry;
-            self.next = (self.next + 1) % self.entries.len();
+            self.next += 1;
+            if self.next == self.entries.len() {
+                self.next = 0;
+            }
         }
     }
 

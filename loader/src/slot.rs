@@ -650,6 +650,8 @@ struct Records<'a> {
     /// The plugin's name, as its records keep it.
     plugin: &'a Label,
     pending: Vec<Entry>,
+    /// When the last delivery finished, in both forms: the next one starts then.
+    last: Option<(Instant, u64)>,
 }
 
 impl<'a> Records<'a> {
@@ -660,6 +662,7 @@ impl<'a> Records<'a> {
             recorder,
             plugin,
             pending: Vec::new(),
+            last: None,
         }
     }
 
@@ -712,8 +715,12 @@ fn deliver_event(
     slot.metrics
         .record_event(took, result.as_ref().err().map(|e| e.kind));
     if recording {
-        let started_us = recorder.micros(started);
+        let started_us = match records.last {
+            Some((at, us)) if at == started => us,
+            _ => recorder.micros(started),
+        };
         let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        records.last = Some((finished, started_us.saturating_add(took_us)));
         records.push(Entry {
             id: work,
             parent: event.id,

@@ -6,7 +6,7 @@ use super::{
     fixtures::{fleet, host_for, load_checked, WorkDir},
     measure::{
         alternate, median, micros, process_cpu_time, quantile, resident_kib, threads_cpu_time,
-        virtual_kib,
+        virtual_kib, Paired,
     },
     BenchEnv, BenchError, CaseResult, CommandBench, DirectCallBench, FanoutBench, LoadBench,
     Machine, ReloadBench, ScalingPoint, SuiteOptions, SuiteReport, EXAMPLE_PLUGINS,
@@ -83,21 +83,7 @@ pub fn event_fanout(
     subscribers: usize,
 ) -> Result<CaseResult, BenchError> {
     let bench = FanoutBench::new(env, subscribers, options.events, 0)?;
-    let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
-    // Each batch starts from quiet threads on both sides: without the pause, one side's threads
-    // may still be polling for the next message when the other side's batch starts.
-    let quiet = || std::thread::sleep(Duration::from_millis(1));
-    let paired = alternate(
-        options.event_rounds,
-        || {
-            quiet();
-            bench.ours().map(rate)
-        },
-        || {
-            quiet();
-            bench.baseline().map(rate)
-        },
-    )?;
+    let paired = fanout_batches(&bench, options.event_rounds)?;
     let (ours, baseline) = paired.medians();
     let target = if subscribers == 4 {
         "ratio ≥ 0.75"
@@ -115,6 +101,25 @@ pub fn event_fanout(
         options.event_rounds, options.events
     );
     Ok(case)
+}
+
+/// Alternating fan-out batches, in millions of events per second. Each batch starts from
+/// quiet threads on both sides: without the pause, one side's threads may still be polling for
+/// their next message when the other side's batch starts, and take CPU time from it.
+fn fanout_batches(bench: &FanoutBench, rounds: usize) -> Result<Paired, BenchError> {
+    let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
+    let quiet = || std::thread::sleep(Duration::from_millis(1));
+    alternate(
+        rounds,
+        || {
+            quiet();
+            bench.ours().map(rate)
+        },
+        || {
+            quiet();
+            bench.baseline().map(rate)
+        },
+    )
 }
 
 /// `load_one`: µs from a file to an active plugin, against a raw load of a fresh copy.
@@ -391,13 +396,7 @@ pub fn scaling(env: &BenchEnv, options: &SuiteOptions) -> Result<Vec<ScalingPoin
         |subscribers: usize, extra: usize, recorder: bool| -> Result<(f64, f64), BenchError> {
             let bench = FanoutBench::new(env, subscribers, options.events, extra)?;
             bench.host().set_recording(recorder);
-            let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
-            Ok(alternate(
-                options.event_rounds.div_ceil(2).max(3),
-                || bench.ours().map(rate),
-                || bench.baseline().map(rate),
-            )?
-            .medians())
+            Ok(fanout_batches(&bench, options.event_rounds.div_ceil(2).max(3))?.medians())
         };
     for subscribers in [1usize, 2, 4, 8] {
         let (ours, baseline) = fanout(subscribers, 0, true)?;
