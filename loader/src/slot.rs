@@ -729,7 +729,7 @@ fn deliver_event(
             // Filled in from the publication's record when a snapshot is taken.
             caller: Label::new(""),
             plugin: records.plugin.clone(),
-            queued_us: started_us,
+            waited_us: 0,
             started_us,
             finished_us: started_us.saturating_add(took_us),
             outcome: Outcome::of(&result),
