@@ -38,52 +38,28 @@ pub(crate) trait Answerable: Sized + Send + 'static {
     fn from_answer(answer: Answer) -> Option<Self>;
 }
 
-impl Answerable for Payload {
-    fn into_answer(self) -> Answer {
-        Answer::Payload(self)
-    }
-    fn from_answer(answer: Answer) -> Option<Self> {
-        match answer {
-            Answer::Payload(p) => Some(p),
-            _ => None,
+/// Each kind of answer is one variant of [`Answer`].
+macro_rules! answerable {
+    ($($ty:ty => $variant:ident),* $(,)?) => {$(
+        impl Answerable for $ty {
+            fn into_answer(self) -> Answer {
+                Answer::$variant(self)
+            }
+            fn from_answer(answer: Answer) -> Option<Self> {
+                match answer {
+                    Answer::$variant(value) => Some(value),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Answerable for MiddlewareAction {
-    fn into_answer(self) -> Answer {
-        Answer::Middleware(self)
-    }
-    fn from_answer(answer: Answer) -> Option<Self> {
-        match answer {
-            Answer::Middleware(m) => Some(m),
-            _ => None,
-        }
-    }
-}
-
-impl Answerable for Result<Payload, PluginError> {
-    fn into_answer(self) -> Answer {
-        Answer::Passed(self)
-    }
-    fn from_answer(answer: Answer) -> Option<Self> {
-        match answer {
-            Answer::Passed(r) => Some(r),
-            _ => None,
-        }
-    }
-}
-
-impl Answerable for HookOutcome {
-    fn into_answer(self) -> Answer {
-        Answer::Hook(self)
-    }
-    fn from_answer(answer: Answer) -> Option<Self> {
-        match answer {
-            Answer::Hook(h) => Some(h),
-            _ => None,
-        }
-    }
+answerable! {
+    Payload => Payload,
+    MiddlewareAction => Middleware,
+    Result<Payload, PluginError> => Passed,
+    HookOutcome => Hook,
 }
 
 /// A reply in a port: the work it answers, and the answer (`None`: the job was dropped unrun).
