@@ -9,8 +9,10 @@
 //! Reusing a port means a reply can outlive the call it answers (the caller timed out). Each
 //! reply therefore carries the id of the work it answers, the port says which work its thread
 //! is waiting for, and a job sends only if its caller still waits: otherwise the reply is late,
-//! and its sender counts and logs it as before. A job dropped before it ran (its plugin was
-//! deactivated) tells the waiting caller so, which turns into a "cancelled" error at once.
+//! and its sender counts and logs it as before. (A caller that gives up in the instant between
+//! that check and the send leaves the reply in its port; its next call discards it, uncounted.)
+//! A job dropped before it ran (its plugin was deactivated) tells the waiting caller so, which
+//! turns into a "cancelled" error at once.
 
 use std::{
     cell::RefCell,

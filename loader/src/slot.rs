@@ -409,7 +409,7 @@ enum Work {
 /// raised the fan-out's throughput 1.5-fold on two CPUs. Waits for a call or a reply spin
 /// without yielding instead: there the next message is usually a few microseconds away, and a
 /// yield (a system call) would delay noticing it.
-pub(crate) fn yield_then_back_off(backoff: &crossbeam_utils::Backoff) {
+fn yield_then_back_off(backoff: &crossbeam_utils::Backoff) {
     std::thread::yield_now();
     backoff.snooze();
 }
