@@ -17,6 +17,7 @@ use crate::{
     error::LoadError,
     host::HOST_VERSION,
     library::{self, PluginLibrary},
+    preflight::Checksum,
     resolve::{self, Node},
 };
 
@@ -141,19 +142,18 @@ pub fn diagnose(
             granted: Vec::new(),
             problems: Vec::new(),
         };
-        match library::load_library(&file, shadow_dir, allowlist.as_ref()) {
+        // The doctor always shows the checksum an allowlist would need.
+        let loaded =
+            library::ShadowCopy::make(&file, shadow_dir, allowlist.as_ref(), Checksum::Always)
+                .and_then(library::ShadowCopy::open);
+        match loaded {
             Ok(lib) => {
                 let m = &lib.manifest;
                 d.is_plugin = true;
                 d.name = Some(m.name.clone());
                 d.version = Some(m.version.clone());
                 d.api_version = Some(m.api_version.clone());
-                // The doctor always shows the checksum an allowlist would need.
-                d.sha256 = lib.sha256.clone().or_else(|| {
-                    crate::preflight::preflight(&file, None)
-                        .ok()
-                        .map(|p| p.sha256)
-                });
+                d.sha256 = lib.sha256.clone();
                 d.dependencies = m
                     .dependencies
                     .iter()

@@ -10,7 +10,10 @@ use std::{
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use plugin_api::{Manifest, PluginModRef, API_VERSION};
 
-use crate::{error::LoadError, preflight};
+use crate::{
+    error::LoadError,
+    preflight::{self, Checksum},
+};
 
 /// A plugin library that passed every check and whose manifest has been read. No plugin code
 /// beyond the manifest function has run yet.
@@ -82,7 +85,7 @@ pub fn load_library(
     shadow_dir: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<PluginLibrary, LoadError> {
-    ShadowCopy::make(path, shadow_dir, allowlist)?.open()
+    ShadowCopy::make(path, shadow_dir, allowlist, Checksum::IfAllowlisted)?.open()
 }
 
 /// A checked private copy of a plugin file, about to be opened; removed when dropped (once
@@ -102,6 +105,7 @@ impl ShadowCopy {
         path: &Path,
         shadow_dir: &Path,
         allowlist: Option<&HashSet<String>>,
+        checksum: Checksum,
     ) -> Result<ShadowCopy, LoadError> {
         std::fs::create_dir_all(shadow_dir).map_err(|source| LoadError::Io {
             path: shadow_dir.to_owned(),
@@ -117,7 +121,7 @@ impl ShadowCopy {
                 sha256: None,
             },
         };
-        shadow.facts = preflight::copy_checked(path, &shadow.copy, allowlist)?;
+        shadow.facts = preflight::copy_checked(path, &shadow.copy, allowlist, checksum)?;
         Ok(shadow)
     }
 

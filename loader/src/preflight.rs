@@ -113,12 +113,21 @@ pub fn read_checked(
     ))
 }
 
+/// When [`copy_checked`] computes the SHA-256 of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checksum {
+    /// Only to check it against an allowlist (loading: it costs about as much as the dlopen).
+    IfAllowlisted,
+    /// Always (the doctor shows it, so it can be added to an allowlist).
+    Always,
+}
+
 /// What the loader learned about the private copy of a plugin file that passed every check.
 #[derive(Debug, Clone)]
 pub(crate) struct CopyFacts {
     /// [`fingerprint`] of the copy.
     pub fingerprint: String,
-    /// SHA-256 of the copy, computed only when an allowlist is configured.
+    /// SHA-256 of the copy, as [`Checksum`] asked.
     pub sha256: Option<String>,
 }
 
@@ -131,6 +140,7 @@ pub(crate) fn copy_checked(
     path: &Path,
     copy: &Path,
     allowlist: Option<&HashSet<String>>,
+    checksum: Checksum,
 ) -> Result<CopyFacts, LoadError> {
     let (mut file, len) = open_checked(path)?;
     let mut target = fs::OpenOptions::new()
@@ -145,13 +155,12 @@ pub(crate) fn copy_checked(
     target.read_to_end(&mut bytes).map_err(io_error(copy))?;
     // Errors name the file in the plugins folder: the copy is an implementation detail.
     check_bytes(path, &bytes)?;
-    let sha256 = match allowlist {
-        Some(_) => {
-            let sha256 = sha256_hex(&bytes);
-            check_allowlist(path, allowlist, &sha256)?;
-            Some(sha256)
-        }
-        None => None,
+    let sha256 = if allowlist.is_some() || checksum == Checksum::Always {
+        let sha256 = sha256_hex(&bytes);
+        check_allowlist(path, allowlist, &sha256)?;
+        Some(sha256)
+    } else {
+        None
     };
     Ok(CopyFacts {
         fingerprint: fingerprint(&bytes),
@@ -732,20 +741,25 @@ mod tests {
         let bytes = small_elf();
         let (dir, source) = private_copy(&bytes);
         let copy = dir.path().join("copy-1.so");
-        let facts = copy_checked(&source, &copy, None).expect("a valid image");
+        let facts =
+            copy_checked(&source, &copy, None, Checksum::IfAllowlisted).expect("a valid image");
         assert_eq!(fs::read(&copy).expect("the copy"), bytes);
         assert_eq!(facts.fingerprint, fingerprint(&bytes));
         assert_eq!(facts.sha256, None, "no allowlist, no SHA-256");
+        let copy = dir.path().join("copy-always.so");
+        let facts = copy_checked(&source, &copy, None, Checksum::Always).expect("a valid image");
+        assert_eq!(facts.sha256, Some(sha256_hex(&bytes)), "asked for");
 
         let sha = sha256_hex(&bytes);
         let allowed: HashSet<String> = [sha.to_uppercase()].into_iter().collect();
         let copy = dir.path().join("copy-2.so");
-        let facts = copy_checked(&source, &copy, Some(&allowed)).expect("listed");
+        let facts =
+            copy_checked(&source, &copy, Some(&allowed), Checksum::IfAllowlisted).expect("listed");
         assert_eq!(facts.sha256.as_deref(), Some(sha.as_str()));
 
         let other: HashSet<String> = [sha256_hex(b"other")].into_iter().collect();
         let copy = dir.path().join("copy-3.so");
-        match copy_checked(&source, &copy, Some(&other)) {
+        match copy_checked(&source, &copy, Some(&other), Checksum::IfAllowlisted) {
             Err(LoadError::NotAllowed { path, sha256 }) => {
                 assert_eq!((path, sha256), (source.clone(), sha));
             }
@@ -758,13 +772,13 @@ mod tests {
         let bytes = small_elf();
         let (dir, source) = private_copy(&bytes[..3000]);
         let copy = dir.path().join("copy.so");
-        match copy_checked(&source, &copy, None) {
+        match copy_checked(&source, &copy, None, Checksum::IfAllowlisted) {
             Err(LoadError::BadLibrary { path, .. }) => assert_eq!(path, source),
             other => panic!("expected BadLibrary, got {other:?}"),
         }
         // An existing copy path is never overwritten (each load uses a fresh name).
         assert!(matches!(
-            copy_checked(&source, &copy, None),
+            copy_checked(&source, &copy, None, Checksum::IfAllowlisted),
             Err(LoadError::Io { path, .. }) if path == copy
         ));
     }

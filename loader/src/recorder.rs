@@ -5,9 +5,8 @@
 //! allocation, and no reference count that threads would bounce between CPUs), its outcome as a
 //! tag (text is made only when a snapshot is taken), it goes to one of several rings chosen per
 //! thread (an uncontended lock), and the caller supplies clock readings it already took. It can
-//! be switched off at run time
-//! ([`Host::set_recording`](crate::Host::set_recording)) and is off when `recorder_capacity`
-//! is 0.
+//! be switched off at run time ([`Host::set_recording`](crate::Host::set_recording)) and is off
+//! when `recorder_capacity` is 0.
 
 use std::{
     sync::{
@@ -105,8 +104,9 @@ fn unix_ms() -> i64 {
 static RECORDERS: AtomicU64 = AtomicU64::new(1);
 
 /// Rings per recorder. Threads pick one round-robin when they first record in it, so up to this
-/// many busy threads of a host never share a lock; each ring holds up to the capacity (so one busy thread alone
-/// still keeps the newest `capacity` records), and rings grow only as they are used.
+/// many busy threads of a host never share a lock; each ring holds up to the capacity (so one
+/// busy thread alone still keeps the newest `capacity` records), and rings grow only as they
+/// are used.
 const SHARDS: usize = 8;
 
 /// Recorders a thread remembers its ring in (most recent last); beyond that the oldest is
@@ -205,13 +205,30 @@ impl Recorder {
     }
 
     pub fn push(&self, record: Entry) {
-        if !self.enabled() {
-            return;
+        if let Some(ring) = self.ring() {
+            ring.lock().push(self.capacity, record);
         }
-        let Some(shard) = self.shards.get(self.ring_index()) else {
-            return;
-        };
-        shard.lock().push(self.capacity, record);
+    }
+
+    /// Appends `records` (emptying it) under one lock.
+    pub fn push_all(&self, records: &mut Vec<Entry>) {
+        match self.ring() {
+            Some(ring) => {
+                let mut ring = ring.lock();
+                for record in records.drain(..) {
+                    ring.push(self.capacity, record);
+                }
+            }
+            None => records.clear(),
+        }
+    }
+
+    /// This thread's ring, while recording.
+    fn ring(&self) -> Option<&Mutex<Ring>> {
+        if !self.enabled() {
+            return None;
+        }
+        self.shards.get(self.ring_index()).map(|ring| &**ring)
     }
 
     /// The ring this thread writes to in this recorder, picked when it first records here.
@@ -229,22 +246,6 @@ impl Recorder {
             rings.push((me, index));
             index
         })
-    }
-
-    /// Appends `records` (emptying it) under one lock.
-    pub fn push_all(&self, records: &mut Vec<Entry>) {
-        if !self.enabled() {
-            records.clear();
-            return;
-        }
-        let Some(shard) = self.shards.get(self.ring_index()) else {
-            records.clear();
-            return;
-        };
-        let mut ring = shard.lock();
-        for record in records.drain(..) {
-            ring.push(self.capacity, record);
-        }
     }
 
     /// The newest `capacity` records, oldest first.

@@ -24,6 +24,7 @@ use crate::{
     host::{Host, HostInner, LoadReport},
     library::{self, PluginLibrary},
     lifecycle::register,
+    preflight::Checksum,
     slot::{self, Control},
 };
 
@@ -85,8 +86,12 @@ impl Host {
             return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
         };
         let _guard = self.inner.lifecycle.lock();
-        let copied =
-            library::ShadowCopy::make(path, &self.inner.shadow_dir, self.inner.allowlist.as_ref());
+        let copied = library::ShadowCopy::make(
+            path,
+            &self.inner.shadow_dir,
+            self.inner.allowlist.as_ref(),
+            Checksum::IfAllowlisted,
+        );
         let copy = match copied {
             Ok(copy) => copy,
             Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),

@@ -157,6 +157,12 @@ fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activati
         .declared
         .contains(&"emit:greeter:greeted".to_owned()));
     assert_eq!(greeter.declared, greeter.granted);
+    // Without an allowlist the doctor still shows the checksum one would need.
+    let greeter_bytes = std::fs::read(&greeter.file).expect("read greeter");
+    assert_eq!(
+        greeter.sha256.as_deref(),
+        Some(loader::sha256_hex(&greeter_bytes).as_str())
+    );
     let notes = by_file("libnotes.so");
     assert!(
         notes.problems[0].error.contains("validator"),
