@@ -12,7 +12,7 @@ use plugin_api::{
     BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
 };
 
-use crate::{dispatch::Caller, host::HostInner, slot::current_chain, storage::Namespace};
+use crate::{dispatch::Caller, host::HostInner, runtime::slot::current_chain, storage::Namespace};
 
 /// What a plugin's context knows about it.
 pub(crate) struct PluginContext {

@@ -13,12 +13,12 @@ use serde::Serialize;
 
 use crate::{
     config::HostConfig,
-    discover,
     error::LoadError,
     host::HOST_VERSION,
-    library::{self, PluginLibrary},
-    preflight::Checksum,
-    resolve::{self, Node},
+    load::discover,
+    load::library::{self, PluginLibrary},
+    load::preflight::Checksum,
+    plan::resolve::{self, Node},
 };
 
 /// One problem and how to fix it.

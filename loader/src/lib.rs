@@ -38,44 +38,35 @@
 pub mod bench;
 mod config;
 mod context;
-mod deadletter;
-mod discover;
 mod dispatch;
 mod doctor;
 mod error;
 mod host;
-mod library;
 mod lifecycle;
-mod metrics;
-mod pattern;
-mod preflight;
-mod recorder;
-mod reload;
-mod reply;
-mod resolve;
-mod routes;
-mod slot;
+mod load;
+mod observe;
+mod plan;
+mod runtime;
 mod storage;
-mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod watch;
 
 pub use config::{HostConfig, PluginSettings};
-pub use deadletter::DeadLetter;
-pub use discover::{discover, is_candidate, library_file_name};
 pub use dispatch::CollectedResults;
 pub use doctor::{fix_for, DoctorReport, FileDiagnosis, Problem};
 pub use error::{ConfigError, LoadError, StorageError};
 pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscription, HOST_VERSION};
-pub use library::{load_library, PluginLibrary};
-pub use metrics::PluginMetrics;
-pub use pattern::matches as pattern_matches;
-pub use preflight::{
+pub use lifecycle::reload::FileChange;
+pub use load::discover::{discover, is_candidate, library_file_name};
+pub use load::library::{load_library, PluginLibrary};
+pub use load::preflight::{
     check_elf, check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
 };
-pub use recorder::{render_tree, RecordKind, TraceRecord};
-pub use reload::FileChange;
-pub use slot::PluginState;
+pub use observe::deadletter::DeadLetter;
+pub use observe::metrics::PluginMetrics;
+pub use observe::recorder::{render_tree, RecordKind, TraceRecord};
+pub use plan::capability::matches as pattern_matches;
+pub use runtime::slot::PluginState;
 pub use storage::{Namespace, Store};
 pub use watch::{ChangeCallback, FolderWatcher, WatchError};

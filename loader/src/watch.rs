@@ -16,7 +16,7 @@ use std::{
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::{discover, host::Host, reload::FileChange};
+use crate::{host::Host, lifecycle::reload::FileChange, load::discover};
 
 /// Why the folder cannot be watched.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use plugin_api::{Manifest, PluginModRef, API_VERSION};
 
 use crate::{
     error::LoadError,
-    preflight::{self, Checksum},
+    load::preflight::{self, Checksum},
 };
 
 /// A plugin library that passed every check and whose manifest has been read. No plugin code

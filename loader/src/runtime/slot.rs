@@ -21,8 +21,8 @@ use parking_lot::{Mutex, RwLock};
 use plugin_api::{ErrorKind, Event, Payload, PluginError, PluginInstanceBox};
 
 use crate::{
-    metrics::Metrics,
-    recorder::{Entry, Label, Outcome, RecordKind, Recorder},
+    observe::metrics::Metrics,
+    observe::recorder::{Entry, Label, Outcome, RecordKind, Recorder},
 };
 
 /// The plugins whose dispatcher threads are blocked waiting on the current call, outermost

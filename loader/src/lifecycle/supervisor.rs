@@ -19,7 +19,7 @@ use plugin_api::PluginError;
 use crate::{
     error::LoadError,
     host::{Host, HostInner},
-    slot::{self, Control, Fault, PluginState},
+    runtime::slot::{self, Control, Fault, PluginState},
 };
 
 /// Runs until the host is dropped (its `stop` sender goes away).
@@ -117,7 +117,7 @@ impl HostInner {
                 Ok(()) => done_rx
                     .recv_timeout(deadline)
                     .unwrap_or_else(|_| Err(PluginError::failed("restart missed its deadline"))),
-                Err(_) => Err(crate::slot::not_serving(plugin)),
+                Err(_) => Err(crate::runtime::slot::not_serving(plugin)),
             }
         };
         match activated {

@@ -22,10 +22,10 @@ use plugin_api::{ErrorKind, PluginError};
 use crate::{
     error::LoadError,
     host::{Host, HostInner, LoadReport},
-    library::{self, PluginLibrary},
     lifecycle::register,
-    preflight::Checksum,
-    slot::{self, Control},
+    load::library::{self, PluginLibrary},
+    load::preflight::Checksum,
+    runtime::slot::{self, Control},
 };
 
 /// What [`Host::apply_file`] did.

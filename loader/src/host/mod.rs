@@ -15,16 +15,16 @@ use serde::Serialize;
 
 use crate::{
     config::HostConfig,
-    deadletter::{DeadLetter, DeadLetters},
+    dispatch::routes::{HostCommand, HostSubscriber, Route, Routes, Target},
     dispatch::{Caller, CollectedResults},
     error::{LoadError, StorageError},
-    library::{self, PluginLibrary},
-    metrics::PluginMetrics,
-    recorder::{Recorder, TraceRecord},
-    routes::{HostCommand, HostSubscriber, Route, Routes, Target},
-    slot::{Fault, PluginState, Slot},
+    lifecycle::supervisor::{self, SupervisorHandle},
+    load::library::{self, PluginLibrary},
+    observe::deadletter::{DeadLetter, DeadLetters},
+    observe::metrics::PluginMetrics,
+    observe::recorder::{Recorder, TraceRecord},
+    runtime::slot::{Fault, PluginState, Slot},
     storage::Store,
-    supervisor::{self, SupervisorHandle},
 };
 
 /// The host's own version, which plugins' `host_requirement` is checked against.
@@ -336,7 +336,7 @@ impl Host {
     /// # Errors
     /// Only when `dir` cannot be listed.
     pub fn load_dir_from(&self, dir: &Path) -> Result<LoadReport, LoadError> {
-        let files = crate::discover::discover(dir)?;
+        let files = crate::load::discover::discover(dir)?;
         Ok(self.load_files(&files))
     }
 

@@ -1,5 +1,8 @@
 //! Loading, activation and deactivation: how plugins enter and leave the host.
 
+pub(crate) mod reload;
+pub(crate) mod supervisor;
+
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
@@ -13,14 +16,14 @@ use plugin_api::{abi::HostContext_TO, Manifest, Payload, PluginError};
 
 use crate::{
     context::PluginContext,
+    dispatch::routes::{Route, Routes, Target},
     dispatch::Caller,
     error::LoadError,
     host::{Failure, HostInner, LoadEntry, LoadReport, SlotEntry},
-    library::PluginLibrary,
-    pattern,
-    resolve::{self, Node},
-    routes::{Route, Routes, Target},
-    slot::{self, Control, PluginState, Slot},
+    load::library::PluginLibrary,
+    plan::capability,
+    plan::resolve::{self, Node},
+    runtime::slot::{self, Control, PluginState, Slot},
 };
 
 pub(crate) fn lifecycle_data(
@@ -452,7 +455,7 @@ impl HostInner {
                 "the host subscribes with Host::subscribe",
             ));
         };
-        if !pattern::allows_pattern(granted, "subscribe", pattern_text) {
+        if !capability::allows_pattern(granted, "subscribe", pattern_text) {
             return Err(PluginError::new(
                 plugin_api::ErrorKind::PermissionDenied,
                 format!(
@@ -532,7 +535,7 @@ pub(crate) fn register(
         );
     }
     for p in &manifest.subscribes {
-        if pattern::allows_pattern(granted, "subscribe", p) {
+        if capability::allows_pattern(granted, "subscribe", p) {
             routes.subscribe(p, Target::Plugin(slot.clone()));
         } else {
             log::warn!(
@@ -548,7 +551,7 @@ pub(crate) fn register(
         routes.add_provider(&p.name, p.priority, slot.clone());
     }
     if let Some(m) = &manifest.middleware {
-        if pattern::allows(granted, "middleware") {
+        if capability::allows(granted, "middleware") {
             routes.add_middleware(m.priority, slot.clone());
         } else {
             log::warn!(

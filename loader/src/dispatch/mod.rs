@@ -2,6 +2,8 @@
 //! host application (through [`Host`](crate::Host)): capability checks, cycle checks, routing,
 //! queueing and deadlines.
 
+pub(crate) mod routes;
+
 use std::{
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -14,13 +16,13 @@ use plugin_api::{
 };
 
 use crate::{
-    deadletter::DeadLetter,
+    dispatch::routes::{Route, Target},
     host::HostInner,
-    pattern,
-    recorder::{Entry, Label, Outcome, RecordKind},
-    reply::{Answerable, ReplyTo, Waited, Waiter},
-    routes::{Route, Target},
-    slot::{Chain, Delivery, Job, JobEnv, JobRun, Slot},
+    observe::deadletter::DeadLetter,
+    observe::recorder::{Entry, Label, Outcome, RecordKind},
+    plan::capability,
+    runtime::reply::{Answerable, ReplyTo, Waited, Waiter},
+    runtime::slot::{Chain, Delivery, Job, JobEnv, JobRun, Slot},
 };
 
 /// Each subscriber's answer to `emit_and_collect`: plugin name and what its handler returned.
@@ -52,7 +54,7 @@ impl Caller<'_> {
     pub fn require(&self, capability: &str) -> Result<(), PluginError> {
         match self.granted {
             None => Ok(()),
-            Some(granted) if pattern::allows(granted, capability) => Ok(()),
+            Some(granted) if capability::allows(granted, capability) => Ok(()),
             Some(_) => {
                 log::warn!(
                     "permission denied: plugin {} lacks capability {capability}",
@@ -600,7 +602,7 @@ impl HostInner {
                         self.dead_letter(&slot.name, &dropped, "dropped from a full event queue");
                         None
                     }
-                    Err(()) => Some(Err(crate::slot::not_serving(&slot.name))),
+                    Err(()) => Some(Err(crate::runtime::slot::not_serving(&slot.name))),
                 }
             };
             results.push((slot.name.to_string(), pending));
@@ -893,7 +895,7 @@ impl HostInner {
 }
 
 /// Queues an event for a host subscriber, dropping its oldest when full.
-fn deliver_host(sub: &crate::routes::HostSubscriber, event: &Arc<Event>) {
+fn deliver_host(sub: &crate::dispatch::routes::HostSubscriber, event: &Arc<Event>) {
     let mut item = event.clone();
     loop {
         match sub.tx.try_send(item) {

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use crossbeam_channel::{Receiver, Sender};
 use plugin_api::{CommandRequest, Event, Payload, PluginError};
 
-use crate::{pattern, slot::Slot};
+use crate::{plan::capability, runtime::slot::Slot};
 
 /// A command handler registered by the host application.
 pub type HostCommand = Arc<dyn Fn(&CommandRequest) -> Result<Payload, PluginError> + Send + Sync>;
@@ -91,7 +91,7 @@ impl Routes {
         }
         let mut out: Vec<Target> = Vec::new();
         for sub in &self.subscriptions {
-            if !pattern::matches(&sub.pattern, event_type) {
+            if !capability::matches(&sub.pattern, event_type) {
                 continue;
             }
             let dup = match &sub.target {

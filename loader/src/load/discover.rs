@@ -3,7 +3,7 @@
 //! A candidate is any entry whose name looks like a shared library of this platform
 //! (`lib*.so` on Linux, `lib*.dylib` on macOS, `*.dll` on Windows). Discovery only looks at names:
 //! symlinks, folders and other odd entries with such a name are returned too, so that
-//! [`preflight`](crate::preflight::preflight) refuses them with an error the user can see instead
+//! [`preflight`](crate::load::preflight::preflight) refuses them with an error the user can see instead
 //! of the file being skipped without a word.
 
 use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};

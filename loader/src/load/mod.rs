@@ -1,0 +1,9 @@
+//! From a file to a checked library: nothing here starts a thread or touches host state.
+//!
+//! 1. [`discover`]: which files in a folder are plugin candidates.
+//! 2. [`preflight`]: checks on the file and its private copy before anything is opened
+//!    (regular file, permissions, complete image, allowlist digest).
+//! 3. [`library`]: the shadow copy opened, abi_stable's checks, the manifest read.
+pub(crate) mod discover;
+pub(crate) mod library;
+pub(crate) mod preflight;

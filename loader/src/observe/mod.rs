@@ -1,0 +1,8 @@
+//! What the host remembers about the work it did.
+//!
+//! 1. [`recorder`]: the flight recorder (a ring of call and event records) and trace rendering.
+//! 2. [`metrics`]: per-plugin counters and latency summaries.
+//! 3. [`deadletter`]: events and messages that could not be delivered.
+pub(crate) mod deadletter;
+pub(crate) mod metrics;
+pub(crate) mod recorder;
