@@ -110,7 +110,7 @@ pub enum BenchError {
         case: &'static str,
         /// Why.
         #[source]
-        source: Box<LoadError>,
+        source: std::sync::Arc<LoadError>,
     },
     /// The folder watcher could not start.
     #[error("{case}: cannot watch the plugins folder")]
@@ -144,10 +144,12 @@ impl BenchError {
         move |source| BenchError::Call { case, source }
     }
 
-    pub(crate) fn load(case: &'static str) -> impl FnOnce(LoadError) -> BenchError {
+    pub(crate) fn load<E: Into<std::sync::Arc<LoadError>>>(
+        case: &'static str,
+    ) -> impl FnOnce(E) -> BenchError {
         move |source| BenchError::Load {
             case,
-            source: Box::new(source),
+            source: source.into(),
         }
     }
 

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// The host's own version, which plugins' `host_requirement` is checked against.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Host-wide settings, with the defaults a host gets without a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +60,11 @@ pub struct HostConfig {
     pub recorder_capacity: usize,
     /// Dead letters kept.
     pub dead_letter_capacity: usize,
+    /// Event types whose subscribers are cached at most (event types come from plugins: the
+    /// cache starts over rather than grow past this).
+    pub route_cache_capacity: usize,
+    /// Subscriptions one plugin may hold at most; more are refused with an error.
+    pub max_subscriptions_per_plugin: usize,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
 }
@@ -98,6 +106,8 @@ impl Default for HostConfig {
             request_queue: 256,
             storage_quota_bytes: 1024 * 1024,
             max_payload_bytes: 4 * 1024 * 1024,
+            route_cache_capacity: 4096,
+            max_subscriptions_per_plugin: 1024,
             allowlist: Vec::new(),
             max_restarts: 3,
             restart_window_ms: 5 * 60 * 1000,

@@ -12,14 +12,20 @@ use plugin_api::{
     BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
 };
 
-use crate::{dispatch::Caller, host::HostInner, runtime::slot::current_chain, storage::Namespace};
+use crate::{
+    dispatch::{Caller, Dispatcher},
+    runtime::{chain::current_chain, slot::Seal},
+    storage::Namespace,
+};
 
 /// What a plugin's context knows about it.
 pub(crate) struct PluginContext {
-    pub host: Weak<HostInner>,
+    pub dispatcher: Weak<Dispatcher>,
     pub name: Arc<str>,
     pub granted: Arc<[String]>,
     pub config: Payload,
+    /// Retired when the instance this context was made for ends.
+    pub seal: Seal,
 }
 
 fn timeout(ms: u64) -> Option<Duration> {
@@ -41,9 +47,18 @@ impl PluginContext {
     /// (that would abort), so panics are caught here too.
     fn with<T>(
         &self,
-        f: impl FnOnce(&HostInner, &Caller<'_>) -> Result<T, PluginError>,
+        f: impl FnOnce(&Dispatcher, &Caller<'_>) -> Result<T, PluginError>,
     ) -> RResult<T, PluginError> {
-        let Some(host) = self.host.upgrade() else {
+        if self.seal.is_retired() {
+            return RResult::RErr(PluginError::new(
+                ErrorKind::Cancelled,
+                format!(
+                    "plugin {}'s context was retired: the instance it was made for was deactivated, replaced or restarted, and its calls are refused",
+                    self.name
+                ),
+            ));
+        }
+        let Some(host) = self.dispatcher.upgrade() else {
             return RResult::RErr(PluginError::new(
                 ErrorKind::Cancelled,
                 "the host is shutting down",
@@ -192,7 +207,7 @@ impl HostContext for PluginContext {
     ) -> RResult<ROption<Payload>, PluginError> {
         self.with(|h, c| {
             let ns = self.namespace(c, scope, false)?;
-            h.store
+            h.store()
                 .get(&ns, key.as_str())
                 .map(ROption::from)
                 .map_err(storage_error)
@@ -207,7 +222,7 @@ impl HostContext for PluginContext {
     ) -> RResult<(), PluginError> {
         self.with(|h, c| {
             let ns = self.namespace(c, scope, true)?;
-            h.store
+            h.store()
                 .set(&ns, key.as_str(), &value)
                 .map_err(storage_error)
         })
@@ -216,7 +231,7 @@ impl HostContext for PluginContext {
     fn storage_delete(&self, scope: StorageScope, key: RStr<'_>) -> RResult<bool, PluginError> {
         self.with(|h, c| {
             let ns = self.namespace(c, scope, true)?;
-            h.store.delete(&ns, key.as_str()).map_err(storage_error)
+            h.store().delete(&ns, key.as_str()).map_err(storage_error)
         })
     }
 
@@ -231,7 +246,7 @@ impl HostContext for PluginContext {
             c.require("database")?;
             let ns = self.namespace(c, scope, false)?;
             let rows = h
-                .store
+                .store()
                 .scan(&ns, start.as_str(), end.as_str(), limit)
                 .map_err(storage_error)?;
             Ok(rows
@@ -252,7 +267,7 @@ impl HostContext for PluginContext {
                 .into_iter()
                 .map(|op| (op.key.into_string(), op.value.into_option()))
                 .collect();
-            h.store.batch(&ns, &ops).map_err(storage_error)
+            h.store().batch(&ns, &ops).map_err(storage_error)
         })
     }
 

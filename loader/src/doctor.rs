@@ -1,24 +1,21 @@
 //! A preflight report of a plugins folder that activates nothing: what `demo-app doctor` prints.
 //!
 //! Each file goes through the same checks as a real load (including dlopen of a shadow copy and
-//! reading the manifest, which runs no plugin code of the author's), then the set is checked for
-//! duplicate names, host requirements and dependencies, and the activation order is computed.
+//! reading the manifest), then the set goes through the same admission as a real load
+//! (`plan::admit`: duplicates, the host config, host requirements, dependencies, providers), so
+//! "would it load" is answered by the code that decides it.
 
-use std::{
-    collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::{
-    config::HostConfig,
+    config::{HostConfig, HOST_VERSION},
     error::LoadError,
-    host::HOST_VERSION,
     load::discover,
     load::library::{self, PluginLibrary},
     load::preflight::Checksum,
-    plan::resolve::{self, Node},
+    plan::admit::{self, Proposal, World},
 };
 
 /// One problem and how to fix it.
@@ -104,6 +101,10 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::Quarantined { plugin, .. } => format!("fix the plugin, then re-enable {plugin}"),
         LoadError::UnknownPlugin { .. } => "check the plugin name".into(),
         LoadError::BlockedByDependent { dependent, .. } => format!("upgrade {dependent} first, or keep a compatible version"),
+        LoadError::NoPluginsFolder => "pass --plugins <folder> or set plugins_dir in the host config".into(),
+        LoadError::ProviderConflict { plugin, provider, .. } => format!("give {plugin}'s provider {provider} a different priority, or remove one of the two plugins"),
+        LoadError::BadRequirement { .. } => "use a semver range like \"^0.1\" or \"*\"".into(),
+        LoadError::Deadline { entry, .. } => format!("fix the plugin's {entry}: it must return promptly (raise activation_timeout_ms if it is only slow)"),
     }
 }
 
@@ -168,30 +169,6 @@ pub fn diagnose(
                         fix: format!("grant it under [plugins.{}] or accept that the plugin gets permission-denied errors when it uses it", m.name),
                     });
                 }
-                if !settings.enabled {
-                    d.problems.push(problem(&LoadError::Disabled {
-                        plugin: m.name.clone(),
-                    }));
-                }
-                let req = if m.host_requirement.is_empty() {
-                    "*"
-                } else {
-                    &m.host_requirement
-                };
-                match semver::VersionReq::parse(req) {
-                    Ok(r) if !r.matches(&host_version) => {
-                        d.problems.push(problem(&LoadError::HostRequirement {
-                            plugin: m.name.clone(),
-                            requirement: req.to_owned(),
-                            host: host_version.to_string(),
-                        }))
-                    }
-                    Ok(_) => {}
-                    Err(e) => d.problems.push(Problem {
-                        error: format!("host requirement {req:?} is not a semver range: {e}"),
-                        fix: "use a range like \"^0.1\" or \"*\"".into(),
-                    }),
-                }
                 libs.push((out.len(), lib));
             }
             Err(error) => {
@@ -206,45 +183,33 @@ pub fn diagnose(
         }
         out.push(d);
     }
-    // Duplicate names: the first file wins, as in a real load.
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    let mut unique: Vec<(usize, &PluginLibrary)> = Vec::new();
-    for (i, lib) in &libs {
-        match seen.get(&lib.manifest.name) {
-            Some(existing) => out[*i].problems.push(problem(&LoadError::Duplicate {
-                plugin: lib.manifest.name.clone(),
-                path: lib.source.clone(),
-                existing: existing.clone(),
-            })),
-            None => {
-                seen.insert(lib.manifest.name.clone(), lib.source.clone());
-                unique.push((*i, lib));
-            }
-        }
+    // Would they load together? The same admission as a real load, from an empty host.
+    let admission = {
+        let disabled = |name: &str| !config.plugin(name).enabled;
+        let world = World {
+            host_version: &host_version,
+            running: &[],
+            quarantined: &[],
+            disabled: &disabled,
+            replacing: None,
+        };
+        let proposals: Vec<Proposal<'_>> = libs
+            .iter()
+            .map(|(_, l)| Proposal {
+                source: &l.source,
+                manifest: &l.manifest,
+                version: &l.version,
+            })
+            .collect();
+        admit::admit(&world, &proposals)
+    };
+    for (k, error) in &admission.refused {
+        out[libs[*k].0].problems.push(problem(error));
     }
-    let nodes: Vec<Node<'_>> = unique
-        .iter()
-        .map(|(_, l)| Node {
-            name: &l.manifest.name,
-            version: &l.version,
-            dependencies: &l.manifest.dependencies,
-        })
-        .collect();
-    let resolution = resolve::resolve(&nodes, &HashMap::new());
-    for (k, error) in &resolution.failed {
-        out[unique[*k].0].problems.push(problem(error));
-    }
-    let blocked: HashSet<usize> = unique
-        .iter()
-        .enumerate()
-        .filter(|(_, (i, _))| !out[*i].problems.is_empty())
-        .map(|(k, _)| k)
-        .collect();
-    let activation_order = resolution
+    let activation_order = admission
         .order
         .iter()
-        .filter(|k| !blocked.contains(k))
-        .map(|&k| unique[k].1.manifest.name.clone())
+        .map(|&k| libs[k].1.manifest.name.clone())
         .collect();
     Ok(DoctorReport {
         folder: dir.to_owned(),

@@ -195,6 +195,9 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// No plugins folder was given (neither in the config nor to the call).
+    #[error("no plugins folder configured (set plugins_dir in the config or pass a folder)")]
+    NoPluginsFolder,
     /// No plugin of that name.
     #[error("no plugin named {plugin}")]
     UnknownPlugin {
@@ -216,6 +219,40 @@ pub enum LoadError {
         dependent: String,
         /// The dependent's requirement.
         requirement: String,
+    },
+    /// Two plugins provide the same service at the same priority.
+    #[error("plugin {plugin} provides {provider} at priority {priority}, which {other} already provides at the same priority (give one a different priority)")]
+    ProviderConflict {
+        /// The plugin refused.
+        plugin: String,
+        /// The provider name.
+        provider: String,
+        /// The priority both declare.
+        priority: i32,
+        /// The plugin that provides it already.
+        other: String,
+    },
+    /// A dependency's version requirement is not a semver range.
+    #[error("plugin {plugin} has an invalid version requirement {requirement:?} for dependency {dependency}: {message}")]
+    BadRequirement {
+        /// The plugin.
+        plugin: String,
+        /// The dependency.
+        dependency: String,
+        /// The requirement as written.
+        requirement: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Plugin code did not return within its deadline.
+    #[error("plugin {plugin}: {entry} did not return within {ms} ms; its thread is left running (threads cannot be killed)")]
+    Deadline {
+        /// The plugin.
+        plugin: String,
+        /// The entry point (`activate`, `deactivate`, ...).
+        entry: String,
+        /// The deadline.
+        ms: u64,
     },
 }
 

@@ -1,37 +1,109 @@
 //! Loads native plugins (cdylib files) from a folder and dispatches their events, commands,
-//! messages, RPC, hooks, middleware and provider calls.
+//! messages, RPC, hooks, middleware and provider calls between them and the application.
 //!
-//! ```no_run
+//! # Hello, plugin
+//! A plugin is a type that implements [`plugin_api::Plugin`]; shipped as a library it ends with
+//! `export_plugin!(Type)`. The same type can be compiled into the application with
+//! `static_plugin!`, which is what these examples do so that they run as they are:
+//!
+//! ```
 //! use loader::Host;
-//! use plugin_api::Payload;
+//! use plugin_api::prelude::*;
 //!
-//! let host = Host::builder().plugins_dir("target/debug").build()?;
-//! let report = host.load_dir()?;
-//! for entry in &report.entries {
-//!     if let Some(error) = &entry.error {
-//!         eprintln!("{}: {error}", entry.file.display());
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("hello").command_with_help("greet", "says hello")
+//!     }
+//!     fn handle_command(&mut self, _: &Context, command: &str, args: &Payload) -> PluginResult<Payload> {
+//!         match command {
+//!             "greet" => args.reply_with(&"hello!"),
+//!             other => Err(PluginError::not_found(format!("no command {other}"))),
+//!         }
 //!     }
 //! }
-//! let args = Payload::from_json_str(r#"{"name":"Ada"}"#)?;
-//! let reply = host.execute("greeter:greet", args)?;
-//! println!("{}", reply.to_json_string()?);
+//!
+//! let host = Host::builder().in_memory_storage().build()?;
+//! host.register_static(plugin_api::static_plugin!(Hello))?;
+//! let reply = host.execute("hello:greet", Payload::empty())?;
+//! assert_eq!(reply.decode::<String>()?, "hello!");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # A folder of plugins
+//! [`Host::load_dir`] loads every candidate file of the plugins folder; one bad file never
+//! stops the others, and the report says what happened to each:
+//!
+//! ```no_run
+//! use loader::Host;
+//!
+//! let host = Host::builder().plugins_dir("plugins").build()?;
+//! for entry in host.load_dir()?.entries {
+//!     match &entry.error {
+//!         None => println!("{} active", entry.plugin.unwrap_or_default()),
+//!         Some(error) => eprintln!("{}: {error}", entry.file.display()),
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Events
+//! Plugins publish and subscribe through their context; the application does the same through
+//! the host. Every `plugin:*` lifecycle event reads back as a [`LifecycleEvent`]:
+//!
+//! ```
+//! use loader::{Host, LifecycleEvent};
+//! use plugin_api::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Quiet;
+//! impl Plugin for Quiet {
+//!     fn manifest() -> Manifest { Manifest::new("quiet") }
+//! }
+//!
+//! let host = Host::builder().in_memory_storage().build()?;
+//! let events = host.subscribe("plugin:*", 16);
+//! host.register_static(plugin_api::static_plugin!(Quiet))?;
+//! let first = events.receiver().recv()?;
+//! assert!(matches!(
+//!     LifecycleEvent::from_event(&first),
+//!     Some(LifecycleEvent::Loaded { plugin, .. }) if plugin == "quiet"
+//! ));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How the loader is built
+//! The folders follow a plugin from its file to the running host; each depends only on the
+//! ones before it:
+//! 1. `load`: file → checked library (discovery, checks on the bytes, shadow copy, opening,
+//!    abi_stable's checks, the manifest). No threads, no host state.
+//! 2. `plan`: pure decisions over manifests: admission (which plugins may run, and why not),
+//!    dependency order, capabilities.
+//! 3. `runtime`: one running instance: its queues, its thread, the wait chain, and `invoke`,
+//!    the one function that enters plugin code (with the cycle check, the reply size limit,
+//!    metrics, records and the panic fence), over calls and answers that are plain data.
+//! 4. `dispatch`: the caller side of every pattern (commands and middleware, events, messages
+//!    and RPC, hooks and providers), with capability checks and deadlines.
+//! 5. `lifecycle`: activation, deactivation, hot reload and the supervisor's restart policy.
+//! 6. `observe`: flight recorder, metrics, dead letters.
+//! 7. `context` (what plugins call), `storage`, `watch`, `doctor`, and `host`: the [`Host`]
+//!    handle itself.
+//!
 //! # What a load does
 //! Each file is checked (regular file, not world-writable), copied to a unique shadow path, and
-//! the copy checked before it is opened (a complete ELF image, optional SHA-256 allowlist) and
-//! opened from there
-//! (the same path would return the old image; overwriting a mapped file would crash), checked
-//! by abi_stable (interface version and type layout), refused if built with `panic = "abort"`,
-//! and its manifest read. Plugins are then checked for duplicate names, host requirements and
-//! dependencies, and activated in dependency order, each on its own thread.
+//! the copy checked before it is opened (a complete image, optional SHA-256 allowlist), then
+//! opened from there (the same path would return the old image; overwriting a mapped file would
+//! crash), checked by abi_stable (interface version and type layout), refused if built with
+//! `panic = "abort"`, and its manifest read (within a deadline). Admission then decides which
+//! plugins may run, and they are activated in dependency order, each on its own thread.
 //!
 //! # Honest limits
 //! Plugins are native code running with the host's rights: the checks and the capability
 //! broker guard the API, not the process. Libraries are never unloaded (`dlclose` is unsound
 //! for Rust code); a retired plugin stays mapped. A thread stuck in plugin code cannot be
-//! killed: it is detached and counted.
+//! killed: it is detached and counted, and its context is retired.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "bench")]
@@ -52,12 +124,13 @@ mod storage;
 pub mod testing;
 mod watch;
 
-pub use config::{HostConfig, PluginSettings};
-pub use dispatch::CollectedResults;
+pub use config::{HostConfig, PluginSettings, HOST_VERSION};
+pub use dispatch::{CollectedResults, TableSizes};
 pub use doctor::{fix_for, DoctorReport, FileDiagnosis, Problem};
 pub use error::{ConfigError, LoadError, StorageError};
-pub use host::{Host, HostBuilder, LoadEntry, LoadReport, PluginInfo, Subscription, HOST_VERSION};
+pub use host::{Host, HostBuilder, PluginInfo, Subscription};
 pub use lifecycle::reload::FileChange;
+pub use lifecycle::{LifecycleEvent, LoadEntry, LoadReport};
 pub use load::discover::{discover, is_candidate, library_file_name};
 pub use load::library::{load_library, PluginLibrary};
 pub use load::preflight::{

@@ -16,16 +16,28 @@ use std::{
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::{host::Host, lifecycle::reload::FileChange, load::discover};
+use std::sync::{Arc, Weak};
+
+use crate::{
+    lifecycle::{reload::FileChange, Lifecycle},
+    load::discover,
+};
 
 /// Why the folder cannot be watched.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path}: {message}")]
+#[error("cannot watch {}: {message}", folder(.path))]
 pub struct WatchError {
-    /// The folder.
-    pub path: PathBuf,
+    /// The folder; `None` when no plugins folder is configured.
+    pub path: Option<PathBuf>,
     /// The watcher's message.
     pub message: String,
+}
+
+fn folder(path: &Option<PathBuf>) -> String {
+    path.as_ref().map_or_else(
+        || "the plugins folder".to_owned(),
+        |p| p.display().to_string(),
+    )
 }
 
 /// A running folder watcher; dropping it stops the watcher thread.
@@ -75,31 +87,29 @@ struct Pending {
     since: Instant,
 }
 
-impl Host {
-    /// Watches the plugins folder and applies every settled change with
-    /// [`Host::apply_file`]: new files load, changed files reload, removed files deactivate.
-    /// `on_change` is told about each (lifecycle events are emitted as usual).
-    ///
-    /// # Errors
-    /// No plugins folder configured, or neither the OS watcher nor polling can watch it.
-    pub fn watch(
-        &self,
-        debounce: Duration,
-        on_change: ChangeCallback,
-    ) -> Result<FolderWatcher, WatchError> {
-        let dir = self.inner.plugins_dir.clone().ok_or_else(|| WatchError {
-            path: PathBuf::from("<plugins folder>"),
-            message: "no plugins folder configured".into(),
-        })?;
+/// Watches `dir`, the host's plugins folder; see [`Host::watch`](crate::Host::watch). The
+/// watcher stops applying changes once the host is gone.
+pub(crate) fn watch(
+    lifecycle: &Arc<Lifecycle>,
+    dir: PathBuf,
+    debounce: Duration,
+    on_change: ChangeCallback,
+) -> Result<FolderWatcher, WatchError> {
+    {
         let (tx, rx) = unbounded::<PathBuf>();
+        // Some watchers (FSEvents on macOS) report canonical paths (`/private/tmp/...`) while
+        // the host knows its plugins by the folder as configured (relative, or through a
+        // symlink): events are mapped back onto the configured folder.
+        let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
         let handler = {
             let tx = tx.clone();
+            let dir = dir.clone();
             move |event: notify::Result<notify::Event>| match event {
                 // Reading a file (the host's own shadow copy does) is not a change.
                 Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
                 Ok(event) => {
                     for p in event.paths {
-                        let _ = tx.send(p);
+                        let _ = tx.send(onto_folder(&p, &dir, &canonical));
                     }
                 }
                 // Overflow or error: rescan the folder.
@@ -129,13 +139,14 @@ impl Host {
                 }
             };
         let (stop_tx, stop_rx) = bounded::<()>(0);
-        let host = self.clone();
+        let host = Arc::downgrade(lifecycle);
+        let thread_dir = dir.clone();
         let thread = std::thread::Builder::new()
             .name("plugin-watcher".into())
-            .spawn(move || watch_loop(host, dir, debounce, rx, stop_rx, on_change))
+            .spawn(move || watch_loop(host, thread_dir, debounce, rx, stop_rx, on_change))
             .map_err(|e| WatchError {
-                path: PathBuf::new(),
-                message: e.to_string(),
+                path: Some(dir.clone()),
+                message: format!("cannot start the watcher thread: {e}"),
             })?;
         drop(tx);
         Ok(FolderWatcher {
@@ -153,7 +164,7 @@ fn poll_watcher<H: notify::EventHandler>(
     handler: H,
 ) -> Result<Box<dyn notify::Watcher + Send>, WatchError> {
     let error = |e: notify::Error| WatchError {
-        path: dir.to_owned(),
+        path: Some(dir.to_owned()),
         message: e.to_string(),
     };
     let config =
@@ -164,7 +175,7 @@ fn poll_watcher<H: notify::EventHandler>(
 }
 
 fn watch_loop(
-    host: Host,
+    host: Weak<Lifecycle>,
     dir: PathBuf,
     debounce: Duration,
     changes: Receiver<PathBuf>,
@@ -186,7 +197,9 @@ fn watch_loop(
                 Ok(path) if path.as_os_str().is_empty() => {
                     // Rescan: every candidate, plus every file a plugin came from.
                     let mut all = discover::discover(&dir).unwrap_or_default();
-                    all.extend(host.plugins().into_iter().map(|p| p.file).filter(|f| f.starts_with(&dir)));
+                    if let Some(host) = host.upgrade() {
+                        all.extend(host.known_files().into_iter().filter(|f| f.starts_with(&dir)));
+                    }
                     for p in all {
                         mark(&mut pending, p);
                     }
@@ -210,9 +223,14 @@ fn watch_loop(
                         ready.push(path.clone());
                     }
                 }
-                for path in ready {
-                    pending.remove(&path);
-                    let outcome = host.apply_file(&path);
+                for path in &ready {
+                    pending.remove(path);
+                }
+                let Some(host) = host.upgrade() else { return };
+                // Settled together, applied together: new files load as one batch, in
+                // dependency order.
+                ready.sort();
+                for (path, outcome) in host.apply_files(&ready) {
                     on_change(&path, &outcome);
                 }
             },
@@ -229,4 +247,20 @@ fn mark(pending: &mut HashMap<PathBuf, Pending>, path: PathBuf) {
     // Any new notification restarts the settle period.
     entry.seen = seen;
     entry.since = Instant::now();
+}
+
+/// `path` as a path in `dir` when it names a file of `dir` (whose canonical form is
+/// `canonical`), whatever form the watcher reported it in.
+fn onto_folder(path: &Path, dir: &Path, canonical: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if parent != dir => {
+            let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_owned());
+            if parent == canonical {
+                dir.join(name)
+            } else {
+                path.to_owned()
+            }
+        }
+        _ => path.to_owned(),
+    }
 }

@@ -6,7 +6,9 @@ use abi_stable::{std_types::RString, StableAbi};
 
 /// What went wrong, as a stable tag that host and plugin agree on.
 #[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ErrorKind {
     /// The handler reported a failure of its own.
     Failed = 0,
@@ -65,7 +67,7 @@ impl ErrorKind {
 /// The message is complete on its own (it names the command, plugin or capability), so hosts
 /// print it as it is.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginError {
     /// The category of the failure.
     pub kind: ErrorKind,

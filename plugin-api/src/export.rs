@@ -93,7 +93,7 @@ extern "C" fn instantiate_dynamic<T: Plugin + Default>(
             install_log_forwarding(&context);
             let plugin = T::default();
             Ok(PluginInstance_TO::from_value(
-                Adapter { plugin, context },
+                Adapter::new(plugin, context),
                 TD_Opaque,
             ))
         },
@@ -110,7 +110,7 @@ extern "C" fn instantiate_static<T: Plugin + Default>(
             let context = Arc::new(Context::new(context));
             let plugin = T::default();
             Ok(PluginInstance_TO::from_value(
-                Adapter { plugin, context },
+                Adapter::new(plugin, context),
                 TD_Opaque,
             ))
         },
@@ -164,18 +164,76 @@ pub fn static_root_module<T: Plugin + Default, B: BuildInfo>() -> PluginModRef {
 }
 
 /// The plugin wrapped for the instance vtable; every method is fenced.
+///
+/// `deactivate` ends the instance: after it returns, the plugin value is dropped inside the
+/// fence, so a panic in its `Drop` comes back to the host as `deactivate`'s error ("panicked
+/// while being dropped") instead of aborting the process. An instance dropped without
+/// `deactivate` (its activation failed) drops the value inside a fence too, and only logs.
 struct Adapter<T> {
-    plugin: T,
+    plugin: Option<T>,
     context: Arc<Context>,
+}
+
+/// The plugin value, unless `deactivate` already ended it.
+fn live<T>(plugin: &mut Option<T>) -> PluginResult<&mut T> {
+    plugin.as_mut().ok_or_else(|| {
+        PluginError::new(
+            ErrorKind::Cancelled,
+            "this plugin instance was deactivated and takes no more calls",
+        )
+    })
+}
+
+impl<T> Adapter<T> {
+    fn new(plugin: T, context: Arc<Context>) -> Self {
+        Adapter {
+            plugin: Some(plugin),
+            context,
+        }
+    }
+
+    /// Drops the plugin value inside a fence.
+    fn end(&mut self) -> PluginResult<()> {
+        let Some(plugin) = self.plugin.take() else {
+            return Ok(());
+        };
+        catch_unwind(AssertUnwindSafe(move || drop(plugin)))
+            .map_err(|panic| panic_error("drop", panic))
+            .map_err(|e| {
+                PluginError::new(
+                    ErrorKind::Panicked,
+                    format!("panicked while being dropped: {}", e.message()),
+                )
+            })
+    }
+}
+
+impl<T> Drop for Adapter<T> {
+    fn drop(&mut self) {
+        if let Err(e) = self.end() {
+            log::error!("{e}");
+        }
+    }
 }
 
 impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     fn activate(&mut self) -> RResult<(), PluginError> {
-        fence(|| "activate", || self.plugin.activate(&self.context))
+        fence(
+            || "activate",
+            || live(&mut self.plugin)?.activate(&self.context),
+        )
     }
 
     fn deactivate(&mut self) -> RResult<(), PluginError> {
-        fence(|| "deactivate", || self.plugin.deactivate(&self.context))
+        let deactivated = fence(
+            || "deactivate",
+            || live(&mut self.plugin)?.deactivate(&self.context),
+        );
+        let ended = self.end();
+        match (deactivated.into_result(), ended) {
+            (Ok(()), Ok(())) => RResult::ROk(()),
+            (Err(e), _) | (Ok(()), Err(e)) => RResult::RErr(e),
+        }
     }
 
     fn handle_command(
@@ -185,10 +243,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     ) -> RResult<Payload, PluginError> {
         fence(
             || format!("handle_command {command}"),
-            || {
-                self.plugin
-                    .handle_command(&self.context, command.as_str(), args)
-            },
+            || live(&mut self.plugin)?.handle_command(&self.context, command.as_str(), args),
         )
     }
 
@@ -196,7 +251,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence(
             || "on_event",
             || {
-                self.plugin
+                live(&mut self.plugin)?
                     .on_event(&self.context, event)
                     .map(ROption::from)
             },
@@ -208,7 +263,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             fence(
                 || "on_message",
                 || {
-                    self.plugin
+                    live(&mut self.plugin)?
                         .on_message(&self.context, message)
                         .map(ROption::from)
                 },
@@ -217,7 +272,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             fence(
                 || format!("on_call {}", message.method),
                 || {
-                    self.plugin
+                    live(&mut self.plugin)?
                         .on_call(&self.context, message.method.as_str(), &message.payload)
                         .map(ROption::RSome)
                 },
@@ -228,7 +283,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     fn on_hook(&mut self, hook: RStr<'_>, data: &Payload) -> RResult<HookOutcome, PluginError> {
         fence(
             || format!("on_hook {hook}"),
-            || self.plugin.on_hook(&self.context, hook.as_str(), data),
+            || live(&mut self.plugin)?.on_hook(&self.context, hook.as_str(), data),
         )
     }
 
@@ -238,7 +293,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     ) -> RResult<MiddlewareAction, PluginError> {
         fence(
             || "before_command",
-            || self.plugin.before_command(&self.context, request),
+            || live(&mut self.plugin)?.before_command(&self.context, request),
         )
     }
 
@@ -249,10 +304,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     ) -> RResult<Payload, PluginError> {
         fence(
             || "after_command",
-            || {
-                self.plugin
-                    .after_command(&self.context, request, result.into_result())
-            },
+            || live(&mut self.plugin)?.after_command(&self.context, request, result.into_result()),
         )
     }
 
@@ -265,8 +317,12 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence(
             || format!("provide {provider}.{method}"),
             || {
-                self.plugin
-                    .provide(&self.context, provider.as_str(), method.as_str(), args)
+                live(&mut self.plugin)?.provide(
+                    &self.context,
+                    provider.as_str(),
+                    method.as_str(),
+                    args,
+                )
             },
         )
     }
@@ -275,7 +331,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence(
             || "save_state",
             || {
-                self.plugin
+                live(&mut self.plugin)?
                     .save_state(&self.context)
                     .map(|s| s.map(RVec::from).into())
             },
@@ -289,10 +345,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     ) -> RResult<(), PluginError> {
         fence(
             || "restore_state",
-            || {
-                self.plugin
-                    .restore_state(&self.context, &state, from_version.as_str())
-            },
+            || live(&mut self.plugin)?.restore_state(&self.context, &state, from_version.as_str()),
         )
     }
 }

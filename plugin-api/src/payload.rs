@@ -12,7 +12,9 @@ use crate::error::{ErrorKind, PluginError, PluginResult};
 /// struct with [`Payload::decode`] and answers in the caller's codec with
 /// [`Payload::reply_with`].
 #[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Codec {
     /// No data at all (a unit payload).
     Empty = 0,
@@ -51,7 +53,7 @@ impl Codec {
 /// assert_eq!(reply.to_json_string().unwrap(), r#"{"name":"Hello, Ada!"}"#);
 /// ```
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payload {
     /// How `bytes` is encoded.
     pub codec: Codec,

@@ -12,7 +12,7 @@ use crate::{error::PluginError, payload::Payload};
 /// The host fills in every field except `data`: `source` is the emitter's plugin name (or
 /// `host`), so a plugin cannot forge it.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// Unique id of this event within the host process.
     pub id: u64,
@@ -30,7 +30,7 @@ pub struct Event {
 
 /// A direct message or RPC call addressed to one plugin.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// Request id; replies are correlated by it.
     pub id: u64,
@@ -56,7 +56,7 @@ pub struct CollectedReply {
 
 /// What a hook handler decides about the data it was given.
 #[repr(u8)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum HookOutcome {
     /// Pass this (possibly modified) data to the next handler.
     Continue(Payload),
@@ -66,7 +66,7 @@ pub enum HookOutcome {
 
 /// A command on its way through the middleware chain.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CommandRequest {
     /// Unique id of this execution: pairs a middleware's `before_command` with its
     /// `after_command`.
@@ -81,12 +81,31 @@ pub struct CommandRequest {
 
 /// What a middleware decides before the command runs.
 #[repr(u8)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum MiddlewareAction {
     /// Go on with this (possibly changed) request.
     Continue(CommandRequest),
     /// Answer now without running the command or inner middleware.
-    Respond(RResult<Payload, PluginError>),
+    Respond(#[serde(with = "rresult_serde")] RResult<Payload, PluginError>),
+}
+
+/// Serde for abi_stable's `RResult`, which has none of its own: as a `Result`.
+mod rresult_serde {
+    use abi_stable::std_types::RResult;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize, E: Serialize>(
+        value: &RResult<T, E>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_ref().into_result().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, E: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<RResult<T, E>, D::Error> {
+        Result::<T, E>::deserialize(deserializer).map(RResult::from)
+    }
 }
 
 /// Which keyspace a storage operation targets.

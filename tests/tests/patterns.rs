@@ -393,11 +393,14 @@ fn a_second_provider_at_equal_priority_is_refused_at_activation_naming_both() {
     let err = report
         .error_for_plugin("users-twin")
         .expect("the twin is refused");
-    assert!(matches!(err, LoadError::Activation { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::ProviderConflict { provider, other, .. } if provider == "users" && other == "users"),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("plugin users-twin"), "{message}");
     assert!(
-        message.contains("provider users is already provided by users "),
+        message.contains("provides users at priority 0, which users already provides"),
         "{message}"
     );
     assert_ne!(info(&host, "users-twin").state, PluginState::Active);
@@ -427,7 +430,9 @@ fn of_two_providers_at_equal_priority_loaded_together_one_is_refused_naming_both
         .to_string();
     assert!(message.contains(&format!("plugin {plugin} ")), "{message}");
     assert!(
-        message.contains(&format!("provider users is already provided by {other} ")),
+        message.contains(&format!(
+            "provides users at priority 0, which {other} already provides"
+        )),
         "{message}"
     );
     assert!(host

@@ -49,7 +49,8 @@ pub fn list(session: &Session) -> Vec<ListRow> {
     for entry in &session.report.entries {
         let Some(error) = &entry.error else { continue };
         let file = entry.file.display().to_string();
-        if matches!(error, LoadError::AlreadyLoaded { .. }) || rows.iter().any(|r| r.file == file) {
+        if matches!(**error, LoadError::AlreadyLoaded { .. }) || rows.iter().any(|r| r.file == file)
+        {
             continue;
         }
         rows.push(ListRow {

@@ -343,8 +343,7 @@ impl DirectCallBench {
             None,
         )
         .map_err(BenchError::load(DIRECT))?;
-        let granted: Arc<[String]> = Arc::from(Vec::new());
-        let context = host.inner.context_for(&lib.manifest.name, &granted);
+        let context = host.standalone_context(&lib.manifest.name);
         let mut instance = (lib.module.instantiate())(context)
             .into_result()
             .map_err(BenchError::call(DIRECT))?;

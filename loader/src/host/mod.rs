@@ -1,161 +1,43 @@
-//! The host: owns the plugins, their threads, the routing tables and the store.
+//! The host: the one public handle on the loader. [`Host`] and [`HostBuilder`] are the only
+//! `impl` blocks of the host; what they do is done by the dispatcher (calls and events), the
+//! lifecycle (what runs) and the store.
+//!
+//! 1. this file: [`Host`], [`HostBuilder`], host subscriptions;
+//! 2. [`report`]: [`PluginInfo`], what the host knows about each plugin and failed file.
+
+mod report;
 
 use std::{
-    collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
     sync::{atomic::AtomicU64, Arc, Weak},
-    thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crossbeam_channel::{bounded, Receiver};
-use parking_lot::{Mutex, RwLock};
-use plugin_api::{Manifest, Payload, PluginError, PluginModRef};
-use serde::Serialize;
+use plugin_api::{Payload, PluginError, PluginModRef};
 
+pub use self::report::PluginInfo;
 use crate::{
     config::HostConfig,
-    dispatch::routes::{HostCommand, HostSubscriber, Route, Routes, Target},
-    dispatch::{Caller, CollectedResults},
+    dispatch::{
+        routes::{HostCommand, HostSubscriber},
+        Caller, CollectedResults, Dispatcher, TableSizes,
+    },
     error::{LoadError, StorageError},
-    lifecycle::supervisor::{self, SupervisorHandle},
-    load::library::{self, PluginLibrary},
-    observe::deadletter::{DeadLetter, DeadLetters},
-    observe::metrics::PluginMetrics,
-    observe::recorder::{Recorder, TraceRecord},
-    runtime::slot::{Fault, PluginState, Slot},
+    lifecycle::{
+        reload::FileChange,
+        supervisor::{self, SupervisorHandle},
+        Lifecycle, LoadReport,
+    },
+    observe::{deadletter::DeadLetter, recorder::TraceRecord},
     storage::Store,
 };
 
-/// The host's own version, which plugins' `host_requirement` is checked against.
-pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A loaded plugin, as the host keeps it.
-pub(crate) struct SlotEntry {
-    pub slot: Arc<Slot>,
-    /// What it was loaded from, for restarts and re-enabling.
-    pub library: PluginLibrary,
-    pub manifest: Manifest,
-    pub version: semver::Version,
-    pub file: PathBuf,
-    pub granted: Arc<[String]>,
-    pub worker: Option<JoinHandle<()>>,
-}
-
-/// A file that did not become a plugin.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub plugin: Option<String>,
-    pub version: Option<String>,
-    pub error: String,
-}
-
-#[derive(Default)]
-pub(crate) struct State {
-    pub slots: BTreeMap<String, SlotEntry>,
-    pub failures: BTreeMap<PathBuf, Failure>,
-    /// Activation order, for shutdown in reverse.
-    pub order: Vec<String>,
-    pub routes: Routes,
-}
-
-pub(crate) struct HostInner {
-    pub config: HostConfig,
-    pub host_version: semver::Version,
-    pub plugins_dir: Option<PathBuf>,
-    pub shadow_dir: PathBuf,
-    pub store: Store,
-    pub state: RwLock<State>,
-    pub recorder: Arc<Recorder>,
-    pub dead_letters: DeadLetters,
-    pub faults: crossbeam_channel::Sender<Fault>,
-    pub detached: AtomicU64,
-    supervisor: Mutex<Option<SupervisorHandle>>,
-    pub(crate) weak: Weak<HostInner>,
-    pub(crate) allowlist: Option<HashSet<String>>,
-    /// Serializes loads, deactivations and reloads (never held while dispatching).
-    pub(crate) lifecycle: Mutex<()>,
+struct HostInner {
+    dispatcher: Arc<Dispatcher>,
+    lifecycle: Arc<Lifecycle>,
+    _supervisor: Option<SupervisorHandle>,
     temp_dir: Option<PathBuf>,
-}
-
-/// One line of a [`LoadReport`].
-#[derive(Debug)]
-pub struct LoadEntry {
-    /// The file (or `static:<name>`).
-    pub file: PathBuf,
-    /// The plugin name, once the manifest was read.
-    pub plugin: Option<String>,
-    /// The plugin version, once the manifest was read.
-    pub version: Option<String>,
-    /// Why it is not active; `None` when it was activated.
-    pub error: Option<LoadError>,
-}
-
-/// What happened to each file of a load.
-#[derive(Debug, Default)]
-pub struct LoadReport {
-    /// One entry per file, in the order they were tried.
-    pub entries: Vec<LoadEntry>,
-}
-
-impl LoadReport {
-    /// Names of the plugins activated by this load, in activation order.
-    pub fn activated(&self) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|e| e.error.is_none())
-            .filter_map(|e| e.plugin.as_deref())
-            .collect()
-    }
-
-    /// The error for the file whose name is `file_name`, if it failed.
-    pub fn error_for(&self, file_name: &str) -> Option<&LoadError> {
-        self.entries
-            .iter()
-            .find(|e| e.file.file_name().is_some_and(|n| n == file_name))
-            .and_then(|e| e.error.as_ref())
-    }
-
-    /// The error for plugin `name`, if it failed after its manifest was read.
-    pub fn error_for_plugin(&self, name: &str) -> Option<&LoadError> {
-        self.entries
-            .iter()
-            .filter(|e| e.plugin.as_deref() == Some(name))
-            .find_map(|e| e.error.as_ref())
-    }
-
-    /// Whether every file became an active plugin.
-    pub fn is_ok(&self) -> bool {
-        self.entries.iter().all(|e| e.error.is_none())
-    }
-}
-
-/// What the host knows about one plugin file: active plugins and failures alike.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginInfo {
-    /// Plugin name (the file name when the manifest could not be read).
-    pub name: String,
-    /// Plugin version, if known.
-    pub version: Option<String>,
-    /// Lifecycle state.
-    pub state: PluginState,
-    /// The file it came from.
-    pub file: PathBuf,
-    /// The last error, if any.
-    pub error: Option<String>,
-    /// [`fingerprint`](crate::fingerprint) of the loaded bytes: tells builds apart (none for
-    /// compiled-in plugins).
-    pub fingerprint: Option<String>,
-    /// SHA-256 of the loaded bytes, when the host checks an allowlist (computed only then).
-    pub sha256: Option<String>,
-    /// The manifest, if it was read.
-    pub manifest: Option<Manifest>,
-    /// Capabilities declared in the manifest.
-    pub declared: Vec<String>,
-    /// Capabilities granted after the host config.
-    pub granted: Vec<String>,
-    /// Counters.
-    pub metrics: PluginMetrics,
 }
 
 /// Builds a [`Host`].
@@ -226,31 +108,19 @@ impl HostBuilder {
                 self.config.storage_quota_bytes,
             )?
         };
-        let allowlist = self.config.allowlist_set();
-        let host_version =
-            semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
-        let recorder = Arc::new(Recorder::new(self.config.recorder_capacity));
-        let dead_letters = DeadLetters::new(self.config.dead_letter_capacity);
+        let config = Arc::new(self.config);
         let (faults_tx, faults_rx) = crossbeam_channel::unbounded();
-        let inner = Arc::new_cyclic(|weak| HostInner {
-            plugins_dir: self.config.plugins_dir.clone(),
-            config: self.config,
-            host_version,
-            shadow_dir,
-            store,
-            state: RwLock::new(State::default()),
-            recorder,
-            dead_letters,
-            faults: faults_tx,
-            detached: AtomicU64::new(0),
-            supervisor: Mutex::new(None),
-            weak: weak.clone(),
-            allowlist,
-            lifecycle: Mutex::new(()),
-            temp_dir,
-        });
-        *inner.supervisor.lock() = supervisor::start(&inner, faults_rx);
-        Ok(Host { inner })
+        let dispatcher = Arc::new(Dispatcher::new(config.clone(), store));
+        let lifecycle = Lifecycle::new(config, dispatcher.clone(), shadow_dir, faults_tx);
+        let supervisor = supervisor::start(&lifecycle, faults_rx);
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                dispatcher,
+                lifecycle,
+                _supervisor: supervisor,
+                temp_dir,
+            }),
+        })
     }
 }
 
@@ -260,13 +130,13 @@ static NEXT_HOST: AtomicU64 = AtomicU64::new(0);
 /// the plugins down.
 #[derive(Clone)]
 pub struct Host {
-    pub(crate) inner: Arc<HostInner>,
+    inner: Arc<HostInner>,
 }
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("plugins_dir", &self.inner.plugins_dir)
+            .field("plugins_dir", &self.config().plugins_dir)
             .finish_non_exhaustive()
     }
 }
@@ -274,7 +144,7 @@ impl std::fmt::Debug for Host {
 /// A host-side event subscription; events arrive on [`Subscription::receiver`]. Dropping it
 /// unsubscribes.
 pub struct Subscription {
-    host: Weak<HostInner>,
+    host: Weak<Dispatcher>,
     id: u64,
     rx: Receiver<Arc<plugin_api::Event>>,
 }
@@ -289,8 +159,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(host) = self.host.upgrade() {
-            host.state.write().routes.unsubscribe_host(self.id);
+        if let Some(dispatcher) = self.host.upgrade() {
+            dispatcher.unsubscribe_host(self.id);
         }
     }
 }
@@ -301,37 +171,45 @@ impl Host {
         HostBuilder::default()
     }
 
+    fn dispatch(&self) -> &Dispatcher {
+        &self.inner.dispatcher
+    }
+
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &HostConfig {
-        &self.inner.config
+        self.dispatch().config()
     }
 
     /// The storage backend (for host-side inspection and tests).
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        self.dispatch().store()
+    }
+
+    fn plugins_folder(&self, dir: Option<&Path>) -> Result<PathBuf, LoadError> {
+        dir.map(Path::to_path_buf)
+            .or_else(|| self.config().plugins_dir.clone())
+            .ok_or(LoadError::NoPluginsFolder)
     }
 
     /// Loads every plugin file in the configured plugins folder and activates them in
     /// dependency order. One bad file never stops the others.
     ///
+    /// # Loading runs plugin code
+    /// Opening a library runs its initialisers, and activation runs the plugin's `activate`:
+    /// only files that passed every check before opening are opened (see the crate docs).
+    ///
     /// # Errors
     /// Only when the folder itself cannot be listed; per-file problems are in the report.
     pub fn load_dir(&self) -> Result<LoadReport, LoadError> {
-        let dir = self
-            .inner
-            .plugins_dir
-            .clone()
-            .ok_or_else(|| LoadError::Io {
-                path: PathBuf::from("<plugins folder>"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no plugins folder configured",
-                ),
-            })?;
+        let dir = self.plugins_folder(None)?;
         self.load_dir_from(&dir)
     }
 
-    /// Loads every plugin file in `dir`.
+    /// Loads every plugin file in `dir` (see [`Host::load_dir`]).
     ///
     /// # Errors
     /// Only when `dir` cannot be listed.
@@ -342,39 +220,9 @@ impl Host {
 
     /// Loads the given plugin files (already-loaded files are reported, not loaded twice).
     pub fn load_files(&self, files: &[PathBuf]) -> LoadReport {
-        let _guard = self.inner.lifecycle.lock();
-        let mut libraries = Vec::new();
-        let mut report = LoadReport::default();
-        for file in files {
-            if let Some(plugin) = self.inner.plugin_for_file(file) {
-                report.entries.push(LoadEntry {
-                    file: file.clone(),
-                    plugin: Some(plugin.clone()),
-                    version: None,
-                    error: Some(LoadError::AlreadyLoaded {
-                        path: file.clone(),
-                        plugin,
-                    }),
-                });
-                continue;
-            }
-            match library::load_library(file, &self.inner.shadow_dir, self.inner.allowlist.as_ref())
-            {
-                Ok(lib) => libraries.push(lib),
-                Err(error) => {
-                    log::error!("{error}");
-                    report.entries.push(LoadEntry {
-                        file: file.clone(),
-                        plugin: None,
-                        version: None,
-                        error: Some(error),
-                    })
-                }
-            }
-        }
-        self.inner.activate_all(libraries, &mut report);
-        self.inner.record_failures(&report);
-        report
+        let lifecycle = self.lifecycle();
+        let turn = lifecycle.turn();
+        lifecycle.load_files(&turn, files)
     }
 
     /// Registers a plugin compiled into the application (see `plugin_api::static_plugin!`):
@@ -383,65 +231,24 @@ impl Host {
     /// # Errors
     /// The same checks as for files (manifest, versions, dependencies, activation).
     pub fn register_static(&self, module: PluginModRef) -> Result<String, LoadError> {
-        let _guard = self.inner.lifecycle.lock();
-        let mut report = LoadReport::default();
-        let lib = library::checked_module(PathBuf::from("static"), module)?;
-        let name = lib.manifest.name.clone();
-        let mut lib = lib;
-        lib.source = PathBuf::from(format!("static:{name}"));
-        self.inner.activate_all(vec![lib], &mut report);
-        self.inner.record_failures(&report);
-        match report.entries.into_iter().find_map(|e| e.error) {
-            Some(e) => Err(e),
-            None => Ok(name),
-        }
+        let lifecycle = self.lifecycle();
+        let turn = lifecycle.turn();
+        lifecycle.register_static(&turn, module)
+    }
+
+    /// Applies the current contents of `path` (a file in the plugins folder): loads it if no
+    /// plugin came from it (and brings back the plugins that were waiting for it), reloads the
+    /// plugin if its contents changed, deactivates the plugin if the file is gone.
+    ///
+    /// # Errors
+    /// Why a reload was refused; the old version keeps running.
+    pub fn apply_file(&self, path: &Path) -> Result<FileChange, LoadError> {
+        self.lifecycle().apply_file(path)
     }
 
     /// Every plugin the host knows: active, stopped and failed (failed files included).
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        let state = self.inner.state.read();
-        let mut out: Vec<PluginInfo> = state
-            .slots
-            .iter()
-            .map(|(name, e)| PluginInfo {
-                name: name.clone(),
-                version: Some(e.version.to_string()),
-                state: e.slot.state(),
-                file: e.file.clone(),
-                error: e.slot.last_error.lock().clone(),
-                fingerprint: (!e.library.fingerprint.is_empty())
-                    .then(|| e.library.fingerprint.clone()),
-                sha256: e.library.sha256.clone(),
-                manifest: Some(e.manifest.clone()),
-                declared: e.manifest.declared_capabilities(),
-                granted: e.granted.to_vec(),
-                metrics: e.slot.metrics.snapshot(e.slot.queue_depth()),
-            })
-            .collect();
-        for (file, f) in &state.failures {
-            // A failure superseded by a later successful load of the same file is not shown.
-            if state.slots.values().any(|e| &e.file == file) {
-                continue;
-            }
-            out.push(PluginInfo {
-                name: f.plugin.clone().unwrap_or_else(|| {
-                    file.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                }),
-                version: f.version.clone(),
-                state: PluginState::Failed,
-                file: file.clone(),
-                error: Some(f.error.clone()),
-                fingerprint: None,
-                sha256: None,
-                manifest: None,
-                declared: Vec::new(),
-                granted: Vec::new(),
-                metrics: PluginMetrics::default(),
-            });
-        }
-        out
+        report::plugins(&self.lifecycle().registry().read())
     }
 
     /// One plugin's information.
@@ -451,7 +258,7 @@ impl Host {
 
     /// Every registered command (`<plugin>:<command>` and `host:<command>`), sorted.
     pub fn commands(&self) -> Vec<String> {
-        self.inner.state.read().routes.command_names()
+        self.dispatch().command_names()
     }
 
     /// Runs command `<plugin>:<command>` with the configured default deadline.
@@ -460,7 +267,8 @@ impl Host {
     /// `command not found: <name>` at once for unknown commands; timeout, cancelled, queue
     /// full, middleware and handler errors otherwise.
     pub fn execute(&self, command: &str, args: Payload) -> Result<Payload, PluginError> {
-        self.inner.execute(&Caller::host(), command, args, None)
+        self.dispatch()
+            .execute(&Caller::host(), command, args, None)
     }
 
     /// Runs a command with an explicit deadline.
@@ -473,16 +281,16 @@ impl Host {
         args: Payload,
         timeout: Duration,
     ) -> Result<Payload, PluginError> {
-        self.inner
+        self.dispatch()
             .execute(&Caller::host(), command, args, Some(timeout))
     }
 
     /// Publishes an event from the host (source `host`). Returns its id.
     ///
     /// # Errors
-    /// An empty type or an oversized payload.
+    /// An empty or malformed type (spaces, control characters) or an oversized payload.
     pub fn emit(&self, event_type: &str, data: Payload) -> Result<u64, PluginError> {
-        self.inner.emit(&Caller::host(), event_type, data)
+        self.dispatch().emit(&Caller::host(), event_type, data)
     }
 
     /// Publishes an event and collects every plugin subscriber's answer, by plugin name.
@@ -495,7 +303,7 @@ impl Host {
         data: Payload,
         timeout: Option<Duration>,
     ) -> Result<CollectedResults, PluginError> {
-        self.inner
+        self.dispatch()
             .emit_and_collect(&Caller::host(), event_type, data, timeout)
     }
 
@@ -504,7 +312,7 @@ impl Host {
     /// # Errors
     /// Unknown or inactive plugin, plugin not accepting messages, queue full.
     pub fn send_to(&self, plugin: &str, message: Payload) -> Result<(), PluginError> {
-        self.inner
+        self.dispatch()
             .message(&Caller::host(), plugin, "", message, None)
             .map(|_| ())
     }
@@ -519,7 +327,7 @@ impl Host {
         message: Payload,
         timeout: Option<Duration>,
     ) -> Result<Payload, PluginError> {
-        self.inner
+        self.dispatch()
             .message(&Caller::host(), plugin, "", message, Some(timeout))
     }
 
@@ -537,7 +345,7 @@ impl Host {
         if method.is_empty() {
             return Err(PluginError::invalid("rpc method name must not be empty"));
         }
-        self.inner
+        self.dispatch()
             .message(&Caller::host(), plugin, method, args, Some(timeout))
     }
 
@@ -546,7 +354,7 @@ impl Host {
     /// # Errors
     /// A veto or a failing handler, naming the plugin.
     pub fn run_hook(&self, name: &str, data: Payload) -> Result<Payload, PluginError> {
-        self.inner.run_hook(&Caller::host(), name, data)
+        self.dispatch().run_hook(&Caller::host(), name, data)
     }
 
     /// Calls `method` of provider `provider`.
@@ -559,7 +367,7 @@ impl Host {
         method: &str,
         args: Payload,
     ) -> Result<Payload, PluginError> {
-        self.inner
+        self.dispatch()
             .provider_call(&Caller::host(), provider, method, args, None)
     }
 
@@ -570,53 +378,87 @@ impl Host {
         F: Fn(&plugin_api::CommandRequest) -> Result<Payload, PluginError> + Send + Sync + 'static,
     {
         let handler: HostCommand = Arc::new(handler);
-        self.inner
-            .state
-            .write()
-            .routes
-            .commands
-            .insert(format!("host:{name}"), Route::Host(handler));
+        self.dispatch().register_host_command(name, handler);
     }
 
     /// Subscribes the application to `pattern`; at most `capacity` events wait (oldest dropped
     /// beyond that).
     pub fn subscribe(&self, pattern: &str, capacity: usize) -> Subscription {
         let (tx, rx) = bounded(capacity.max(1));
-        let id = self.inner.next_id();
-        let sub = HostSubscriber {
-            id,
-            tx,
-            rx: rx.clone(),
-        };
-        self.inner
-            .state
-            .write()
-            .routes
-            .subscribe(pattern, Target::Host(sub));
+        let id = self.dispatch().next_id();
+        self.dispatch().subscribe_host(
+            pattern,
+            HostSubscriber {
+                id,
+                tx,
+                rx: rx.clone(),
+            },
+        );
         Subscription {
-            host: Arc::downgrade(&self.inner),
+            host: Arc::downgrade(&self.inner.dispatcher),
             id,
             rx,
         }
     }
 
     /// Deactivates `plugin` (and, first, every active plugin that depends on it). Its commands
-    /// disappear at once; queued calls resolve as cancelled.
+    /// disappear at once; queued calls resolve as cancelled; its context is retired.
     ///
     /// # Errors
     /// [`LoadError::UnknownPlugin`].
     pub fn deactivate(&self, plugin: &str) -> Result<(), LoadError> {
-        let _guard = self.inner.lifecycle.lock();
-        self.inner.deactivate_with_dependents(plugin, "requested")
+        let lifecycle = self.lifecycle();
+        let turn = lifecycle.turn();
+        lifecycle.deactivate(&turn, plugin, "requested")
+    }
+
+    /// Brings a quarantined (or deactivated) plugin back: a fresh instance of the library it was
+    /// loaded from, activated like a first load.
+    ///
+    /// # Errors
+    /// [`LoadError::UnknownPlugin`], or why activation failed.
+    pub fn reenable(&self, plugin: &str) -> Result<(), LoadError> {
+        let lifecycle = self.lifecycle();
+        let turn = lifecycle.turn();
+        lifecycle.reenable(&turn, plugin)
+    }
+
+    /// Plugin threads left behind by restarts and missed deadlines (threads cannot be killed).
+    pub fn detached_threads(&self) -> u64 {
+        self.lifecycle().detached()
+    }
+
+    /// Libraries this process has mapped and how many of them no longer serve a plugin
+    /// (retired by reloads, deactivation or failed checks). They are never unmapped.
+    pub fn mapped_images(&self) -> (u64, u64) {
+        self.lifecycle().mapped_images()
     }
 
     /// Events and messages that could not be delivered (most recent `dead_letter_capacity`),
     /// oldest first, and how many there were in all.
     pub fn dead_letters(&self) -> (Vec<DeadLetter>, u64) {
-        (
-            self.inner.dead_letters.snapshot(),
-            self.inner.dead_letters.total(),
-        )
+        let letters = self.dispatch().dead_letters();
+        (letters.snapshot(), letters.total())
+    }
+
+    /// The sizes of the tables that grow with what plugins send; each is bounded by a setting
+    /// of the config.
+    pub fn table_sizes(&self) -> TableSizes {
+        self.dispatch().table_sizes()
+    }
+
+    /// Waits until no plugin has a call or event queued or running, or `deadline` passes.
+    /// Returns whether the host went idle.
+    pub fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            if self.dispatch().is_idle() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// A preflight report of the plugins folder (or `dir`) under this host's config, activating
@@ -625,44 +467,67 @@ impl Host {
     /// # Errors
     /// The folder cannot be listed.
     pub fn diagnose(&self, dir: Option<&Path>) -> Result<crate::DoctorReport, LoadError> {
-        let dir = dir
-            .map(Path::to_path_buf)
-            .or_else(|| self.inner.plugins_dir.clone())
-            .ok_or_else(|| LoadError::Io {
-                path: PathBuf::from("<plugins folder>"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no plugins folder configured",
-                ),
-            })?;
-        crate::doctor::diagnose(&dir, &self.inner.config, &self.inner.shadow_dir)
+        let dir = self.plugins_folder(dir)?;
+        crate::doctor::diagnose(&dir, self.config(), self.lifecycle().shadow_dir())
     }
 
     /// The flight recorder's records, oldest first.
     pub fn trace(&self) -> Vec<TraceRecord> {
-        self.inner.recorder.snapshot()
+        self.dispatch().recorder().snapshot()
     }
 
     /// Switches the flight recorder on or off (it stays off when `recorder_capacity` is 0).
     pub fn set_recording(&self, on: bool) {
-        self.inner.recorder.set_enabled(on);
+        self.dispatch().recorder().set_enabled(on);
     }
 
     /// Empties the flight recorder.
     pub fn clear_trace(&self) {
-        self.inner.recorder.clear();
+        self.dispatch().recorder().clear();
+    }
+
+    /// Watches the plugins folder and applies every settled change with
+    /// [`Host::apply_file`]: new files load (in dependency order when several arrive
+    /// together), changed files reload, removed files deactivate. `on_change` is told about
+    /// each (lifecycle events are emitted as usual).
+    ///
+    /// # Errors
+    /// No plugins folder configured, or neither the OS watcher nor polling can watch it.
+    pub fn watch(
+        &self,
+        debounce: Duration,
+        on_change: crate::ChangeCallback,
+    ) -> Result<crate::FolderWatcher, crate::WatchError> {
+        let dir = self.plugins_folder(None).map_err(|e| crate::WatchError {
+            path: None,
+            message: e.to_string(),
+        })?;
+        crate::watch::watch(&self.inner.lifecycle, dir, debounce, on_change)
+    }
+
+    /// A context bound to this host for a plugin instance that the application makes and
+    /// drives itself, on its own thread (the benchmarks' direct vtable calls do): its calls
+    /// reach the host as plugin `plugin` with no capability granted, so it can log, read its
+    /// empty config and use its own storage namespace, and nothing else.
+    pub fn standalone_context(&self, plugin: &str) -> plugin_api::HostContextBox {
+        let granted: Arc<[String]> = Arc::from(Vec::new());
+        self.lifecycle()
+            .context_for(plugin, &granted, &crate::runtime::slot::Seal::default())
     }
 
     /// Deactivates every plugin, in reverse activation order.
     pub fn shutdown(&self) {
-        let _guard = self.inner.lifecycle.lock();
-        self.inner.shutdown_all();
+        let lifecycle = self.lifecycle();
+        let turn = lifecycle.turn();
+        lifecycle.shutdown(&turn);
     }
 }
 
 impl Drop for HostInner {
     fn drop(&mut self) {
-        self.shutdown_all();
+        let turn = self.lifecycle.turn();
+        self.lifecycle.shutdown(&turn);
+        drop(turn);
         if let Some(dir) = &self.temp_dir {
             let _ = std::fs::remove_dir_all(dir);
         }

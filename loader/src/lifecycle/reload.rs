@@ -3,32 +3,40 @@
 //!
 //! Protocol, for a file whose plugin is running:
 //! 1. load the new file from a fresh shadow copy, with every check of a first load;
-//! 2. refuse it (the old version keeps running, `plugin:error` says why) if any check fails,
-//!    if the new version breaks a running dependent's requirement, or if its own dependencies
-//!    are not met;
-//! 3. create the new instance and hand it to the plugin's dispatcher thread, which finishes the
-//!    job in progress, moves the old instance's `save_state` into the new one's
-//!    `restore_state`, activates it and deactivates the old one; work that arrives meanwhile
-//!    waits in the same queues and goes to the new instance;
+//! 2. ask admission (`plan::admit`, with the running plugin as the one replaced): the reload is
+//!    refused (the old version keeps running, `plugin:error` says why) if the new build fails a
+//!    check, would break a running dependent's requirement, lacks its own dependencies, or
+//!    conflicts with another provider;
+//! 3. hand the new build to the plugin's thread, which finishes the job in progress, makes the
+//!    new instance, moves the old instance's `save_state` into the new one's `restore_state`,
+//!    activates it and retires the old one (its `deactivate` gets the shutdown grace; one that
+//!    never returns is left behind and counted); work that arrives meanwhile waits in the same
+//!    queues and goes to the new instance;
 //! 4. re-register what the new manifest declares and emit `plugin:reloaded`.
 //!
-//! The old library stays mapped (it is never `dlclose`d); [`Host::mapped_images`] counts them.
+//! The old library stays mapped (it is never `dlclose`d).
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::bounded;
 use plugin_api::{ErrorKind, PluginError};
 
+use super::{Lifecycle, LifecycleEvent, LoadEntry, LoadReport, Turn};
 use crate::{
     error::LoadError,
-    host::{Host, HostInner, LoadReport},
-    lifecycle::register,
-    load::library::{self, PluginLibrary},
-    load::preflight::Checksum,
-    runtime::slot::{self, Control},
+    load::{
+        library::{self, PluginLibrary},
+        preflight::Checksum,
+    },
+    plan::admit::{self, Proposal, World},
+    runtime::slot::{not_serving, Control, Fresh, Seal},
 };
 
-/// What [`Host::apply_file`] did.
+/// What [`Host::apply_file`](crate::Host::apply_file) did.
 #[derive(Debug)]
 pub enum FileChange {
     /// A new plugin was loaded (see the report for its outcome).
@@ -56,24 +64,20 @@ pub enum FileChange {
     Ignored,
 }
 
-impl Host {
-    /// Applies the current contents of `path` (a file in the plugins folder): loads it if no
-    /// plugin came from it, reloads the plugin if its contents changed, deactivates the plugin
-    /// if the file is gone.
-    ///
-    /// # Errors
-    /// Why a reload was refused; the old version keeps running.
+impl Lifecycle {
+    /// Applies the current contents of `path`; see [`Host::apply_file`](crate::Host::apply_file).
     pub fn apply_file(&self, path: &Path) -> Result<FileChange, LoadError> {
-        let existing = self.inner.running_from_file(path);
+        let turn = self.turn();
+        let existing = self.registry.read().serving_from(path);
         if !path.exists() {
             return match existing {
                 Some(plugin) => {
-                    let _guard = self.inner.lifecycle.lock();
                     log::info!(
                         "{} was removed: deactivating plugin {plugin}",
                         path.display()
                     );
-                    self.inner.deactivate_with_dependents(
+                    self.deactivate(
+                        &turn,
                         &plugin,
                         &format!("its file {} was removed", path.display()),
                     )?;
@@ -83,129 +87,220 @@ impl Host {
             };
         }
         let Some(plugin) = existing else {
-            return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
+            let report = self.load_files(&turn, &[path.to_owned()]);
+            let activated: Vec<String> =
+                report.activated().into_iter().map(str::to_owned).collect();
+            for name in &activated {
+                self.restore_dependents(&turn, name);
+            }
+            self.retry_waiting(&turn, activated);
+            return Ok(FileChange::Loaded(report));
         };
-        let _guard = self.inner.lifecycle.lock();
         let copied = library::ShadowCopy::make(
             path,
-            &self.inner.shadow_dir,
-            self.inner.allowlist.as_ref(),
+            &self.shadow_dir,
+            self.allowlist.as_ref(),
             Checksum::IfAllowlisted,
         );
         let copy = match copied {
             Ok(copy) => copy,
-            Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
+            Err(error) => return Err(self.refuse_reload(&plugin, error)),
         };
         // Same bytes as the running plugin: nothing to do, and nothing new gets mapped.
-        if self.inner.same_contents(&plugin, &copy.facts.fingerprint) {
+        let same = self
+            .registry
+            .read()
+            .get(&plugin)
+            .is_some_and(|e| e.library.fingerprint == copy.facts.fingerprint);
+        if same {
             return Ok(FileChange::Unchanged { plugin });
         }
         let lib = match copy.open() {
             Ok(lib) => lib,
-            Err(error) => return Err(self.inner.refuse_reload(&plugin, error)),
+            Err(error) => return Err(self.refuse_reload(&plugin, error)),
         };
         if lib.manifest.name != plugin {
             // The file now holds another plugin: retire the old one, load the new one.
-            self.inner
-                .deactivate_with_dependents(&plugin, "its file now holds another plugin")?;
-            drop(_guard);
-            return Ok(FileChange::Loaded(self.load_files(&[path.to_owned()])));
+            self.deactivate(&turn, &plugin, "its file now holds another plugin")?;
+            return Ok(FileChange::Loaded(
+                self.load_files(&turn, &[path.to_owned()]),
+            ));
         }
-        self.inner
-            .reload(lib)
-            .map_err(|e| self.inner.refuse_reload(&plugin, e))
+        self.reload(&turn, lib)
+            .map_err(|e| self.refuse_reload(&plugin, e))
     }
 
-    /// Libraries this process has mapped and how many of them no longer serve a plugin
-    /// (retired by reloads, deactivation or failed checks). They are never unmapped.
-    pub fn mapped_images(&self) -> (u64, u64) {
-        let total = library::images_mapped();
-        let serving = self
-            .inner
-            .state
-            .read()
-            .slots
-            .values()
-            .filter(|e| e.slot.state().is_serving() && !e.library.fingerprint.is_empty())
-            .count() as u64;
-        (total, total.saturating_sub(serving))
-    }
-}
-
-impl HostInner {
-    fn running_from_file(&self, path: &Path) -> Option<String> {
-        let state = self.state.read();
-        state
-            .slots
+    /// Applies several settled changes: files that are new to the host load as one batch (so
+    /// admission orders them by dependency), the rest one by one. Plugins that failed only for
+    /// want of a dependency are tried again when it arrives.
+    pub fn apply_files(&self, paths: &[PathBuf]) -> Vec<(PathBuf, Result<FileChange, LoadError>)> {
+        let (new, known): (Vec<PathBuf>, Vec<PathBuf>) = paths
             .iter()
-            .find(|(_, e)| e.file == path && e.slot.state().is_serving())
-            .map(|(n, _)| n.clone())
+            .cloned()
+            .partition(|p| p.exists() && self.registry.read().serving_from(p).is_none());
+        let mut out: Vec<(PathBuf, Result<FileChange, LoadError>)> = Vec::new();
+        for path in known {
+            let outcome = self.apply_file(&path);
+            out.push((path, outcome));
+        }
+        if !new.is_empty() {
+            let turn = self.turn();
+            let report = self.load_files(&turn, &new);
+            let activated: Vec<String> =
+                report.activated().into_iter().map(str::to_owned).collect();
+            for name in &activated {
+                self.restore_dependents(&turn, name);
+            }
+            let retried = self.retry_waiting(&turn, activated);
+            drop(turn);
+            for path in new {
+                let entries = report
+                    .entries
+                    .iter()
+                    .filter(|e| e.file == path)
+                    .map(|e| LoadEntry {
+                        file: e.file.clone(),
+                        plugin: e.plugin.clone(),
+                        version: e.version.clone(),
+                        error: e.error.clone(),
+                    })
+                    .collect();
+                out.push((path, Ok(FileChange::Loaded(LoadReport { entries }))));
+            }
+            out.extend(retried.into_iter().map(|r| {
+                let path = r
+                    .entries
+                    .first()
+                    .map(|e| e.file.clone())
+                    .unwrap_or_default();
+                (path, Ok(FileChange::Loaded(r)))
+            }));
+        }
+        out
     }
 
-    fn same_contents(&self, plugin: &str, fingerprint: &str) -> bool {
-        self.state
-            .read()
-            .slots
-            .get(plugin)
-            .is_some_and(|e| e.library.fingerprint == fingerprint)
+    /// Loads again the failed files that waited only for one of `arrived`; repeats for what
+    /// those bring.
+    fn retry_waiting(&self, turn: &Turn<'_>, mut arrived: Vec<String>) -> Vec<LoadReport> {
+        let mut reports = Vec::new();
+        while !arrived.is_empty() {
+            let files: Vec<PathBuf> = self
+                .registry
+                .read()
+                .failures()
+                .filter(|(_, f)| match &*f.error {
+                    LoadError::MissingDependency { dependency, .. }
+                    | LoadError::DependencyFailed { dependency, .. } => {
+                        arrived.contains(dependency)
+                    }
+                    _ => false,
+                })
+                .map(|(file, _)| file.clone())
+                .collect();
+            if files.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for file in files {
+                let report = self.load_files(turn, std::slice::from_ref(&file));
+                next.extend(report.activated().into_iter().map(str::to_owned));
+                reports.push(report);
+            }
+            arrived = next;
+        }
+        reports
     }
 
     /// Logs and announces a refused reload; the old version keeps running.
     fn refuse_reload(&self, plugin: &str, error: LoadError) -> LoadError {
-        log::error!("reload of {plugin} refused, the running version stays: {error}");
-        let version = self.version_of(plugin);
-        self.lifecycle_event(
-            "plugin:error",
-            plugin,
-            version.as_deref(),
-            Some(("error", &format!("reload refused: {error}"))),
-        );
+        log::debug!("reload of {plugin} refused, the running version stays: {error}");
+        self.announce(LifecycleEvent::Error {
+            plugin: plugin.to_owned(),
+            version: self.version_of(plugin),
+            error: format!("reload refused: {}", super::error_chain(&error)),
+        });
         error
     }
 
-    fn reload(&self, lib: PluginLibrary) -> Result<FileChange, LoadError> {
+    /// What admission says about `lib` replacing the running plugin of its name.
+    fn admit_reload(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
+        let registry = self.registry.read();
+        let running = registry.running();
+        let disabled = |_: &str| false;
+        let world = World {
+            host_version: &self.host_version,
+            running: &running,
+            quarantined: &[],
+            disabled: &disabled,
+            replacing: Some(&lib.manifest.name),
+        };
+        let proposal = Proposal {
+            source: &lib.source,
+            manifest: &lib.manifest,
+            version: &lib.version,
+        };
+        match admit::admit(&world, &[proposal]).refused.pop() {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn reload(&self, _turn: &Turn<'_>, lib: PluginLibrary) -> Result<FileChange, LoadError> {
         let name = lib.manifest.name.clone();
-        self.check_reload(&lib)?;
+        self.admit_reload(&lib)?;
         let (slot, old_version) = {
-            let state = self.state.read();
-            let entry = state
-                .slots
+            let registry = self.registry.read();
+            let entry = registry
                 .get(&name)
                 .ok_or_else(|| LoadError::UnknownPlugin {
                     plugin: name.clone(),
                 })?;
-            (entry.slot.clone(), entry.version.to_string())
+            (entry.slot.clone(), entry.version().to_string())
         };
         let granted: Arc<[String]> = self
             .config
             .plugin(&name)
             .grant(&lib.manifest.declared_capabilities())
             .into();
-        let context = self.context_for(&name, &granted);
-        let next = (lib.module.instantiate())(context)
-            .into_result()
-            .map_err(|error| LoadError::Activation {
-                plugin: name.clone(),
-                error,
-            })?;
+        let seal = Seal::default();
+        let fresh = Fresh {
+            module: lib.module,
+            context: self.context_for(&name, &granted, &seal),
+            seal: seal.clone(),
+        };
         let (done_tx, done_rx) = bounded(1);
         slot.control
             .send(Control::Swap {
-                next: Box::new(next),
+                next: Box::new(fresh),
                 from_version: old_version.clone(),
                 done: done_tx,
             })
             .map_err(|_| LoadError::Activation {
                 plugin: name.clone(),
-                error: slot::not_serving(&name),
+                error: not_serving(&name),
             })?;
-        let deadline = Duration::from_millis(
-            self.config.activation_timeout_ms.max(1) + self.config.call_timeout_ms,
-        );
+        // The thread may first finish a call in progress, then runs save_state, restore_state
+        // and activate, then gives the old instance its grace.
+        let deadline = self.activation_deadline()
+            + Duration::from_millis(self.config.call_timeout_ms)
+            + self.grace();
         let swapped = done_rx.recv_timeout(deadline).unwrap_or_else(|_| {
+            // Stuck in the old instance's save_state or in a call: the supervisor gives the
+            // plugin a fresh thread.
+            seal.retire();
+            slot.mark_faulted(
+                format!(
+                    "the reload's state handoff did not finish within {} ms",
+                    deadline.as_millis()
+                ),
+                true,
+            );
             Err(PluginError::new(
                 ErrorKind::Timeout,
-                format!("the swap did not finish within {} ms", deadline.as_millis()),
+                format!(
+                    "the swap (save_state, restore_state, activate) did not finish within {} ms",
+                    deadline.as_millis()
+                ),
             ))
         });
         swapped.map_err(|error| LoadError::Activation {
@@ -213,23 +308,21 @@ impl HostInner {
             error,
         })?;
         let new_version = lib.manifest.version.clone();
-        {
-            let mut state = self.state.write();
-            let state = &mut *state;
-            state.routes.remove_plugin(&name);
-            register(&mut state.routes, &lib.manifest, &granted, &slot);
-            if let Some(entry) = state.slots.get_mut(&name) {
-                // Restarts and re-enabling use the build that is running now.
-                entry.library = lib.clone();
-                entry.manifest = lib.manifest;
-                entry.version = lib.version;
-                entry.file = lib.source;
-                entry.granted = granted;
-            }
+        self.dispatcher.reinstall(&lib.manifest, &granted, &slot);
+        if let Some(entry) = self.registry.write().get_mut(&name) {
+            // Restarts and re-enabling use the build that is running now.
+            entry.library = lib;
+            entry.granted = granted;
+            entry.seal = seal;
         }
         let mapped = library::images_mapped();
         log::info!("plugin {name} reloaded: {old_version} -> {new_version}; {mapped} libraries mapped in this process (retired ones are never unmapped)");
-        self.lifecycle_event_pair(&name, &old_version, &new_version);
+        self.announce(LifecycleEvent::Reloaded {
+            plugin: name.clone(),
+            version: new_version.clone(),
+            old_version: old_version.clone(),
+            new_version: new_version.clone(),
+        });
         Ok(FileChange::Reloaded {
             plugin: name,
             old_version,
@@ -237,86 +330,25 @@ impl HostInner {
         })
     }
 
-    /// The checks a reload needs beyond those of loading a library.
-    fn check_reload(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
-        let name = &lib.manifest.name;
-        self.check_host_requirement(lib)?;
-        let state = self.state.read();
-        let old = state
-            .slots
-            .get(name)
-            .map(|e| e.version.to_string())
-            .unwrap_or_default();
-        for (dependent, entry) in &state.slots {
-            if !entry.slot.state().is_serving() {
-                continue;
-            }
-            for dep in entry
-                .manifest
-                .dependencies
-                .iter()
-                .filter(|d| &d.name == name)
-            {
-                let ok = semver::VersionReq::parse(&dep.requirement)
-                    .is_ok_and(|r| r.matches(&lib.version));
-                if !ok {
-                    return Err(LoadError::BlockedByDependent {
-                        plugin: name.clone(),
-                        old,
-                        new: lib.manifest.version.clone(),
-                        dependent: dependent.clone(),
-                        requirement: dep.requirement.clone(),
-                    });
-                }
-            }
-        }
-        for dep in &lib.manifest.dependencies {
-            let found = state
-                .slots
-                .get(&dep.name)
-                .filter(|e| e.slot.state().is_serving());
-            match found {
-                None => {
-                    return Err(LoadError::MissingDependency {
-                        plugin: name.clone(),
-                        dependency: dep.name.clone(),
-                        requirement: dep.requirement.clone(),
-                    })
-                }
-                Some(e) => {
-                    if !semver::VersionReq::parse(&dep.requirement)
-                        .is_ok_and(|r| r.matches(&e.version))
-                    {
-                        return Err(LoadError::IncompatibleDependency {
-                            plugin: name.clone(),
-                            dependency: dep.name.clone(),
-                            requirement: dep.requirement.clone(),
-                            found: e.version.to_string(),
-                        });
-                    }
-                }
-            }
-        }
-        for p in &lib.manifest.providers {
-            if let Some(other) = state.routes.provider_conflict(&p.name, p.priority, name) {
-                return Err(LoadError::Activation {
-                    plugin: name.clone(),
-                    error: PluginError::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "provider {} is already provided by {other} at the same priority {}",
-                            p.name, p.priority
-                        ),
-                    ),
-                });
-            }
-        }
-        Ok(())
+    /// Every file a plugin or a failure came from.
+    pub fn known_files(&self) -> Vec<PathBuf> {
+        let registry = self.registry.read();
+        registry
+            .entries()
+            .map(|(_, e)| e.file().to_owned())
+            .chain(registry.failures().map(|(f, _)| f.clone()))
+            .collect()
     }
 
-    fn lifecycle_event_pair(&self, plugin: &str, old: &str, new: &str) {
-        let data = serde_json::json!({ "plugin": plugin, "version": new, "old_version": old, "new_version": new });
-        let payload = plugin_api::Payload::json(&data).unwrap_or_default();
-        let _ = self.emit(&crate::dispatch::Caller::host(), "plugin:reloaded", payload);
+    /// Libraries this process has mapped, and how many of them no longer serve a plugin.
+    pub fn mapped_images(&self) -> (u64, u64) {
+        let total = library::images_mapped();
+        let serving = self
+            .registry
+            .read()
+            .entries()
+            .filter(|(_, e)| e.slot.state().is_serving() && !e.library.fingerprint.is_empty())
+            .count() as u64;
+        (total, total.saturating_sub(serving))
     }
 }

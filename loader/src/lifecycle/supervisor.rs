@@ -1,11 +1,13 @@
 //! The misbehaviour policy: a plugin that faults (a handler panics, or misses a deadline the
-//! host set) gets a fresh instance on a fresh thread, at most `max_restarts` times within
-//! `restart_window_ms`; one more fault and it is quarantined — deactivated, its registrations
-//! removed, `plugin:quarantined` emitted — until [`Host::reenable`] is called.
+//! host set) gets a fresh instance, at most `max_restarts` times within `restart_window_ms`;
+//! one more fault and it is quarantined (deactivated, its registrations removed,
+//! `plugin:quarantined` emitted) until it is re-enabled.
 //!
-//! The supervisor is one thread blocked on the fault channel: it costs nothing while plugins
-//! behave. A thread stuck in plugin code cannot be killed; a restart leaves it behind (it exits
-//! by itself if the plugin code ever returns) and counts it.
+//! [`RestartPolicy`] is the decision as plain state with no side effects; the supervisor thread
+//! around it is a short receive loop that upgrades its `Weak` only to act. It blocks on the
+//! fault channel: it costs nothing while plugins behave. A thread stuck in plugin code cannot be
+//! killed; a restart leaves it behind (it exits by itself if the plugin code ever returns) and
+//! counts it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -13,51 +15,115 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{bounded, select, Receiver};
+use crossbeam_channel::{bounded, select_biased, Receiver, Sender};
 use plugin_api::PluginError;
 
-use crate::{
-    error::LoadError,
-    host::{Host, HostInner},
-    runtime::slot::{self, Control, Fault, PluginState},
+use super::{Lifecycle, LifecycleEvent, Turn};
+use crate::runtime::{
+    slot::{not_serving, Control, Fault, Fresh, PluginState, Seal},
+    worker,
 };
 
+/// What to do about a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Give the plugin a fresh instance.
+    Restart,
+    /// Take it out of service: it restarted `max_restarts` times within the window already.
+    Quarantine,
+}
+
+/// Restarts per plugin within a sliding window.
+#[derive(Debug)]
+pub(crate) struct RestartPolicy {
+    max_restarts: usize,
+    window: Duration,
+    history: HashMap<String, VecDeque<Instant>>,
+}
+
+impl RestartPolicy {
+    pub fn new(max_restarts: u32, window: Duration) -> Self {
+        RestartPolicy {
+            max_restarts: max_restarts as usize,
+            window,
+            history: HashMap::new(),
+        }
+    }
+
+    /// Decides about a fault of `plugin` at `now`, and remembers the restart it allows.
+    pub fn on_fault(&mut self, plugin: &str, now: Instant) -> Verdict {
+        let restarts = self.history.entry(plugin.to_owned()).or_default();
+        while restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            restarts.pop_front();
+        }
+        if restarts.len() >= self.max_restarts {
+            self.history.remove(plugin);
+            Verdict::Quarantine
+        } else {
+            restarts.push_back(now);
+            Verdict::Restart
+        }
+    }
+}
+
+/// Keeps the supervisor thread alive as long as the host.
+pub(crate) struct SupervisorHandle {
+    _stop: Sender<()>,
+}
+
+/// Starts the supervisor thread for `lifecycle`'s plugins.
+pub(crate) fn start(
+    lifecycle: &Arc<Lifecycle>,
+    faults: Receiver<Fault>,
+) -> Option<SupervisorHandle> {
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let weak = Arc::downgrade(lifecycle);
+    let config = &lifecycle.config;
+    let policy = RestartPolicy::new(
+        config.max_restarts,
+        Duration::from_millis(config.restart_window_ms),
+    );
+    std::thread::Builder::new()
+        .name("plugin-supervisor".into())
+        .spawn(move || supervise(weak, policy, faults, stop_rx))
+        .ok()
+        .map(|_| SupervisorHandle { _stop: stop_tx })
+}
+
 /// Runs until the host is dropped (its `stop` sender goes away).
-pub(crate) fn supervise(host: Weak<HostInner>, faults: Receiver<Fault>, stop: Receiver<()>) {
-    let mut history: HashMap<String, VecDeque<Instant>> = HashMap::new();
+fn supervise(
+    lifecycle: Weak<Lifecycle>,
+    mut policy: RestartPolicy,
+    faults: Receiver<Fault>,
+    stop: Receiver<()>,
+) {
     loop {
-        select! {
+        select_biased! {
             recv(stop) -> _ => return,
             recv(faults) -> fault => {
                 let Ok(fault) = fault else { return };
-                let Some(host) = host.upgrade() else { return };
-                let window = Duration::from_millis(host.config.restart_window_ms);
-                let now = Instant::now();
-                let restarts = history.entry(fault.plugin.clone()).or_default();
-                while restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
-                    restarts.pop_front();
-                }
-                if restarts.len() >= host.config.max_restarts as usize {
-                    restarts.clear();
-                    host.quarantine(&fault.plugin, &fault.reason);
-                } else {
-                    restarts.push_back(now);
-                    host.restart(&fault);
+                let Some(lifecycle) = lifecycle.upgrade() else { return };
+                let turn = lifecycle.turn();
+                match policy.on_fault(&fault.plugin, Instant::now()) {
+                    Verdict::Restart => lifecycle.restart(&turn, &fault),
+                    Verdict::Quarantine => lifecycle.quarantine(&turn, &fault.plugin, &fault.reason),
                 }
             }
         }
     }
 }
 
-impl HostInner {
+impl Lifecycle {
     /// Replaces a faulted plugin's instance with a fresh one (no state handoff: the old state
-    /// may be what faulted) on a new thread serving the same queues.
-    fn restart(&self, fault: &Fault) {
+    /// may be what faulted).
+    fn restart(&self, turn: &Turn<'_>, fault: &Fault) {
         let (plugin, reason) = (fault.plugin.as_str(), fault.reason.as_str());
-        let _guard = self.lifecycle.lock();
-        let (slot, library, granted, version) = {
-            let state = self.state.read();
-            let Some(entry) = state.slots.get(plugin) else {
+        let (slot, library, granted, version, old_seal) = {
+            let registry = self.registry.read();
+            let Some(entry) = registry.get(plugin) else {
                 return;
             };
             if !entry.slot.state().is_serving() {
@@ -67,40 +133,32 @@ impl HostInner {
                 entry.slot.clone(),
                 entry.library.clone(),
                 entry.granted.clone(),
-                entry.version.to_string(),
+                entry.version().to_string(),
+                entry.seal.clone(),
             )
         };
         log::warn!("plugin {plugin} faulted ({reason}): restarting it with a fresh instance");
-        let context = self.context_for(plugin, &granted);
-        let instance = match (library.module.instantiate())(context).into_result() {
-            Ok(i) => i,
-            Err(e) => {
-                drop(_guard);
-                self.quarantine(plugin, &format!("restart failed: {e}"));
-                return;
-            }
+        let seal = Seal::default();
+        let fresh = Fresh {
+            module: library.module,
+            context: self.context_for(plugin, &granted, &seal),
+            seal: seal.clone(),
         };
-        let deadline = Duration::from_millis(self.config.activation_timeout_ms.max(1));
+        let deadline = self.activation_deadline();
         let activated = if fault.stuck {
             // The old thread may never come back from plugin code: leave it behind (it exits if
             // it ever returns) and serve the same queues from a new thread.
+            old_seal.retire();
             slot.generation.fetch_add(1, Ordering::AcqRel);
-            self.detached.fetch_add(1, Ordering::Relaxed);
+            slot.detach();
             let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
-            let thread_slot = slot.clone();
-            let recorder = self.recorder.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("plugin-{plugin}"))
-                .spawn(move || {
-                    let mut instance = instance;
-                    let activated = instance.activate().into_result();
-                    let ok = activated.is_ok();
-                    let _ = ready_tx.send(activated);
-                    if ok {
-                        slot::run(thread_slot, instance, recorder);
-                    }
-                });
-            match spawned {
+            match worker::spawn(
+                slot.clone(),
+                self.dispatcher.recorder().clone(),
+                fresh,
+                ready_tx,
+                self.grace(),
+            ) {
                 Ok(_) => ready_rx
                     .recv_timeout(deadline)
                     .unwrap_or_else(|_| Err(PluginError::failed("activate missed its deadline"))),
@@ -111,98 +169,105 @@ impl HostInner {
             // it takes any further work, so nothing reaches the faulted instance again.
             let (done_tx, done_rx) = bounded(1);
             match slot.control.send(Control::Restart {
-                next: Box::new(instance),
+                next: Box::new(fresh),
                 done: done_tx,
             }) {
                 Ok(()) => done_rx
-                    .recv_timeout(deadline)
+                    .recv_timeout(deadline + self.grace())
                     .unwrap_or_else(|_| Err(PluginError::failed("restart missed its deadline"))),
-                Err(_) => Err(crate::runtime::slot::not_serving(plugin)),
+                Err(_) => Err(not_serving(plugin)),
             }
         };
         match activated {
             Ok(()) => {
                 *slot.state.write() = PluginState::Active;
-                self.lifecycle_event(
-                    "plugin:restarted",
-                    plugin,
-                    Some(&version),
-                    Some(("reason", reason)),
-                );
+                if let Some(entry) = self.registry.write().get_mut(plugin) {
+                    entry.seal = seal;
+                }
+                self.announce(LifecycleEvent::Restarted {
+                    plugin: plugin.to_owned(),
+                    version,
+                    reason: reason.to_owned(),
+                });
             }
             Err(e) => {
-                drop(_guard);
-                self.quarantine(plugin, &format!("restart failed: {e}"));
+                seal.retire();
+                self.quarantine(turn, plugin, &format!("restart failed: {e}"));
             }
         }
     }
 
     /// Takes a plugin that keeps faulting out of service until it is re-enabled.
-    pub(crate) fn quarantine(&self, plugin: &str, reason: &str) {
-        let _guard = self.lifecycle.lock();
-        log::error!("plugin {plugin} quarantined after repeated faults (last: {reason}); re-enable it to try again");
-        let version = self.version_of(plugin);
-        if self
-            .deactivate_with_dependents(plugin, "quarantined")
-            .is_err()
-        {
+    fn quarantine(&self, turn: &Turn<'_>, plugin: &str, reason: &str) {
+        let version = self.version_of(plugin).unwrap_or_default();
+        let (max_restarts, window_ms) = (self.config.max_restarts, self.config.restart_window_ms);
+        log::error!("plugin {plugin} quarantined after {max_restarts} restarts in {} s (last fault: {reason}); re-enable it to try again", window_ms / 1000);
+        if self.deactivate(turn, plugin, "quarantined").is_err() {
             return;
         }
-        if let Some(entry) = self.state.read().slots.get(plugin) {
+        if let Some(entry) = self.registry.read().get(plugin) {
             *entry.slot.state.write() = PluginState::Quarantined;
-            *entry.slot.last_error.lock() =
-                Some(format!("quarantined after repeated faults; last: {reason}"));
+            *entry.slot.last_error.lock() = Some(format!(
+                "quarantined after {max_restarts} restarts in {} s; last fault: {reason}",
+                window_ms / 1000
+            ));
         }
-        self.lifecycle_event(
-            "plugin:quarantined",
-            plugin,
-            version.as_deref(),
-            Some(("reason", reason)),
+        self.announce(LifecycleEvent::Quarantined {
+            plugin: plugin.to_owned(),
+            version,
+            reason: reason.to_owned(),
+            max_restarts,
+            window_ms,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_within_the_window_then_quarantine() {
+        let mut policy = RestartPolicy::new(3, Duration::from_secs(300));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(
+                policy.on_fault("p", t0 + Duration::from_secs(i)),
+                Verdict::Restart
+            );
+        }
+        assert_eq!(
+            policy.on_fault("p", t0 + Duration::from_secs(4)),
+            Verdict::Quarantine
+        );
+        // Quarantine starts the count over, and other plugins have their own.
+        assert_eq!(
+            policy.on_fault("p", t0 + Duration::from_secs(5)),
+            Verdict::Restart
+        );
+        assert_eq!(
+            policy.on_fault("q", t0 + Duration::from_secs(5)),
+            Verdict::Restart
         );
     }
-}
 
-impl Host {
-    /// Brings a quarantined (or deactivated) plugin back: a fresh instance of the library it was
-    /// loaded from, activated like a first load.
-    ///
-    /// # Errors
-    /// [`LoadError::UnknownPlugin`], or why activation failed.
-    pub fn reenable(&self, plugin: &str) -> Result<(), LoadError> {
-        let _guard = self.inner.lifecycle.lock();
-        let library = {
-            let state = self.inner.state.read();
-            let entry = state
-                .slots
-                .get(plugin)
-                .ok_or_else(|| LoadError::UnknownPlugin {
-                    plugin: plugin.to_owned(),
-                })?;
-            if entry.slot.state().is_serving() {
-                return Ok(());
-            }
-            entry.library.clone()
-        };
-        self.inner.activate(library)
+    #[test]
+    fn old_restarts_slide_out_of_the_window() {
+        let mut policy = RestartPolicy::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let verdicts: Vec<Verdict> = [0, 1, 12, 13, 14]
+            .into_iter()
+            .map(|s| policy.on_fault("p", at(s)))
+            .collect();
+        use Verdict::{Quarantine as Q, Restart as R};
+        // At 12 s the restarts at 0 and 1 s are out of the window; at 14 s two are in it.
+        assert_eq!(verdicts, [R, R, R, R, Q]);
     }
 
-    /// Plugin threads left behind by restarts and missed deadlines (threads cannot be killed).
-    pub fn detached_threads(&self) -> u64 {
-        self.inner.detached.load(Ordering::Relaxed)
+    #[test]
+    fn no_restarts_allowed_quarantines_at_once() {
+        let mut policy = RestartPolicy::new(0, Duration::from_secs(10));
+        assert_eq!(policy.on_fault("p", Instant::now()), Verdict::Quarantine);
     }
-}
-
-/// Keeps the supervisor's stop channel alive as long as the host.
-pub(crate) struct SupervisorHandle {
-    pub _stop: crossbeam_channel::Sender<()>,
-}
-
-pub(crate) fn start(host: &Arc<HostInner>, faults: Receiver<Fault>) -> Option<SupervisorHandle> {
-    let (stop_tx, stop_rx) = bounded::<()>(0);
-    let weak = Arc::downgrade(host);
-    std::thread::Builder::new()
-        .name("plugin-supervisor".into())
-        .spawn(move || supervise(weak, faults, stop_rx))
-        .ok()
-        .map(|_| SupervisorHandle { _stop: stop_tx })
 }

@@ -58,6 +58,11 @@ impl DeadLetters {
         self.letters.lock().iter().cloned().collect()
     }
 
+    /// How many are kept now.
+    pub fn len(&self) -> usize {
+        self.letters.lock().len()
+    }
+
     pub fn total(&self) -> u64 {
         self.total.load(std::sync::atomic::Ordering::Relaxed)
     }

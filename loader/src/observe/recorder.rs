@@ -275,6 +275,11 @@ impl Recorder {
         all
     }
 
+    /// How many records are kept now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().entries.len()).sum()
+    }
+
     pub fn clear(&self) {
         for shard in &self.shards {
             shard.lock().clear();
@@ -352,11 +357,30 @@ impl Label {
         }
     }
 
-    fn text(&self) -> Arc<str> {
+    pub(crate) fn text(&self) -> Arc<str> {
         match self {
             Label::Inline { .. } => Arc::from(self.as_str()),
             Label::Shared(text) => text.clone(),
         }
+    }
+}
+
+impl std::fmt::Debug for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Label::new(&text))
     }
 }
 

@@ -38,12 +38,11 @@ pub fn resolve(nodes: &[Node<'_>], running: &HashMap<String, semver::Version>) -
             let req = match semver::VersionReq::parse(&dep.requirement) {
                 Ok(req) => req,
                 Err(e) => {
-                    failed.entry(i).or_insert(LoadError::Manifest {
-                        path: format!("plugin {}", node.name).into(),
-                        message: format!(
-                            "dependency {} has an invalid version requirement {:?}: {e}",
-                            dep.name, dep.requirement
-                        ),
+                    failed.entry(i).or_insert(LoadError::BadRequirement {
+                        plugin: node.name.to_owned(),
+                        dependency: dep.name.clone(),
+                        requirement: dep.requirement.clone(),
+                        message: e.to_string(),
                     });
                     continue;
                 }

@@ -1,6 +1,30 @@
-//! One plugin's running instance: its queues, its thread, and how answers get back.
+//! One plugin's running instance: its queues, its thread, and how calls reach it and answers
+//! come back.
 //!
-//! 1. [`slot`]: the plugin's queues, state and dispatcher thread.
-//! 2. [`reply`]: reply ports, one reused per calling thread.
+//! 1. [`call`]: `Call` and `Answer`, the host's requests to an instance as data, and `invoke`,
+//!    the one function that enters plugin code.
+//! 2. [`chain`]: the wait chain that refuses call cycles.
+//! 3. [`slot`]: the plugin's queues, state, and the seal that retires its context.
+//! 4. [`worker`]: the plugin's thread, which takes work from the slot and invokes it.
+//! 5. [`reply`]: reply ports, one reused per calling thread.
+pub(crate) mod call;
+pub(crate) mod chain;
 pub(crate) mod reply;
 pub(crate) mod slot;
+pub(crate) mod worker;
+
+use crate::observe::recorder::RecordKind;
+
+/// How a kind of call reads in a message ("command greeter:greet").
+pub(crate) fn kind_word(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Event => "event",
+        RecordKind::Delivery => "delivery of",
+        RecordKind::Command => "command",
+        RecordKind::Message => "message",
+        RecordKind::Rpc => "call",
+        RecordKind::Hook => "hook",
+        RecordKind::Middleware => "middleware",
+        RecordKind::Provider => "provider",
+    }
+}

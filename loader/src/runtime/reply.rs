@@ -23,46 +23,10 @@ use std::{
     time::Instant,
 };
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use plugin_api::{HookOutcome, MiddlewareAction, Payload, PluginError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use plugin_api::PluginError;
 
-/// What a plugin's handler answered, for every kind of call the host makes.
-pub(crate) enum Answer {
-    Payload(Payload),
-    Middleware(MiddlewareAction),
-    Passed(Result<Payload, PluginError>),
-    Hook(HookOutcome),
-}
-
-/// A type a call can return through a port.
-pub(crate) trait Answerable: Sized + Send + 'static {
-    fn into_answer(self) -> Answer;
-    fn from_answer(answer: Answer) -> Option<Self>;
-}
-
-/// Each kind of answer is one variant of [`Answer`].
-macro_rules! answerable {
-    ($($ty:ty => $variant:ident),* $(,)?) => {$(
-        impl Answerable for $ty {
-            fn into_answer(self) -> Answer {
-                Answer::$variant(self)
-            }
-            fn from_answer(answer: Answer) -> Option<Self> {
-                match answer {
-                    Answer::$variant(value) => Some(value),
-                    _ => None,
-                }
-            }
-        }
-    )*};
-}
-
-answerable! {
-    Payload => Payload,
-    MiddlewareAction => Middleware,
-    Result<Payload, PluginError> => Passed,
-    HookOutcome => Hook,
-}
+use super::call::Answer;
 
 /// A reply in a port: the work it answers, and the answer (`None`: the job was dropped unrun).
 struct Reply {
@@ -86,9 +50,9 @@ thread_local! {
 }
 
 /// How a wait ended.
-pub(crate) enum Waited<T> {
+pub(crate) enum Waited {
     /// The handler's result.
-    Answer(Result<T, PluginError>),
+    Answer(Result<Answer, PluginError>),
     /// The job was dropped before it ran.
     Cancelled,
     /// The deadline passed.
@@ -133,39 +97,25 @@ impl Waiter {
         }
     }
 
-    /// Spins briefly (most answers come within microseconds, and a wake-up costs more than the
-    /// call on small machines), then blocks until `deadline`.
-    pub fn wait<T: Answerable>(&self, deadline: Instant) -> Waited<T> {
+    /// Waits until `deadline` (crossbeam's `recv` spins briefly before it parks: most answers
+    /// come within microseconds).
+    pub fn wait(&self, deadline: Instant) -> Waited {
         let Some(rx) = &self.rx else {
             return Waited::Cancelled;
         };
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
-            match rx.try_recv() {
-                Ok(reply) if reply.work == self.work => return Self::unpack(reply),
-                Ok(_) => {}
-                Err(TryRecvError::Empty) => backoff.snooze(),
-                // The port holds its own sender: never disconnected.
-                Err(TryRecvError::Disconnected) => return Waited::Cancelled,
-            }
-        }
         loop {
             match rx.recv_deadline(deadline) {
-                Ok(reply) if reply.work == self.work => return Self::unpack(reply),
+                Ok(reply) if reply.work == self.work => {
+                    return match reply.result {
+                        None => Waited::Cancelled,
+                        Some(result) => Waited::Answer(result),
+                    }
+                }
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => return Waited::TimedOut,
+                // The port holds its own sender: never disconnected.
                 Err(RecvTimeoutError::Disconnected) => return Waited::Cancelled,
             }
-        }
-    }
-
-    fn unpack<T: Answerable>(reply: Reply) -> Waited<T> {
-        match reply.result {
-            None => Waited::Cancelled,
-            Some(Err(e)) => Waited::Answer(Err(e)),
-            Some(Ok(answer)) => Waited::Answer(T::from_answer(answer).ok_or_else(|| {
-                PluginError::failed("internal error: a reply of another kind of call")
-            })),
         }
     }
 }
@@ -196,9 +146,9 @@ pub(crate) struct ReplyTo {
 
 impl ReplyTo {
     /// Sends the answer; `false` if the caller is no longer waiting for it (a late reply).
-    pub fn send<T: Answerable>(mut self, result: Result<T, PluginError>) -> bool {
+    pub fn send(mut self, result: Result<Answer, PluginError>) -> bool {
         self.sent = true;
-        self.deliver(Some(result.map(T::into_answer)))
+        self.deliver(Some(result))
     }
 
     fn deliver(&self, result: Option<Result<Answer, PluginError>>) -> bool {
@@ -227,6 +177,8 @@ impl Drop for ReplyTo {
 mod tests {
     use std::time::Duration;
 
+    use plugin_api::{HookOutcome, Payload};
+
     use super::*;
 
     fn soon() -> Instant {
@@ -237,10 +189,10 @@ mod tests {
     fn an_answer_reaches_the_waiting_thread() {
         let waiter = Waiter::new(7);
         let reply = waiter.reply_to();
-        std::thread::spawn(move || assert!(reply.send(Ok(Payload::empty()))));
+        std::thread::spawn(move || assert!(reply.send(Ok(Answer::Payload(Payload::empty())))));
         assert!(matches!(
-            waiter.wait::<Payload>(soon()),
-            Waited::Answer(Ok(p)) if p.is_empty()
+            waiter.wait(soon()),
+            Waited::Answer(Ok(Answer::Payload(p))) if p.is_empty()
         ));
     }
 
@@ -248,20 +200,23 @@ mod tests {
     fn a_dropped_job_cancels_and_a_reply_after_the_wait_is_late() {
         let waiter = Waiter::new(1);
         drop(waiter.reply_to());
-        assert!(matches!(waiter.wait::<Payload>(soon()), Waited::Cancelled));
+        assert!(matches!(waiter.wait(soon()), Waited::Cancelled));
         let late = waiter.reply_to();
         assert!(matches!(
-            waiter.wait::<Payload>(Instant::now() + Duration::from_millis(20)),
+            waiter.wait(Instant::now() + Duration::from_millis(20)),
             Waited::TimedOut
         ));
         drop(waiter);
-        assert!(!late.send(Ok(Payload::empty())), "nobody waits for work 1");
+        assert!(
+            !late.send(Ok(Answer::Payload(Payload::empty()))),
+            "nobody waits for work 1"
+        );
         // The next call on this thread reuses the port and sees only its own answer.
         let waiter = Waiter::new(2);
         let reply = waiter.reply_to();
-        assert!(reply.send(Err::<Payload, _>(PluginError::invalid("two"))));
+        assert!(reply.send(Err(PluginError::invalid("two"))));
         assert!(matches!(
-            waiter.wait::<Payload>(soon()),
+            waiter.wait(soon()),
             Waited::Answer(Err(e)) if e.message() == "two"
         ));
     }
@@ -281,10 +236,12 @@ mod tests {
                 result: Some(Ok(Answer::Payload(Payload::empty()))),
             })
             .expect("room");
-        assert!(waiter.reply_to().send(Ok(HookOutcome::Veto("no".into()))));
+        assert!(waiter
+            .reply_to()
+            .send(Ok(Answer::Hook(HookOutcome::Veto("no".into())))));
         assert!(matches!(
-            waiter.wait::<HookOutcome>(soon()),
-            Waited::Answer(Ok(HookOutcome::Veto(r))) if r.as_str() == "no"
+            waiter.wait(soon()),
+            Waited::Answer(Ok(Answer::Hook(HookOutcome::Veto(r)))) if r.as_str() == "no"
         ));
         drop(stale);
     }

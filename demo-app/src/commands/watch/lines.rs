@@ -184,7 +184,7 @@ pub fn failures(
         Ok(FileChange::Loaded(report)) => report
             .entries
             .iter()
-            .filter_map(|e| e.error.as_ref().map(|error| (&e.file, error)))
+            .filter_map(|e| e.error.as_deref().map(|error| (&e.file, error)))
             .filter(|(_, error)| {
                 !matches!(
                     error,
@@ -326,7 +326,7 @@ mod tests {
             file: PathBuf::from(file),
             plugin: None,
             version: None,
-            error,
+            error: error.map(std::sync::Arc::new),
         };
         let report = LoadReport {
             entries: vec![

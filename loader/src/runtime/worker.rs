@@ -1,0 +1,569 @@
+//! A plugin's thread: it owns the instance and runs what arrives in the slot's queues, each
+//! piece through [`Invoker::invoke`].
+//!
+//! Work is taken in priority order: orders, calls, events. The thread polls briefly before it
+//! blocks, so a busy plugin's thread does not park and wake for every message (a wake-up costs
+//! far more than the work on small machines), while an idle one blocks and uses no CPU.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{bounded, select_biased, Receiver, Sender};
+use plugin_api::{ErrorKind, PluginError, PluginInstanceBox};
+
+use super::{
+    call::{Answer, Call, Invoker, Record},
+    chain::{serve_as, with_current, Chain},
+    slot::{Control, Delivery, Fresh, Job, Seal, Slot},
+};
+use crate::observe::recorder::{Label, Recorder};
+
+/// The instance a thread serves, and the seal of its context.
+struct Live {
+    instance: Option<PluginInstanceBox>,
+    seal: Seal,
+}
+
+/// How long a thread waits for the supervisor's order after a fault before it goes on.
+const ORDERS_WAIT: Duration = Duration::from_secs(10);
+
+/// Makes an instance from `fresh` (the plugin's constructor runs) on the calling thread.
+fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
+    let Fresh {
+        module,
+        context,
+        seal,
+    } = fresh;
+    let made = with_current(Chain::empty(), 0, || (module.instantiate())(context));
+    match made.into_result() {
+        Ok(instance) => Ok(Live {
+            instance: Some(instance),
+            seal,
+        }),
+        Err(e) => {
+            seal.retire();
+            Err(PluginError::new(
+                e.kind,
+                format!("plugin {}: instantiate: {e}", slot.name),
+            ))
+        }
+    }
+}
+
+/// Starts `slot`'s thread: it makes the instance from `fresh`, activates it, says how that went
+/// on `ready`, and then serves the slot's queues until it is stopped. `grace` bounds the wait
+/// for an old instance's `deactivate` during a swap or restart.
+pub(crate) fn spawn(
+    slot: Arc<Slot>,
+    recorder: Arc<Recorder>,
+    fresh: Fresh,
+    ready: Sender<Result<(), PluginError>>,
+    grace: Duration,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("plugin-{}", slot.name))
+        .spawn(move || {
+            serve_as(&slot.name);
+            let plugin = Label::new(&slot.name);
+            let mut live = match instantiate(&slot, fresh) {
+                Ok(live) => live,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let activated = {
+                let mut invoker = Invoker::new(&slot, &recorder, &plugin, slot.limit);
+                lifecycle_call(&mut invoker, &mut live, Call::Activate)
+            };
+            let ok = activated.is_ok();
+            let delivered = ready.send(activated.map(|_| ())).is_ok();
+            if ok && delivered && !slot.is_closed() {
+                serve(&slot, live, &recorder, &plugin, grace);
+            } else {
+                // Activation failed, or the host gave up on it (deadline): undo it.
+                let mut invoker = Invoker::new(&slot, &recorder, &plugin, slot.limit);
+                if ok {
+                    let _ = lifecycle_call(&mut invoker, &mut live, Call::Deactivate);
+                }
+                let _ = lifecycle_call(&mut invoker, &mut live, Call::Drop);
+                live.seal.retire();
+            }
+        })
+}
+
+/// A lifecycle call (activate, deactivate, state handoff, drop) on the current thread.
+fn lifecycle_call(
+    invoker: &mut Invoker<'_>,
+    live: &mut Live,
+    call: Call,
+) -> Result<Answer, PluginError> {
+    invoker.invoke(
+        &mut live.instance,
+        call,
+        (Chain::empty(), 0, Instant::now()),
+        None,
+    )
+}
+
+/// What the dispatcher thread takes next.
+enum Work {
+    Order(Control),
+    Call(Job),
+    Event(Delivery),
+    /// The queues are closed and the order channel is gone: exit.
+    Exit,
+}
+
+/// One step of waiting for more events before blocking: first offer the CPU to any other
+/// thread that can run (the publisher, or another subscriber with events queued), then back off.
+///
+/// A subscriber that polls its empty queue without yielding keeps its CPU for microseconds per
+/// idle moment; with more busy threads than CPUs that time is taken from the threads doing the
+/// work (BENCHMARKS.md has the measurement). Waits for a call or a reply spin without yielding
+/// instead: there the next message is usually a few microseconds away, and a yield (a system
+/// call) would delay noticing it.
+fn yield_then_back_off(backoff: &crossbeam_utils::Backoff) {
+    std::thread::yield_now();
+    backoff.snooze();
+}
+
+/// The next piece of work, in priority order: orders, calls, events. After a run of events
+/// (`streaming`) it yields while it polls ([`yield_then_back_off`]).
+fn next_work(slot: &Slot, streaming: bool) -> Work {
+    let (control, jobs, events) = (&slot.control_rx, &slot.jobs_rx, &slot.events_rx);
+    let try_all = || -> Option<Work> {
+        if let Ok(order) = control.try_recv() {
+            return Some(Work::Order(order));
+        }
+        if let Ok(job) = jobs.try_recv() {
+            return Some(Work::Call(job));
+        }
+        events.try_recv().ok().map(Work::Event)
+    };
+    let backoff = crossbeam_utils::Backoff::new();
+    loop {
+        if let Some(work) = try_all() {
+            return work;
+        }
+        if slot.is_closed() {
+            // Stopping: only an order (Stop) can come now; wait for it instead of spinning.
+            return match control.recv() {
+                Ok(order) => Work::Order(order),
+                Err(_) => Work::Exit,
+            };
+        }
+        if backoff.is_completed() {
+            break;
+        }
+        if streaming {
+            yield_then_back_off(&backoff);
+        } else {
+            backoff.snooze();
+        }
+    }
+    select_biased! {
+        recv(control) -> order => order.map_or(Work::Exit, Work::Order),
+        recv(jobs) -> job => match job {
+            Ok(job) => Work::Call(job),
+            Err(_) => control.recv().map_or(Work::Exit, Work::Order),
+        },
+        recv(events) -> delivery => match delivery {
+            Ok(delivery) => Work::Event(delivery),
+            Err(_) => control.recv().map_or(Work::Exit, Work::Order),
+        },
+    }
+}
+
+/// The body of a plugin's thread once its instance is active.
+fn serve(
+    slot: &Arc<Slot>,
+    mut live: Live,
+    recorder: &Arc<Recorder>,
+    plugin: &Label,
+    grace: Duration,
+) {
+    let generation = slot.generation.load(Ordering::Acquire);
+    // Whether the last work was a run of events (see `next_work`).
+    let mut streaming = false;
+    loop {
+        if slot.generation.load(Ordering::Acquire) != generation {
+            // A restart left this thread behind (it was stuck in plugin code): retire it.
+            let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+            if let Err(e) = lifecycle_call(&mut invoker, &mut live, Call::Deactivate) {
+                log::warn!(
+                    "plugin {}: the replaced instance's deactivate failed: {e}",
+                    slot.name
+                );
+            }
+            let _ = lifecycle_call(&mut invoker, &mut live, Call::Drop);
+            live.seal.retire();
+            return;
+        }
+        let work = next_work(slot, streaming);
+        slot.busy.store(true, Ordering::Release);
+        let exit = match work {
+            Work::Exit => true,
+            Work::Order(order) => obey(slot, &mut live, order, recorder, plugin, grace),
+            Work::Call(job) => {
+                streaming = false;
+                run_call(slot, &mut live, job, recorder, plugin, grace)
+            }
+            Work::Event(delivery) => {
+                streaming = true;
+                run_events(
+                    slot, &mut live, delivery, recorder, plugin, grace, generation,
+                )
+            }
+        };
+        slot.busy.store(false, Ordering::Release);
+        if exit {
+            return;
+        }
+    }
+}
+
+/// Runs one call (after the events published before it); returns whether to exit.
+fn run_call(
+    slot: &Arc<Slot>,
+    live: &mut Live,
+    job: Job,
+    recorder: &Arc<Recorder>,
+    plugin: &Label,
+    grace: Duration,
+) -> bool {
+    if slot.is_closed() {
+        // Deactivation has begun: dropping the job answers its caller "cancelled".
+        return false;
+    }
+    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    // Events and calls wait in separate queues. Handle first the events that were published
+    // before this call was made (ids come from one counter), so a plugin never answers a call
+    // without having seen what happened before it.
+    while let Ok(delivery) = slot.events_rx.try_recv() {
+        let later = delivery.event.id > job.work;
+        let started = invoker.finished_or_now();
+        let panicked = deliver(&mut invoker, live, delivery, started);
+        if panicked {
+            invoker.flush();
+            drop(invoker);
+            if await_orders(slot, live, recorder, plugin, grace) {
+                return true;
+            }
+            invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+        }
+        if later {
+            break;
+        }
+    }
+    invoker.flush();
+    let Job {
+        chain,
+        work,
+        call,
+        kind,
+        name,
+        record,
+        reply,
+    } = job;
+    let record = record.map(|(parent, caller, queued_us)| Record {
+        kind,
+        name: name.clone(),
+        parent,
+        caller,
+        queued_us,
+    });
+    let result = invoker.invoke(
+        &mut live.instance,
+        call,
+        (chain, work, Instant::now()),
+        record,
+    );
+    let panicked = matches!(&result, Err(e) if e.kind == ErrorKind::Panicked);
+    match reply {
+        Some(reply) => {
+            if !reply.send(result) {
+                slot.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "late reply from plugin {} for {} {} dropped: the caller stopped waiting",
+                    slot.name,
+                    super::kind_word(kind),
+                    name.as_str()
+                );
+            }
+        }
+        None => {
+            if let Err(e) = result {
+                log::warn!(
+                    "plugin {}: {} {} failed: {e}",
+                    slot.name,
+                    super::kind_word(kind),
+                    name.as_str()
+                );
+            }
+        }
+    }
+    drop(invoker);
+    panicked && await_orders(slot, live, recorder, plugin, grace)
+}
+
+/// Handles queued events back to back while no order or call is waiting: one clock reading
+/// serves as the end of one delivery and the start of the next, and their records are written
+/// in one go when the run ends. Returns whether to exit.
+fn run_events(
+    slot: &Arc<Slot>,
+    live: &mut Live,
+    first: Delivery,
+    recorder: &Arc<Recorder>,
+    plugin: &Label,
+    grace: Duration,
+    generation: u64,
+) -> bool {
+    if slot.is_closed() {
+        return false;
+    }
+    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    let mut next = Some(first);
+    let mut started = Instant::now();
+    while let Some(delivery) = next.take() {
+        let panicked = deliver(&mut invoker, live, delivery, started);
+        if panicked {
+            drop(invoker);
+            return await_orders(slot, live, recorder, plugin, grace);
+        }
+        if !slot.control_rx.is_empty()
+            || !slot.jobs_rx.is_empty()
+            || slot.is_closed()
+            || slot.generation.load(Ordering::Relaxed) != generation
+        {
+            break;
+        }
+        next = slot.events_rx.try_recv().ok();
+        started = invoker.finished_or_now();
+    }
+    false
+}
+
+/// Runs one event handler, which starts at `started`; returns whether it panicked.
+fn deliver(
+    invoker: &mut Invoker<'_>,
+    live: &mut Live,
+    delivery: Delivery,
+    started: Instant,
+) -> bool {
+    let Delivery {
+        event,
+        chain,
+        reply,
+    } = delivery;
+    // The delivery's own id only matters to the recorder (as the parent of what the handler
+    // does); without recording, the event's id serves and no shared counter is touched.
+    let work = if invoker.recorder.enabled() {
+        invoker.recorder.local_id()
+    } else {
+        event.id
+    };
+    let (event_type, id) = (event.event_type.clone(), event.id);
+    let result = invoker.invoke(
+        &mut live.instance,
+        Call::Event(event),
+        (chain, work, started),
+        None,
+    );
+    let result = result.and_then(Answer::into_payload);
+    let name = &invoker.slot.name;
+    let mut panicked = false;
+    if let Err(e) = &result {
+        log::warn!("plugin {name}: handler for event {event_type} #{id} failed: {e}");
+        panicked = e.kind == ErrorKind::Panicked;
+    }
+    if let Some(reply) = reply {
+        // The publisher may read the trace as soon as it has every answer.
+        invoker.flush();
+        let _ = reply.send((name.clone(), result));
+    }
+    panicked
+}
+
+/// After a panic: take no more work until the supervisor says what to do (restart with a fresh
+/// instance, or stop), so nothing reaches the faulted instance. Returns whether to exit.
+fn await_orders(
+    slot: &Arc<Slot>,
+    live: &mut Live,
+    recorder: &Arc<Recorder>,
+    plugin: &Label,
+    grace: Duration,
+) -> bool {
+    match slot.control_rx.recv_timeout(ORDERS_WAIT) {
+        Ok(order) => obey(slot, live, order, recorder, plugin, grace),
+        // No supervisor answer (the host is going away): go on with what we have.
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => true,
+    }
+}
+
+/// Carries out an order; returns whether the thread must exit.
+fn obey(
+    slot: &Arc<Slot>,
+    live: &mut Live,
+    order: Control,
+    recorder: &Arc<Recorder>,
+    plugin: &Label,
+    grace: Duration,
+) -> bool {
+    let name = &slot.name;
+    match order {
+        Control::Stop { done } => {
+            let cancelled = slot.cancel_queued();
+            if cancelled > 0 {
+                log::info!(
+                    "plugin {name}: {cancelled} queued calls and events cancelled at deactivation"
+                );
+            }
+            let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+            let result = lifecycle_call(&mut invoker, live, Call::Deactivate).map(|_| ());
+            let _ = lifecycle_call(&mut invoker, live, Call::Drop);
+            live.seal.retire();
+            let _ = done.send(result);
+            true
+        }
+        Control::Swap {
+            next,
+            from_version,
+            done,
+        } => {
+            let result = swap(slot, live, *next, &from_version, (recorder, plugin, grace));
+            let _ = done.send(result);
+            false
+        }
+        Control::Restart { next, done } => {
+            // The faulted instance's state may be what faulted: no handoff.
+            let old = std::mem::replace(
+                live,
+                Live {
+                    instance: None,
+                    seal: Seal::default(),
+                },
+            );
+            retire(slot, old, recorder, grace);
+            let result = instantiate(slot, *next).and_then(|mut fresh| {
+                let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+                let activated = lifecycle_call(&mut invoker, &mut fresh, Call::Activate);
+                drop(invoker);
+                *live = fresh;
+                activated.map(|_| ())
+            });
+            let _ = done.send(result);
+            false
+        }
+    }
+}
+
+/// Hot reload on the plugin's thread: makes the new instance, moves the old one's saved state
+/// into it and activates it. On success the old instance is retired; on error it stays (having
+/// only saved state, it stays active).
+fn swap(
+    slot: &Arc<Slot>,
+    live: &mut Live,
+    next: Fresh,
+    from_version: &str,
+    (recorder, plugin, grace): (&Arc<Recorder>, &Label, Duration),
+) -> Result<(), PluginError> {
+    let name = &slot.name;
+    let mut fresh = instantiate(slot, next)?;
+    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    let state = match lifecycle_call(&mut invoker, live, Call::SaveState) {
+        Ok(Answer::State(state)) => state,
+        Ok(_) => None,
+        Err(e) => {
+            log::warn!("plugin {name}: save_state failed, the new instance starts fresh: {e}");
+            None
+        }
+    };
+    if let Some(state) = state {
+        let restore = Call::RestoreState {
+            state,
+            from_version: from_version.to_owned(),
+        };
+        if let Err(e) = lifecycle_call(&mut invoker, &mut fresh, restore) {
+            log::warn!("plugin {name}: restore_state failed, the new instance starts fresh: {e}");
+        }
+    }
+    if let Err(e) = lifecycle_call(&mut invoker, &mut fresh, Call::Activate) {
+        let _ = lifecycle_call(&mut invoker, &mut fresh, Call::Drop);
+        fresh.seal.retire();
+        return Err(e);
+    }
+    drop(invoker);
+    let old = std::mem::replace(live, fresh);
+    retire(slot, old, recorder, grace);
+    Ok(())
+}
+
+/// Deactivates and drops an instance that is being replaced, on a thread of its own, waiting at
+/// most `grace` for it: an old instance whose `deactivate` never returns is left behind
+/// (counted) and the plugin's thread goes on with the new one.
+fn retire(slot: &Arc<Slot>, old: Live, recorder: &Arc<Recorder>, grace: Duration) {
+    if old.instance.is_none() {
+        old.seal.retire();
+        return;
+    }
+    let seal = old.seal.clone();
+    let (done_tx, done_rx) = bounded::<Result<(), PluginError>>(1);
+    let thread_slot = slot.clone();
+    let thread_recorder = recorder.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("retire-{}", slot.name))
+        .spawn(move || {
+            let mut old = old;
+            serve_as(&thread_slot.name);
+            let plugin = Label::new(&thread_slot.name);
+            let mut invoker =
+                Invoker::new(&thread_slot, &thread_recorder, &plugin, thread_slot.limit);
+            let result = lifecycle_call(&mut invoker, &mut old, Call::Deactivate).map(|_| ());
+            let _ = lifecycle_call(&mut invoker, &mut old, Call::Drop);
+            old.seal.retire();
+            let _ = done_tx.send(result);
+        });
+    let name = &slot.name;
+    let result = match spawned {
+        Ok(_) => done_rx.recv_timeout(grace).unwrap_or_else(|_| {
+            slot.detach();
+            Err(PluginError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "it did not return within {} ms; its thread is left running (threads cannot be killed)",
+                    grace.as_millis()
+                ),
+            ))
+        }),
+        Err(e) => Err(PluginError::failed(format!("cannot start a thread to retire the old instance: {e}"))),
+    };
+    // Whatever happened, the old instance's context takes no more calls.
+    seal.retire();
+    if let Err(e) = result {
+        let text = format!("plugin {name}: the old instance's deactivate failed: {e}");
+        log::warn!("{text}");
+        *slot.last_error.lock() = Some(text);
+    }
+}
+
+/// How long to wait for a stopping plugin thread.
+pub(crate) fn wait_done(
+    done: &Receiver<Result<(), PluginError>>,
+    grace: Duration,
+) -> Result<(), PluginError> {
+    match done.recv_timeout(grace) {
+        Ok(r) => r,
+        Err(_) => Err(PluginError::new(
+            ErrorKind::Timeout,
+            format!(
+                "did not finish within {} ms; its thread is left running (threads cannot be killed)",
+                grace.as_millis()
+            ),
+        )),
+    }
+}
