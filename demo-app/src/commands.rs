@@ -23,16 +23,13 @@ pub use list::{list, render_list, ListRow};
 pub use stats::{render_stats, stats};
 pub use trace::render_trace;
 
-use std::{
-    io::{self, Write as _},
-    path::Path,
-};
+use std::io::{self, Write as _};
 
 use plugin_api::{ErrorKind, Payload};
 
 use crate::{
     cli::{Command, ObserveArgs},
-    error::{error_chain, AppError},
+    error::AppError,
     json,
     session::Session,
 };
@@ -124,7 +121,7 @@ fn run_trace(session: &Session, args: &ObserveArgs) -> Result<(), AppError> {
     let first = FirstCommand::parse(&args.command, "trace")?;
     let host = &session.host;
     let mark = first::trace_mark(host);
-    let outcome = first.as_ref().map(|f| f.run(session, mark));
+    let outcome = first.as_ref().map(|f| f.run(session));
     let mut records = host.trace();
     if first.is_some() {
         records = trace::since(records, mark);
@@ -141,8 +138,7 @@ fn run_trace(session: &Session, args: &ObserveArgs) -> Result<(), AppError> {
 /// `stats`: runs the optional command, then prints every plugin's metrics.
 fn run_stats(session: &Session, args: &ObserveArgs) -> Result<(), AppError> {
     let first = FirstCommand::parse(&args.command, "stats")?;
-    let mark = first::trace_mark(&session.host);
-    let outcome = first.as_ref().map(|f| f.run(session, mark));
+    let outcome = first.as_ref().map(|f| f.run(session));
     let rows = stats(&session.host);
     if args.json {
         print_line(&json::to_text(&rows, false)?)?;
@@ -180,19 +176,6 @@ pub fn print_text(text: &str) -> Result<(), AppError> {
 /// A usage error (exit 2) with the parser's message and position.
 pub fn parse_json(text: &str) -> Result<Payload, AppError> {
     Payload::from_json_str(text).map_err(|e| AppError::usage(e.kind, e.message.as_str()))
-}
-
-/// The full reason a file failed, from the load report: the report keeps the error value with
-/// its source chain, while `Host::plugins` keeps only its top line and drops the operating
-/// system's reason.
-fn report_error(session: &Session, file: &Path) -> Option<String> {
-    session
-        .report
-        .entries
-        .iter()
-        .filter(|e| e.file == file)
-        .find_map(|e| e.error.as_ref())
-        .map(|e| error_chain(e))
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ pub use load::preflight::{
 };
 pub use observe::deadletter::DeadLetter;
 pub use observe::metrics::PluginMetrics;
-pub use observe::recorder::{render_tree, RecordKind, TraceRecord};
+pub use observe::recorder::{render_tree, RecordKind, TraceOutcome, TraceRecord};
 pub use plan::capability::matches as pattern_matches;
 pub use runtime::slot::PluginState;
 pub use storage::{Namespace, Store};

@@ -28,7 +28,7 @@ fn trace_links_a_command_to_the_event_it_emits_and_its_deliveries() {
         .expect("the command is recorded");
     assert_eq!(&*command.caller, "host");
     assert_eq!(&*command.plugin, "greeter");
-    assert_eq!(&*command.outcome, "ok");
+    assert_eq!(command.outcome, loader::TraceOutcome::Ok);
     assert!(command.started_us >= command.queued_us && command.finished_us >= command.started_us);
     let event = records
         .iter()

@@ -2,11 +2,10 @@
 
 use std::fmt::Write as _;
 
-use loader::{PluginInfo, PluginState};
+use loader::PluginInfo;
 use plugin_api::{CommandDecl, Dependency, ErrorKind, HookDecl, MiddlewareDecl, ProviderDecl};
 use serde::Serialize;
 
-use super::report_error;
 use crate::{error::AppError, session::Session};
 
 /// What `describe` shows about one plugin.
@@ -84,10 +83,8 @@ pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> 
             format!("no plugin named {name} (loaded: {active})"),
         )
     })?;
-    let error = (info.state == PluginState::Failed)
-        .then(|| report_error(session, &info.file))
-        .flatten()
-        .or_else(|| info.error.clone());
+    // The host keeps a failed file's error with its causes.
+    let error = info.error.clone();
     Ok(Description::new(info, error))
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use loader::{Host, RecordKind};
+use loader::Host;
 use plugin_api::ErrorKind;
 
 use crate::{
@@ -36,9 +36,6 @@ pub enum FirstCommand {
 /// How long to wait at most for the work a command set off (event deliveries are
 /// asynchronous) to finish before showing what it did.
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
-
-/// How long the host must look idle to count as settled.
-const SETTLE_QUIET: Duration = Duration::from_millis(40);
 
 impl FirstCommand {
     /// Parses the words after `trace`/`stats` as one shell line; no words, no command.
@@ -84,12 +81,11 @@ impl FirstCommand {
     }
 
     /// Runs the command and waits (up to a limit) for the work it set off to finish. Its answer
-    /// is not shown: stdout belongs to the trace or the stats. `mark` is the largest trace id
-    /// before the command ([`trace_mark`]).
+    /// is not shown: stdout belongs to the trace or the stats.
     ///
     /// # Errors
     /// The command's own error, after the wait.
-    pub fn run(&self, session: &Session, mark: u64) -> Result<(), AppError> {
+    pub fn run(&self, session: &Session) -> Result<(), AppError> {
         let outcome = match self {
             FirstCommand::Call { command, args } => {
                 super::call(&session.host, command, args).map(drop)
@@ -100,7 +96,8 @@ impl FirstCommand {
                 collect,
             } => super::emit(&session.host, event_type, data, *collect).map(drop),
         };
-        settle(&session.host, mark);
+        // Let the work the command caused finish before the trace or stats are read.
+        session.host.wait_idle(Instant::now() + SETTLE_LIMIT);
         outcome
     }
 }
@@ -108,69 +105,6 @@ impl FirstCommand {
 /// The largest id in the flight recorder now: what came before a command.
 pub fn trace_mark(host: &Host) -> u64 {
     host.trace().iter().map(|r| r.id).max().unwrap_or(0)
-}
-
-/// Waits until no plugin has anything queued, no counter or trace record has changed for a
-/// short while, and every event published after `mark` has reached each of its subscribers
-/// (or was dead-lettered) — or until [`SETTLE_LIMIT`].
-///
-/// The loader has no "wait until idle"; queue depths, counters, the trace and the dead letters
-/// are what its public API shows of work in flight. A handler that is running has left its
-/// queue and changes nothing visible until it finishes, hence the delivery count.
-fn settle(host: &Host, mark: u64) {
-    let activity = || {
-        let plugins = host.plugins();
-        let queued: usize = plugins
-            .iter()
-            .map(|p| p.metrics.queued_requests + p.metrics.queued_events)
-            .sum();
-        let done: u64 = plugins
-            .iter()
-            .map(|p| p.metrics.calls_served + p.metrics.events_handled)
-            .sum();
-        (queued, done, host.trace().len())
-    };
-    let deadline = Instant::now() + SETTLE_LIMIT;
-    let mut last = activity();
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = activity();
-        if now != last || now.0 > 0 {
-            last = now;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= SETTLE_QUIET && delivered(host, mark) {
-            return;
-        }
-    }
-}
-
-/// Whether every event recorded after `mark` has as many deliveries (or dead letters) as the
-/// subscribers it was published to. True when the recorder is off: nothing to go by.
-fn delivered(host: &Host, mark: u64) -> bool {
-    let records = super::trace::since(host.trace(), mark);
-    let (letters, _) = host.dead_letters();
-    records
-        .iter()
-        .filter(|r| r.kind == RecordKind::Event)
-        .all(|event| {
-            let reached = records
-                .iter()
-                .filter(|r| r.kind == RecordKind::Delivery && r.parent == event.id)
-                .count()
-                + letters.iter().filter(|l| l.id == event.id).count();
-            reached >= subscriber_count(&event.outcome)
-        })
-}
-
-/// The subscriber count of an event record's outcome, `ok (3 subscribers)`; 0 when the text
-/// has another form.
-fn subscriber_count(outcome: &str) -> usize {
-    outcome
-        .strip_prefix("ok (")
-        .and_then(|rest| rest.split_once(' '))
-        .and_then(|(count, _)| count.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -196,14 +130,6 @@ mod tests {
             })
         );
         assert_eq!(FirstCommand::parse(&[], "trace").expect("valid"), None);
-    }
-
-    #[test]
-    fn subscriber_counts_come_from_the_outcome() {
-        assert_eq!(subscriber_count("ok (3 subscribers)"), 3);
-        assert_eq!(subscriber_count("ok (1 subscribers)"), 1);
-        assert_eq!(subscriber_count("ok"), 0);
-        assert_eq!(subscriber_count("queue full"), 0);
     }
 
     #[test]

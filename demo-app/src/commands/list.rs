@@ -5,7 +5,6 @@ use std::{fmt::Write as _, path::Path};
 use loader::{LoadError, PluginState};
 use serde::Serialize;
 
-use super::report_error;
 use crate::{error::error_chain, session::Session};
 
 /// One plugin file in `list`.
@@ -30,11 +29,8 @@ pub fn list(session: &Session) -> Vec<ListRow> {
         .plugins()
         .into_iter()
         .map(|info| {
-            // Prefer the report's reason: it keeps the source chain (see `report_error`).
-            let error = (info.state == PluginState::Failed)
-                .then(|| report_error(session, &info.file))
-                .flatten()
-                .or(info.error);
+            // A failed file's error comes with its causes.
+            let error = info.error;
             ListRow {
                 name: info.name,
                 version: info.version,

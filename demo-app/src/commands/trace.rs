@@ -83,7 +83,7 @@ mod tests {
             queued_us: 1,
             started_us: 2,
             finished_us: 5,
-            outcome: "ok".into(),
+            outcome: loader::TraceOutcome::Ok,
         }
     }
 

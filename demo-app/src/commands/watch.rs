@@ -115,7 +115,9 @@ fn start_watcher(
 
 /// The lines one lifecycle event produces: the event, and after a reload the image counts.
 fn lines_for(host: &Host, event: &Event) -> Vec<WatchLine> {
-    let line = LifecycleLine::from_event(event);
+    let Some(line) = LifecycleLine::from_event(event) else {
+        return Vec::new();
+    };
     let reloaded = line.is_reload();
     let mut lines = vec![WatchLine::Lifecycle(line)];
     if reloaded {

@@ -78,7 +78,7 @@ impl Dispatcher {
             parent: caller.work,
             event_type: event_type.into(),
             source: caller.name.into(),
-            timestamp_ms: self.recorder.wall_ms(now),
+            timestamp_ms: self.clock.wall_ms(now),
             data,
         });
         Ok((event, now))

@@ -39,6 +39,7 @@ use crate::{
     plan::capability,
     runtime::{
         call::{Answer, Call},
+        clock::Clock,
         kind_word,
         reply::{Waited, Waiter},
         slot::{Job, Slot},
@@ -66,6 +67,7 @@ pub(crate) struct Dispatcher {
     config: Arc<HostConfig>,
     routes: RwLock<Routes>,
     recorder: Arc<Recorder>,
+    clock: Arc<Clock>,
     dead_letters: DeadLetters,
     store: Store,
 }
@@ -78,6 +80,7 @@ impl Dispatcher {
                 config.max_subscriptions_per_plugin,
             )),
             recorder: Arc::new(Recorder::new(config.recorder_capacity)),
+            clock: Arc::default(),
             dead_letters: DeadLetters::new(config.dead_letter_capacity),
             store,
             config,
@@ -104,8 +107,13 @@ impl Dispatcher {
         &self.dead_letters
     }
 
+    /// The host's ids and wall clock.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+
     pub fn next_id(&self) -> u64 {
-        self.recorder.next_id()
+        self.clock.next_id()
     }
 
     fn timeout(&self, requested: Option<Duration>) -> Duration {
@@ -222,13 +230,14 @@ impl Dispatcher {
         }
     }
 
-    /// Whether no plugin has work queued or running.
-    pub fn is_idle(&self) -> bool {
-        self.routes
-            .read()
-            .plugins
-            .values()
-            .all(|r| r.slot.is_idle())
+    /// Whether no plugin has work queued or running, and how much work they have finished:
+    /// two readings that are both idle with the same total saw no work in between (work can
+    /// only start from work, or from outside the plugins).
+    pub fn idle_reading(&self) -> (bool, u64) {
+        let routes = self.routes.read();
+        let idle = routes.plugins.values().all(|r| r.slot.is_idle());
+        let done = routes.plugins.values().map(|r| r.slot.work_done()).sum();
+        (idle, done)
     }
 
     // ---- calls ---------------------------------------------------------------------------

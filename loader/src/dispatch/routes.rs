@@ -326,7 +326,13 @@ mod tests {
 
     fn slot(name: &str) -> Arc<Slot> {
         let (faults, _) = crossbeam_channel::unbounded();
-        Slot::new(name, 4, 4, (faults, Arc::new(AtomicU64::new(0))), 1024)
+        Slot::new(
+            name,
+            4,
+            4,
+            (faults, Arc::new(AtomicU64::new(0)), Arc::default()),
+            1024,
+        )
     }
 
     fn names(targets: &[Target]) -> Vec<&str> {

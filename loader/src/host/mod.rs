@@ -448,12 +448,16 @@ impl Host {
     }
 
     /// Waits until no plugin has a call or event queued or running, or `deadline` passes.
-    /// Returns whether the host went idle.
+    /// Returns whether the host went idle. Work started from outside the plugins (the
+    /// application, or a thread a plugin started) can begin again at any time after.
     pub fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut last: Option<u64> = None;
         loop {
-            if self.dispatch().is_idle() {
+            let (idle, done) = self.dispatch().idle_reading();
+            if idle && last == Some(done) {
                 return true;
             }
+            last = idle.then_some(done);
             if Instant::now() >= deadline {
                 return false;
             }

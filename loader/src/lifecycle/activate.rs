@@ -245,7 +245,11 @@ impl Lifecycle {
             &name,
             self.config.request_queue,
             self.config.event_queue,
-            (self.faults.clone(), self.detached.clone()),
+            (
+                self.faults.clone(),
+                self.detached.clone(),
+                self.dispatcher.clock().clone(),
+            ),
             self.config.max_payload_bytes,
         );
         let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);

@@ -10,10 +10,10 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::Instant,
 };
 
 use crossbeam_utils::CachePadded;
@@ -67,7 +67,7 @@ pub struct TraceRecord {
     /// When it finished (0 if it never did).
     pub finished_us: u64,
     /// `ok`, or the error message.
-    pub outcome: Arc<str>,
+    pub outcome: TraceOutcome,
 }
 
 /// The ring buffer.
@@ -79,26 +79,11 @@ pub(crate) struct Recorder {
     /// recording at the same time rarely contend for one lock. Each holds up to `capacity`; a
     /// snapshot merges them and keeps the newest `capacity`.
     shards: Vec<CachePadded<Mutex<Ring>>>,
-    ids: CachePadded<AtomicU64>,
-    /// Distinguishes recorders (hosts) in one process, for per-thread id blocks and rings.
+    /// Distinguishes recorders (hosts) in one process, for per-thread rings.
     instance: u64,
     /// The ring the next thread to record gets (round-robin, per recorder: the first
     /// [`SHARDS`] threads of a host each get a ring of their own).
     next_ring: AtomicUsize,
-    /// Wall-clock ms minus monotonic ms since `epoch`, as of the last wall-clock reading.
-    wall_offset_ms: CachePadded<AtomicI64>,
-    /// When (µs since `epoch`) the wall clock was last read.
-    wall_read_us: AtomicU64,
-}
-
-/// How often [`Recorder::wall_ms`] reads the wall clock again, so that a clock step shows in
-/// event timestamps within this time.
-const WALL_REFRESH_US: u64 = 100_000;
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 static RECORDERS: AtomicU64 = AtomicU64::new(1);
@@ -127,58 +112,9 @@ impl Recorder {
             shards: (0..SHARDS)
                 .map(|_| CachePadded::new(Mutex::new(Ring::default())))
                 .collect(),
-            ids: CachePadded::new(AtomicU64::new(1)),
             instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
             next_ring: AtomicUsize::new(0),
-            wall_offset_ms: CachePadded::new(AtomicI64::new(unix_ms())),
-            wall_read_us: AtomicU64::new(0),
         }
-    }
-
-    /// The wall-clock time of `at` (a monotonic reading the caller took), in ms since the Unix
-    /// epoch: the monotonic time plus the offset found at the last wall-clock reading, which is
-    /// refreshed at most every 100 ms. Publishing an event thus reads the clock once, for its
-    /// timestamp and its record alike.
-    pub fn wall_ms(&self, at: Instant) -> u64 {
-        let mono_us = self.micros(at);
-        let mono_ms = i64::try_from(mono_us / 1000).unwrap_or(i64::MAX);
-        if mono_us.saturating_sub(self.wall_read_us.load(Ordering::Relaxed)) > WALL_REFRESH_US {
-            // Racing refreshers each store a valid offset.
-            self.wall_offset_ms
-                .store(unix_ms().saturating_sub(mono_ms), Ordering::Relaxed);
-            self.wall_read_us.store(mono_us, Ordering::Relaxed);
-        }
-        let wall = mono_ms.saturating_add(self.wall_offset_ms.load(Ordering::Relaxed));
-        u64::try_from(wall).unwrap_or(0)
-    }
-
-    /// A fresh id for events, calls and deliveries (unique within the host, increasing: events
-    /// and calls are ordered by it).
-    pub fn next_id(&self) -> u64 {
-        self.ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A fresh unique id that need not be ordered with others (delivery records): taken from a
-    /// block reserved by this thread, so busy dispatcher threads do not contend on the counter.
-    pub fn local_id(&self) -> u64 {
-        const BLOCK: u64 = 1024;
-        thread_local! {
-            // (recorder, next, end): a block belongs to one host's counter.
-            static BLOCK_IDS: std::cell::Cell<(u64, u64, u64)> =
-                const { std::cell::Cell::new((0, 0, 0)) };
-        }
-        let me = self.instance;
-        BLOCK_IDS.with(|ids| {
-            let (owner, next, end) = ids.get();
-            let (next, end) = if owner == me && next < end {
-                (next, end)
-            } else {
-                let start = self.ids.fetch_add(BLOCK, Ordering::Relaxed);
-                (start, start + BLOCK)
-            };
-            ids.set((me, next + 1, end));
-            next
-        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -384,7 +320,43 @@ impl<'de> serde::Deserialize<'de> for Label {
     }
 }
 
-/// How a unit of work ended, as a record keeps it; the text is made for snapshots only.
+/// How a unit of work ended, as a [`TraceRecord`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TraceOutcome {
+    /// The work succeeded.
+    Ok,
+    /// An event was published to this many subscribers.
+    Published {
+        /// How many subscribers it was queued for.
+        subscribers: usize,
+    },
+    /// The work failed.
+    Failed {
+        /// The error message.
+        message: Arc<str>,
+    },
+}
+
+impl TraceOutcome {
+    /// Whether the work succeeded (a publication always does).
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, TraceOutcome::Failed { .. })
+    }
+}
+
+impl std::fmt::Display for TraceOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraceOutcome::Ok => f.write_str("ok"),
+            TraceOutcome::Published { subscribers: 1 } => f.write_str("ok (1 subscriber)"),
+            TraceOutcome::Published { subscribers } => write!(f, "ok ({subscribers} subscribers)"),
+            TraceOutcome::Failed { message } => f.write_str(message),
+        }
+    }
+}
+
+/// How a unit of work ended, as a record keeps it (small: the error text behind one pointer).
 pub(crate) enum Outcome {
     /// `ok`.
     Ok,
@@ -402,11 +374,13 @@ impl Outcome {
         }
     }
 
-    fn text(&self) -> Arc<str> {
+    fn public(&self) -> TraceOutcome {
         match self {
-            Outcome::Ok => Arc::from("ok"),
-            Outcome::Published(n) => Arc::from(format!("ok ({n} subscribers)")),
-            Outcome::Failed(message) => Arc::from(message.as_str()),
+            Outcome::Ok => TraceOutcome::Ok,
+            Outcome::Published(n) => TraceOutcome::Published { subscribers: *n },
+            Outcome::Failed(message) => TraceOutcome::Failed {
+                message: Arc::from(message.as_str()),
+            },
         }
     }
 }
@@ -439,7 +413,7 @@ impl Entry {
             queued_us: self.started_us.saturating_sub(u64::from(self.waited_us)),
             started_us: self.started_us,
             finished_us: self.finished_us,
-            outcome: self.outcome.text(),
+            outcome: self.outcome.public(),
         }
     }
 }
@@ -569,34 +543,12 @@ mod tests {
         failed.outcome = Outcome::of::<()>(&Err(PluginError::invalid("bad input")));
         recorder.push_all(&mut vec![failed]);
         let records = recorder.snapshot();
-        let outcomes: Vec<&str> = records.iter().map(|r| &*r.outcome).collect();
+        let outcomes: Vec<String> = records.iter().map(|r| r.outcome.to_string()).collect();
         assert_eq!(outcomes, ["ok (2 subscribers)", "bad input"]);
+        assert_eq!(
+            records[0].outcome,
+            TraceOutcome::Published { subscribers: 2 }
+        );
         assert_eq!(&*records[0].caller, "host");
-    }
-
-    #[test]
-    fn event_timestamps_follow_the_wall_clock() {
-        let recorder = Recorder::new(8);
-        let now_ms = || {
-            u64::try_from(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .expect("after 1970")
-                    .as_millis(),
-            )
-            .expect("fits")
-        };
-        // The offset is read at start and refreshed every 100 ms: a few ms of rounding at most,
-        // before and after a refresh.
-        for _ in 0..2 {
-            let before = now_ms();
-            let stamped = recorder.wall_ms(Instant::now());
-            let after = now_ms();
-            assert!(
-                stamped + 2 >= before && stamped <= after + 2,
-                "{before} {stamped} {after}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(120));
-        }
     }
 }

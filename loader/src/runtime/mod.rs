@@ -4,11 +4,13 @@
 //! 1. [`call`]: `Call` and `Answer`, the host's requests to an instance as data, and `invoke`,
 //!    the one function that enters plugin code.
 //! 2. [`chain`]: the wait chain that refuses call cycles.
-//! 3. [`slot`]: the plugin's queues, state, and the seal that retires its context.
-//! 4. [`worker`]: the plugin's thread, which takes work from the slot and invokes it.
-//! 5. [`reply`]: reply ports, one reused per calling thread.
+//! 3. [`clock`]: the host's ids and the wall-clock stamps of events.
+//! 4. [`slot`]: the plugin's queues, state, and the seal that retires its context.
+//! 5. [`worker`]: the plugin's thread, which takes work from the slot and invokes it.
+//! 6. [`reply`]: reply ports, one reused per calling thread.
 pub(crate) mod call;
 pub(crate) mod chain;
+pub(crate) mod clock;
 pub(crate) mod reply;
 pub(crate) mod slot;
 pub(crate) mod worker;

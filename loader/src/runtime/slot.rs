@@ -16,7 +16,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{ErrorKind, Event, HostContextBox, Payload, PluginError, PluginModRef};
 
-use super::{call::Call, chain::Chain, reply::ReplyTo};
+use super::{call::Call, chain::Chain, clock::Clock, reply::ReplyTo};
 use crate::observe::{
     metrics::Metrics,
     recorder::{Label, RecordKind},
@@ -175,6 +175,8 @@ pub(crate) struct Slot {
     faults: Sender<Fault>,
     /// Threads given up on while stuck in this host's plugin code (shared by all slots).
     detached: Arc<AtomicU64>,
+    /// The host's ids (delivery records take theirs from it).
+    pub(super) clock: Arc<Clock>,
     pub(super) jobs_rx: Receiver<Job>,
     pub(super) events_rx: Receiver<Delivery>,
     pub state: RwLock<PluginState>,
@@ -202,7 +204,7 @@ impl Slot {
         name: &str,
         job_capacity: usize,
         event_capacity: usize,
-        (faults, detached): (Sender<Fault>, Arc<AtomicU64>),
+        (faults, detached, clock): (Sender<Fault>, Arc<AtomicU64>, Arc<Clock>),
         limit: usize,
     ) -> Arc<Slot> {
         let (jobs_tx, jobs_rx) = bounded(job_capacity.max(1));
@@ -220,6 +222,7 @@ impl Slot {
             generation: AtomicU64::new(0),
             faults,
             detached,
+            clock,
             jobs_rx,
             events_rx,
             state: RwLock::new(PluginState::Loaded),
@@ -294,6 +297,12 @@ impl Slot {
     /// Whether nothing is queued for the plugin and its thread runs no work.
     pub fn is_idle(&self) -> bool {
         self.jobs_rx.is_empty() && self.events_rx.is_empty() && !self.busy.load(Ordering::Acquire)
+    }
+
+    /// Calls and events this plugin's thread has finished so far.
+    pub fn work_done(&self) -> u64 {
+        self.metrics.calls_served.load(Ordering::Relaxed)
+            + self.metrics.events_handled.load(Ordering::Relaxed)
     }
 
     /// Whether the plugin stopped taking work (deactivation has begun).

@@ -362,7 +362,7 @@ fn deliver(
     // The delivery's own id only matters to the recorder (as the parent of what the handler
     // does); without recording, the event's id serves and no shared counter is touched.
     let work = if invoker.recorder.enabled() {
-        invoker.recorder.local_id()
+        invoker.slot.clock.local_id()
     } else {
         event.id
     };

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use loader::{FileChange, LoadError};
+use loader::{FileChange, LifecycleEvent, LoadError};
 use plugin_api::Event;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::error_chain;
 
@@ -24,28 +24,16 @@ pub enum WatchLine {
     Images(ImageCounts),
 }
 
-/// A lifecycle event: `{"event": "plugin:reloaded", "plugin", "version", "old_version",
-/// "new_version", "timestamp"}`; fields the event does not carry are left out.
+/// A lifecycle event: `{"event": "plugin:reloaded", "kind": "reloaded", "plugin", "version",
+/// "old_version", "new_version", "timestamp"}`: the event type, the host's
+/// [`LifecycleEvent`] with all of its fields, and when it was emitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LifecycleLine {
     /// The event type, `plugin:<what>`.
-    pub event: String,
-    /// The plugin.
-    pub plugin: String,
-    /// Its version (the new one, for a reload).
-    pub version: Option<String>,
-    /// The version replaced by a reload.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub old_version: Option<String>,
-    /// The version a reload brought.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub new_version: Option<String>,
-    /// Why, for `plugin:error`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Why, for `plugin:quarantined` and `plugin:restarted`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub event: &'static str,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: LifecycleEvent,
     /// When the host emitted it, ms since the Unix epoch.
     pub timestamp: u64,
 }
@@ -77,38 +65,20 @@ pub struct ImageCounts {
     pub timestamp: u64,
 }
 
-/// The data the host puts in `plugin:*` events.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct LifecycleData {
-    plugin: Option<String>,
-    version: Option<String>,
-    old_version: Option<String>,
-    new_version: Option<String>,
-    error: Option<String>,
-    reason: Option<String>,
-}
-
 impl LifecycleLine {
-    /// The line for a `plugin:*` event. Data that cannot be decoded leaves the fields empty
-    /// rather than losing the event.
-    pub fn from_event(event: &Event) -> LifecycleLine {
-        let data: LifecycleData = event.data.decode().unwrap_or_default();
-        LifecycleLine {
-            event: event.event_type.to_string(),
-            plugin: data.plugin.unwrap_or_else(|| "?".to_owned()),
-            version: data.version,
-            old_version: data.old_version,
-            new_version: data.new_version,
-            error: data.error,
-            reason: data.reason,
+    /// The line for a `plugin:*` event from the host; `None` for any other event.
+    pub fn from_event(event: &Event) -> Option<LifecycleLine> {
+        let what = LifecycleEvent::from_event(event)?;
+        Some(LifecycleLine {
+            event: what.event_type(),
+            what,
             timestamp: event.timestamp_ms,
-        }
+        })
     }
 
     /// Whether this is a successful reload (after which the image counts are shown).
     pub fn is_reload(&self) -> bool {
-        self.event == "plugin:reloaded"
+        matches!(self.what, LifecycleEvent::Reloaded { .. })
     }
 }
 
@@ -130,21 +100,55 @@ impl WatchLine {
     pub fn human(&self) -> String {
         match self {
             WatchLine::Lifecycle(l) => {
-                let verb = l.event.strip_prefix("plugin:").unwrap_or(&l.event);
-                if l.is_reload() {
-                    let old = l.old_version.as_deref().unwrap_or("?");
-                    let new = l
-                        .new_version
-                        .as_deref()
-                        .or(l.version.as_deref())
-                        .unwrap_or("?");
-                    return format!("{verb:<VERB_WIDTH$}{} {old} -> {new}", l.plugin);
-                }
-                let who = match &l.version {
-                    Some(version) => format!("{} {version}", l.plugin),
-                    None => l.plugin.clone(),
+                let verb = l.event.strip_prefix("plugin:").unwrap_or(l.event);
+                let (plugin, version, why) = match &l.what {
+                    LifecycleEvent::Reloaded {
+                        plugin,
+                        old_version,
+                        new_version,
+                        ..
+                    } => {
+                        return format!(
+                            "{verb:<VERB_WIDTH$}{plugin} {old_version} -> {new_version}"
+                        )
+                    }
+                    LifecycleEvent::Loaded {
+                        plugin, version, ..
+                    }
+                    | LifecycleEvent::Activated { plugin, version } => {
+                        (plugin, Some(version), None)
+                    }
+                    LifecycleEvent::Deactivated {
+                        plugin,
+                        version,
+                        reason,
+                    } => {
+                        // A plain request or shutdown needs no reason on the line.
+                        let why = (reason != "requested" && reason != "shutdown").then_some(reason);
+                        (plugin, Some(version), why)
+                    }
+                    LifecycleEvent::Restarted {
+                        plugin,
+                        version,
+                        reason,
+                    }
+                    | LifecycleEvent::Quarantined {
+                        plugin,
+                        version,
+                        reason,
+                        ..
+                    } => (plugin, Some(version), Some(reason)),
+                    LifecycleEvent::Error {
+                        plugin,
+                        version,
+                        error,
+                    } => (plugin, version.as_ref(), Some(error)),
                 };
-                match l.error.as_ref().or(l.reason.as_ref()) {
+                let who = match version {
+                    Some(version) if !version.is_empty() => format!("{plugin} {version}"),
+                    _ => plugin.clone(),
+                };
+                match why {
                     Some(why) => format!("{verb:<VERB_WIDTH$}{who}: {why}"),
                     None => format!("{verb:<VERB_WIDTH$}{who}"),
                 }
@@ -206,79 +210,85 @@ mod tests {
     use loader::{LoadEntry, LoadReport};
     use plugin_api::Payload;
 
-    fn event(event_type: &str, data: serde_json::Value) -> Event {
-        Event {
+    fn line(what: LifecycleEvent) -> WatchLine {
+        let event = Event {
             id: 1,
             parent: 0,
-            event_type: event_type.into(),
+            event_type: what.event_type().into(),
             source: "host".into(),
             timestamp_ms: 1_700_000_000_000,
-            data: Payload::json(&data).expect("json"),
-        }
-    }
-
-    fn line(event_type: &str, data: serde_json::Value) -> WatchLine {
-        WatchLine::Lifecycle(LifecycleLine::from_event(&event(event_type, data)))
+            data: what.payload(),
+        };
+        WatchLine::Lifecycle(LifecycleLine::from_event(&event).expect("a lifecycle event"))
     }
 
     #[test]
     fn reloaded_shows_both_versions() {
-        let l = line(
-            "plugin:reloaded",
-            serde_json::json!({"plugin": "greeter", "version": "0.2.0",
-                "old_version": "0.1.0", "new_version": "0.2.0"}),
-        );
+        let l = line(LifecycleEvent::Reloaded {
+            plugin: "greeter".into(),
+            version: "0.2.0".into(),
+            old_version: "0.1.0".into(),
+            new_version: "0.2.0".into(),
+        });
         assert_eq!(l.human(), "reloaded    greeter 0.1.0 -> 0.2.0");
         assert_eq!(
             json::to_text(&l, false).expect("json"),
-            r#"{"event":"plugin:reloaded","plugin":"greeter","version":"0.2.0","old_version":"0.1.0","new_version":"0.2.0","timestamp":1700000000000}"#
+            r#"{"event":"plugin:reloaded","kind":"reloaded","plugin":"greeter","version":"0.2.0","old_version":"0.1.0","new_version":"0.2.0","timestamp":1700000000000}"#
         );
     }
 
     #[test]
     fn plain_events_show_name_and_version() {
-        let data = serde_json::json!({"plugin": "echo", "version": "0.1.0"});
-        assert_eq!(
-            line("plugin:loaded", data.clone()).human(),
-            "loaded      echo 0.1.0"
-        );
-        assert_eq!(
-            line("plugin:activated", data.clone()).human(),
-            "activated   echo 0.1.0"
-        );
-        assert_eq!(
-            line("plugin:deactivated", data.clone()).human(),
-            "deactivated echo 0.1.0"
-        );
-        assert_eq!(
-            json::to_text(&line("plugin:loaded", data), false).expect("json"),
-            r#"{"event":"plugin:loaded","plugin":"echo","version":"0.1.0","timestamp":1700000000000}"#
-        );
+        let (plugin, version) = ("echo".to_owned(), "0.1.0".to_owned());
+        let loaded = line(LifecycleEvent::Loaded {
+            plugin: plugin.clone(),
+            version: version.clone(),
+            file: "plugins/libecho.so".into(),
+        });
+        assert_eq!(loaded.human(), "loaded      echo 0.1.0");
+        let activated = line(LifecycleEvent::Activated {
+            plugin: plugin.clone(),
+            version: version.clone(),
+        });
+        assert_eq!(activated.human(), "activated   echo 0.1.0");
+        let deactivated = line(LifecycleEvent::Deactivated {
+            plugin,
+            version,
+            reason: "requested".into(),
+        });
+        assert_eq!(deactivated.human(), "deactivated echo 0.1.0");
+        assert!(json::to_text(&loaded, false)
+            .expect("json")
+            .contains(r#""file":"plugins/libecho.so""#));
     }
 
     #[test]
     fn errors_and_reasons_follow_a_colon() {
-        let error = line(
-            "plugin:error",
-            serde_json::json!({"plugin": "greeter", "version": "0.1.0",
-                "error": "reload refused: bad library"}),
-        );
+        let error = line(LifecycleEvent::Error {
+            plugin: "greeter".into(),
+            version: Some("0.1.0".into()),
+            error: "reload refused: bad library".into(),
+        });
         assert_eq!(
             error.human(),
             "error       greeter 0.1.0: reload refused: bad library"
         );
-        let quarantined = line(
-            "plugin:quarantined",
-            serde_json::json!({"plugin": "faulty", "reason": "a handler panicked"}),
-        );
+        let quarantined = line(LifecycleEvent::Quarantined {
+            plugin: "faulty".into(),
+            version: "1.0.0".into(),
+            reason: "a handler panicked".into(),
+            max_restarts: 3,
+            window_ms: 300_000,
+        });
         assert_eq!(
             quarantined.human(),
-            "quarantined faulty: a handler panicked"
+            "quarantined faulty 1.0.0: a handler panicked"
         );
-        let restarted = line(
-            "plugin:restarted",
-            serde_json::json!({"plugin": "faulty", "version": "1.0.0", "reason": "timeout"}),
-        );
+        let restarted = line(LifecycleEvent::Restarted {
+            plugin: "faulty".into(),
+            version: "1.0.0".into(),
+            reason: "timeout".into(),
+        });
         assert_eq!(restarted.human(), "restarted   faulty 1.0.0: timeout");
         assert!(json::to_text(&restarted, false)
             .expect("json")
@@ -286,11 +296,16 @@ mod tests {
     }
 
     #[test]
-    fn undecodable_data_keeps_the_event() {
-        let mut e = event("plugin:loaded", serde_json::json!({}));
-        e.data = Payload::encode(&7u8).expect("bincode");
-        let l = WatchLine::Lifecycle(LifecycleLine::from_event(&e));
-        assert_eq!(l.human(), "loaded      ?");
+    fn other_events_are_not_lifecycle_lines() {
+        let event = Event {
+            id: 1,
+            parent: 0,
+            event_type: "plugin:loaded".into(),
+            source: "greeter".into(),
+            timestamp_ms: 0,
+            data: Payload::empty(),
+        };
+        assert!(LifecycleLine::from_event(&event).is_none());
     }
 
     #[test]
