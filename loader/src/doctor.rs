@@ -104,7 +104,7 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::NoPluginsFolder => "pass --plugins <folder> or set plugins_dir in the host config".into(),
         LoadError::ProviderConflict { plugin, provider, .. } => format!("give {plugin}'s provider {provider} a different priority, or remove one of the two plugins"),
         LoadError::BadRequirement { .. } => "use a semver range like \"^0.1\" or \"*\"".into(),
-        LoadError::Deadline { entry, .. } => format!("fix the plugin's {entry}: it must return promptly (raise activation_timeout_ms if it is only slow)"),
+        LoadError::ManifestDeadline { .. } => "fix the plugin's manifest(): it must return at once, without waiting on anything".into(),
     }
 }
 
@@ -128,6 +128,7 @@ pub fn diagnose(
     let allowlist = config.allowlist_set();
     let host_version =
         semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
+    let manifest_deadline = std::time::Duration::from_millis(config.activation_timeout_ms.max(1));
     let mut out: Vec<FileDiagnosis> = Vec::new();
     let mut libs: Vec<(usize, PluginLibrary)> = Vec::new();
     for file in files {
@@ -146,7 +147,7 @@ pub fn diagnose(
         // The doctor always shows the checksum an allowlist would need.
         let loaded =
             library::ShadowCopy::make(&file, shadow_dir, allowlist.as_ref(), Checksum::Always)
-                .and_then(library::ShadowCopy::open);
+                .and_then(|copy| copy.open(manifest_deadline));
         match loaded {
             Ok(lib) => {
                 let m = &lib.manifest;

@@ -244,13 +244,11 @@ pub enum LoadError {
         /// What is wrong with it.
         message: String,
     },
-    /// Plugin code did not return within its deadline.
-    #[error("plugin {plugin}: {entry} did not return within {ms} ms; its thread is left running (threads cannot be killed)")]
-    Deadline {
-        /// The plugin.
-        plugin: String,
-        /// The entry point (`activate`, `deactivate`, ...).
-        entry: String,
+    /// The plugin's `manifest()` did not return within its deadline.
+    #[error("{path}: manifest() did not return within {ms} ms; the file is skipped and the thread reading it is left behind")]
+    ManifestDeadline {
+        /// The file.
+        path: PathBuf,
         /// The deadline.
         ms: u64,
     },

@@ -132,7 +132,9 @@ pub use host::{Host, HostBuilder, PluginInfo, Subscription};
 pub use lifecycle::reload::FileChange;
 pub use lifecycle::{LifecycleEvent, LoadEntry, LoadReport};
 pub use load::discover::{discover, is_candidate, library_file_name};
-pub use load::library::{load_library, PluginLibrary};
+pub use load::library::{
+    load_library, load_library_within, PluginLibrary, DEFAULT_MANIFEST_DEADLINE,
+};
 pub use load::preflight::{
     check_elf, check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
 };

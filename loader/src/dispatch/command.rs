@@ -50,6 +50,11 @@ impl Dispatcher {
             (route, mw)
         };
         let Some(route) = route else {
+            // A plugin waiting on this call (during its own activate, say) cannot serve it
+            // either: that is a cycle, whether or not the command is registered yet.
+            if let Some((plugin, _)) = command.split_once(':') {
+                caller.cycle_to(plugin)?;
+            }
             return Err(PluginError::not_found(format!(
                 "command not found: {command}"
             )));

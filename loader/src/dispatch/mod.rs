@@ -58,7 +58,8 @@ pub struct TableSizes {
     pub subscriptions: usize,
     /// Dead letters kept (at most `dead_letter_capacity`).
     pub dead_letters: usize,
-    /// Flight-recorder records kept (at most `recorder_capacity`).
+    /// Flight-recorder records held (each of the recorder's rings holds at most
+    /// `recorder_capacity`; a trace returns the newest `recorder_capacity`).
     pub trace_records: usize,
 }
 

@@ -423,9 +423,11 @@ impl Host {
         lifecycle.reenable(&turn, plugin)
     }
 
-    /// Plugin threads left behind by restarts and missed deadlines (threads cannot be killed).
+    /// Plugin threads left behind by restarts and missed deadlines (threads cannot be
+    /// killed): this host's, plus the threads this process left in a `manifest()` that never
+    /// returned.
     pub fn detached_threads(&self) -> u64 {
-        self.lifecycle().detached()
+        self.lifecycle().detached() + crate::load::manifest::abandoned_readers()
     }
 
     /// Libraries this process has mapped and how many of them no longer serve a plugin

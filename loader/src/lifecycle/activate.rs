@@ -98,7 +98,12 @@ impl Lifecycle {
                 });
                 continue;
             }
-            match library::load_library(file, &self.shadow_dir, self.allowlist.as_ref()) {
+            match library::load_library_within(
+                file,
+                &self.shadow_dir,
+                self.allowlist.as_ref(),
+                self.activation_deadline(),
+            ) {
                 Ok(lib) => libraries.push(lib),
                 Err(error) => report.entries.push(LoadEntry {
                     file: file.clone(),

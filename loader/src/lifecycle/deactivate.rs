@@ -64,8 +64,16 @@ impl Lifecycle {
         seal.retire();
         match result {
             Ok(()) => {
+                // The thread exits right after answering; never wait on one unboundedly (a
+                // handle can belong to a thread a restart left behind in plugin code).
                 if let Some(w) = worker {
-                    let _ = w.join();
+                    let until = std::time::Instant::now() + grace;
+                    while !w.is_finished() && std::time::Instant::now() < until {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    if w.is_finished() {
+                        let _ = w.join();
+                    }
                 }
                 if why != "requested" && why != "shutdown" {
                     *slot.last_error.lock() = Some(format!("deactivated: {why}"));

@@ -145,6 +145,7 @@ impl Lifecycle {
             seal: seal.clone(),
         };
         let deadline = self.activation_deadline();
+        let mut new_worker = None;
         let activated = if fault.stuck {
             // The old thread may never come back from plugin code: leave it behind (it exits if
             // it ever returns) and serve the same queues from a new thread.
@@ -159,9 +160,12 @@ impl Lifecycle {
                 ready_tx,
                 self.grace(),
             ) {
-                Ok(_) => ready_rx
-                    .recv_timeout(deadline)
-                    .unwrap_or_else(|_| Err(PluginError::failed("activate missed its deadline"))),
+                Ok(handle) => {
+                    new_worker = Some(handle);
+                    ready_rx.recv_timeout(deadline).unwrap_or_else(|_| {
+                        Err(PluginError::failed("activate missed its deadline"))
+                    })
+                }
                 Err(e) => Err(PluginError::failed(format!("cannot start its thread: {e}"))),
             }
         } else {
@@ -183,6 +187,10 @@ impl Lifecycle {
                 *slot.state.write() = PluginState::Active;
                 if let Some(entry) = self.registry.write().get_mut(plugin) {
                     entry.seal = seal;
+                    if new_worker.is_some() {
+                        // The old thread is left behind; the new one is the plugin's now.
+                        entry.worker = new_worker;
+                    }
                 }
                 self.announce(LifecycleEvent::Restarted {
                     plugin: plugin.to_owned(),

@@ -5,6 +5,7 @@ use std::{
     collections::HashSet,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
@@ -12,7 +13,10 @@ use plugin_api::{Manifest, PluginModRef, API_VERSION};
 
 use crate::{
     error::LoadError,
-    load::preflight::{self, Checksum},
+    load::{
+        manifest,
+        preflight::{self, Checksum},
+    },
 };
 
 /// A plugin library that passed every check and whose manifest has been read. No plugin code
@@ -85,7 +89,24 @@ pub fn load_library(
     shadow_dir: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<PluginLibrary, LoadError> {
-    ShadowCopy::make(path, shadow_dir, allowlist, Checksum::IfAllowlisted)?.open()
+    load_library_within(path, shadow_dir, allowlist, DEFAULT_MANIFEST_DEADLINE)
+}
+
+/// How long [`load_library`] waits for a plugin's `manifest()`.
+pub const DEFAULT_MANIFEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// [`load_library`] with the deadline for the plugin's `manifest()`: one that does not return
+/// in time fails this file with [`LoadError::Deadline`] (its thread is left behind).
+///
+/// # Errors
+/// As [`load_library`].
+pub fn load_library_within(
+    path: &Path,
+    shadow_dir: &Path,
+    allowlist: Option<&HashSet<String>>,
+    manifest_deadline: Duration,
+) -> Result<PluginLibrary, LoadError> {
+    ShadowCopy::make(path, shadow_dir, allowlist, Checksum::IfAllowlisted)?.open(manifest_deadline)
 }
 
 /// A checked private copy of a plugin file, about to be opened; removed when dropped (once
@@ -125,15 +146,16 @@ impl ShadowCopy {
         Ok(shadow)
     }
 
-    /// dlopens the copy and runs abi_stable's and the plugin's checks.
-    pub fn open(self) -> Result<PluginLibrary, LoadError> {
+    /// dlopens the copy and runs abi_stable's and the plugin's checks, waiting at most
+    /// `manifest_deadline` for the manifest.
+    pub fn open(self, manifest_deadline: Duration) -> Result<PluginLibrary, LoadError> {
         let path = &self.source;
         let header = lib_header_from_path(&self.copy).map_err(|e| library_error(path, e))?;
         IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
         let module = header
             .init_root_module::<PluginModRef>()
             .map_err(|e| library_error(path, e))?;
-        let mut library = checked_module(path.clone(), module)?;
+        let mut library = checked_module_within(path.clone(), module, manifest_deadline)?;
         library.fingerprint = self.facts.fingerprint.clone();
         library.sha256 = self.facts.sha256.clone();
         Ok(library)
@@ -153,15 +175,40 @@ impl Drop for ShadowCopy {
 /// # Errors
 /// [`LoadError::PanicAbort`], [`LoadError::Manifest`], [`LoadError::BadVersion`].
 pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLibrary, LoadError> {
+    checked_module_within(source, module, DEFAULT_MANIFEST_DEADLINE)
+}
+
+/// [`checked_module`] with the deadline for `manifest()`.
+///
+/// # Errors
+/// As [`checked_module`], and [`LoadError::Deadline`] when `manifest()` does not return within
+/// `deadline`.
+pub fn checked_module_within(
+    source: PathBuf,
+    module: PluginModRef,
+    deadline: Duration,
+) -> Result<PluginLibrary, LoadError> {
     if !module.panic_unwinds() {
         return Err(LoadError::PanicAbort { path: source });
     }
-    let json = (module.manifest())()
-        .into_result()
-        .map_err(|e| LoadError::Manifest {
+    let json = match manifest::read(module, deadline) {
+        Ok(answer) => answer.map_err(|e| LoadError::Manifest {
             path: source.clone(),
             message: e.to_string(),
-        })?;
+        })?,
+        Err(manifest::Missed::Deadline) => {
+            return Err(LoadError::ManifestDeadline {
+                path: source,
+                ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            })
+        }
+        Err(manifest::Missed::NoThread(e)) => {
+            return Err(LoadError::Manifest {
+                path: source,
+                message: format!("cannot start a thread to read the manifest: {e}"),
+            })
+        }
+    };
     let manifest = Manifest::from_json(json.as_str()).map_err(|e| LoadError::Manifest {
         path: source.clone(),
         message: e.to_string(),
