@@ -76,12 +76,14 @@ pub enum LoadError {
         host: String,
     },
     /// The plugin's types do not have the layout the host expects.
-    #[error("{path} has an incompatible ABI layout: {message}")]
+    #[error("{path} has an incompatible ABI layout:\n{message}")]
     AbiMismatch {
         /// The file.
         path: PathBuf,
-        /// abi_stable's description of the difference.
+        /// What differs, a line per difference: the type and field, expected and found.
         message: String,
+        /// abi_stable's full report (both layouts in full), for verbose output and `doctor`.
+        report: String,
     },
     /// The plugin was built with `panic = "abort"` and could not contain its own panics.
     #[error("{path} was built with panic = \"abort\"; plugins must unwind so their panics can be caught")]

@@ -406,3 +406,31 @@ fn ever_new_event_types_and_subscriptions_do_not_grow_the_host() {
         spam.receiver().len() >= 1000
     });
 }
+
+#[test]
+fn a_layout_mismatch_says_what_differs_in_a_few_lines() {
+    let dir = PluginDir::new();
+    let bad = dir.add_fixture("bad-layout");
+    let (_host, report) = dir.load();
+    let error = report.error_for(&file_name(&bad)).expect("refused");
+    let LoadError::AbiMismatch {
+        message, report, ..
+    } = error
+    else {
+        panic!("expected a layout mismatch, got {error:?}");
+    };
+    assert!(error.to_string().lines().count() <= 10, "{error}");
+    // The fixture's `PluginMod` comes from another package: the first difference abi_stable
+    // finds, named with the type and field it is in.
+    assert!(
+        message.contains("PluginMod") && message.contains("package"),
+        "{message}"
+    );
+    assert!(message.contains("fixture-bad-layout"), "{message}");
+    assert!(
+        message.contains("expected") && message.contains("found"),
+        "{message}"
+    );
+    // The full report stays available.
+    assert!(report.lines().count() > 10);
+}

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::{
+    library::{lib_header_from_path, LibraryError},
+    StableAbi,
+};
 use plugin_api::{Manifest, PluginModRef, API_VERSION};
 
 use crate::{
@@ -154,7 +157,20 @@ impl ShadowCopy {
         IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
         let module = header
             .init_root_module::<PluginModRef>()
-            .map_err(|e| library_error(path, e))?;
+            .map_err(|e| match e {
+                LibraryError::AbiInstability(report) => {
+                    let report = report.to_string();
+                    let summary = header.layout().and_then(|found| {
+                        super::layout::summarize(<PluginModRef as StableAbi>::LAYOUT, found)
+                    });
+                    LoadError::AbiMismatch {
+                        path: path.clone(),
+                        message: summary.unwrap_or_else(|| first_lines(&report, 12)),
+                        report,
+                    }
+                }
+                other => library_error(path, other),
+            })?;
         let mut library = checked_module_within(path.clone(), module, manifest_deadline)?;
         library.fingerprint = self.facts.fingerprint.clone();
         library.sha256 = self.facts.sha256.clone();
@@ -277,14 +293,22 @@ fn library_error(path: &Path, error: LibraryError) -> LoadError {
             plugin: format!("unparseable ({e})"),
             host: API_VERSION.to_owned(),
         },
-        LibraryError::AbiInstability(e) => LoadError::AbiMismatch {
-            path,
-            message: first_lines(&e.to_string(), 12),
-        },
-        other => LoadError::AbiMismatch {
-            path,
-            message: first_lines(&other.to_string(), 12),
-        },
+        LibraryError::AbiInstability(e) => {
+            let report = e.to_string();
+            LoadError::AbiMismatch {
+                path,
+                message: first_lines(&report, 12),
+                report,
+            }
+        }
+        other => {
+            let report = other.to_string();
+            LoadError::AbiMismatch {
+                path,
+                message: first_lines(&report, 12),
+                report,
+            }
+        }
     }
 }
 
