@@ -106,8 +106,6 @@
 //! killed: it is detached and counted, and its context is retired.
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "bench")]
-pub mod bench;
 mod config;
 mod context;
 mod dispatch;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// The plugin name both builds declare.
 pub const NAME: &str = "bench-echo";
 
-/// The benchmark's request: 58 bytes in bincode when `data` is empty. `loader::bench` has a
+/// The benchmark's request: 58 bytes in bincode when `data` is empty. `loader-bench` has a
 /// struct of the same shape (serde matches by shape, not by type identity).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {

@@ -2,7 +2,7 @@
 //!
 //! Four crates (`bench-sink-a` … `bench-sink-d`) build this same file, each under its own
 //! package name, so the event fan-out benchmark has four distinct subscribers. The
-//! `loader::bench` module also copies `bench-sink-a` and rewrites its name to get a folder of
+//! `loader-bench` module also copies `bench-sink-a` and rewrites its name to get a folder of
 //! 100 distinct plugins (the name is the crate name, stored once in the library).
 //!
 //! | event | answer to `emit_and_collect` |
@@ -17,7 +17,7 @@ use plugin_api::prelude::*;
 /// This plugin's name: the package name of the crate that builds this file.
 ///
 /// A `static` read through `black_box`, so the name is stored as plain bytes in the library
-/// (a constant this short may be compiled into immediate stores) and `loader::bench` can find
+/// (a constant this short may be compiled into immediate stores) and `loader-bench` can find
 /// and rewrite it in copies.
 pub static NAME: &str = env!("CARGO_PKG_NAME");
 

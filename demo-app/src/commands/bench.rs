@@ -1,4 +1,4 @@
-//! `bench`: the loader's benchmark suite (`loader::bench`) run from the command line against the
+//! `bench`: the loader's benchmark suite (`loader-bench`) run from the command line against the
 //! plugin libraries cargo built beside this executable. Each case measures the host and the raw
 //! mechanism it is built on in the same run and reports their ratio.
 //!
@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use loader::bench::{
+use loader_bench::{
     format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
 };
 use plugin_api::ErrorKind;
@@ -277,7 +277,7 @@ fn ratio(value: Option<f64>) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use loader::bench::Machine;
+    use loader_bench::Machine;
 
     use super::*;
 

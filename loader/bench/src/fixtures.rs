@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use plugin_api::{Event, Payload, PluginError, PluginInstanceBox, PluginModRef, PluginResult};
 
 use super::{measure::micros, BenchEnv, BenchError, Sample};
-use crate::{library_file_name, FileChange, Host};
+use loader::{library_file_name, FileChange, Host};
 
 /// A scratch folder, removed when dropped.
 pub(crate) struct WorkDir {
@@ -337,7 +337,7 @@ impl DirectCallBench {
     pub fn new(env: &BenchEnv) -> Result<Self, BenchError> {
         let dir = WorkDir::new("direct")?;
         let host = Host::builder().in_memory_storage().build()?;
-        let lib = crate::load_library(
+        let lib = loader::load_library(
             &env.bench_lib("bench-echo")?,
             &dir.path().join("shadow"),
             None,

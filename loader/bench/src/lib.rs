@@ -1,13 +1,13 @@
-//! The benchmark suite (feature `bench`): each case measures the host and the raw mechanism it
-//! is built on **in the same run**, and reports the ratio, since absolute numbers drift on
+//! The loader's benchmark suite, a crate of its own (`loader/bench/`, not published): each
+//! case measures the host and the raw mechanism it is built on **in the same run**, and reports the ratio, since absolute numbers drift on
 //! shared machines and ratios hold.
 //!
-//! The same cases serve the criterion benches (`cargo bench -p loader --features bench`) and a
+//! The same cases serve the criterion benches (`cargo bench -p loader-bench`) and a
 //! host's own bench command. Each case needs real plugin libraries, found through a
 //! [`BenchEnv`]: the benchmark plugins (`plugins/bench/*`) and the example plugins.
 //!
 //! ```no_run
-//! use loader::bench::{run_suite, BenchEnv, SuiteOptions};
+//! use loader_bench::{run_suite, BenchEnv, SuiteOptions};
 //!
 //! let env = BenchEnv::from_build_dir("target/release/deps")?;
 //! let report = run_suite(&env, &SuiteOptions::default(), |case| eprintln!("{}", case.name))?;
@@ -19,12 +19,12 @@
 //! # Cases
 //! | name | ours | baseline in the same run | target |
 //! |---|---|---|---|
-//! | `command_roundtrip` | [`Host::execute`](crate::Host::execute) of a 58-byte bincode command | crossbeam request/response between two threads, same payload, same encode and decode | ratio ≤ 1.3 |
+//! | `command_roundtrip` | [`Host::execute`](loader::Host::execute) of a 58-byte bincode command | crossbeam request/response between two threads, same payload, same encode and decode | ratio ≤ 1.3 |
 //! | `direct_call` | the plugin's `handle_command` called through its abi_stable vtable, on the caller's thread | the same handler as a plain Rust call | report |
-//! | `event_fanout_4` | [`Host::emit`](crate::Host::emit) to 4 subscribing plugins | crossbeam fan-out of `Arc<Event>` to 4 threads | throughput ratio ≥ 0.75 |
+//! | `event_fanout_4` | [`Host::emit`](loader::Host::emit) to 4 subscribing plugins | crossbeam fan-out of `Arc<Event>` to 4 threads | throughput ratio ≥ 0.75 |
 //! | `load_one` | one file to an active plugin, in a running host | copy + `lib_header_from_path` + `init_root_module` | ratio ≤ 1.5 |
 //! | `load_100` | a folder of 100 plugins to active | 100 raw loads | report |
-//! | `reload_swap` | [`Host::apply_file`](crate::Host::apply_file) on a changed file until the new version serves, under traffic | — | ≤ 5 ms, 0 calls lost |
+//! | `reload_swap` | [`Host::apply_file`](loader::Host::apply_file) on a changed file until the new version serves, under traffic | — | ≤ 5 ms, 0 calls lost |
 //! | `recorder_overhead` | `command_roundtrip` with the flight recorder on | the same with it off | ratio ≤ 1.1 |
 //! | `idle_cpu` | process CPU with the example plugins loaded, a folder watcher running, nothing happening | — | ~0 % (≤ 0.5 % of one core) |
 //! | `memory_per_plugin` | resident memory per loaded plugin (per reload in the note) | resident memory per raw load | report |
@@ -44,7 +44,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::StorageError, LoadError, WatchError};
+use loader::{LoadError, StorageError, WatchError};
 
 mod cases;
 mod fixtures;
@@ -534,7 +534,7 @@ mod tests {
     }
 
     /// One operation of every fixture against the plugins cargo built next to this test
-    /// binary (only with `--features bench`; timings are not looked at).
+    /// binary (timings are not looked at).
     #[test]
     fn every_fixture_runs_once() {
         let env = BenchEnv::beside_executable().expect("bench plugins built as dev-dependencies");

@@ -2,12 +2,12 @@
 //! measured in the same run.
 //!
 //! ```sh
-//! cargo bench -p loader --features bench                 # summary table, then every group
-//! cargo bench -p loader --features bench -- load         # only the groups matching "load"
-//! BENCH_SKIP_SUMMARY=1 cargo bench -p loader --features bench
+//! cargo bench -p loader-bench                 # summary table, then every group
+//! cargo bench -p loader-bench -- load         # only the groups matching "load"
+//! BENCH_SKIP_SUMMARY=1 cargo bench -p loader-bench
 //! ```
 //!
-//! First the suite's own summary (`loader::bench::run_suite`: every case with its ratio and
+//! First the suite's own summary (`loader_bench::run_suite`: every case with its ratio and
 //! target, and the growth curves) runs in a child process, so that `memory_per_plugin` and
 //! `idle_cpu` see a fresh process; it prints a Markdown table and writes
 //! `target/bench-suite.json`. It is skipped when a filter is given. Then the criterion groups.
@@ -23,7 +23,7 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use loader::bench::{
+use loader_bench::{
     mapped_regions, run_suite, BenchEnv, CommandBench, DirectCallBench, FanoutBench, LoadBench,
     ReloadBench, SuiteOptions,
 };
