@@ -1,6 +1,6 @@
 //! The loader's benchmark suite, a crate of its own (`loader/bench/`, not published): each
-//! case measures the host and the raw mechanism it is built on **in the same run**, and reports the ratio, since absolute numbers drift on
-//! shared machines and ratios hold.
+//! case measures the host and the raw mechanism it is built on **in the same run**, and
+//! reports the ratio, since absolute numbers drift on shared machines and ratios hold.
 //!
 //! The same cases serve the criterion benches (`cargo bench -p loader-bench`) and a
 //! host's own bench command. Each case needs real plugin libraries, found through a
