@@ -81,7 +81,10 @@ fn run(cli: &Cli) -> Result<(), AppError> {
             if args.json {
                 commands::print_line(&json::to_text(&report, false)?)?;
             } else {
-                commands::print_text(&commands::doctor::render_doctor(&report))?;
+                commands::print_text(&commands::doctor::render_doctor(
+                    &report,
+                    cli.global.verbose > 0,
+                ))?;
             }
             commands::doctor::unhealthy(&report).map_or(Ok(()), Err)
         }

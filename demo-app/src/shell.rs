@@ -254,7 +254,7 @@ fn human_answer(shell: &mut Shell<'_>, command: &ShellCommand<'_>) -> Result<Str
             commands::render_dead_letters(&commands::dead_letters(host))
         }
         ShellCommand::Doctor { json: true } => json::to_text(&shell.doctor()?, true)?,
-        ShellCommand::Doctor { json: false } => doctor::render_doctor(&shell.doctor()?),
+        ShellCommand::Doctor { json: false } => doctor::render_doctor(&shell.doctor()?, false),
         ShellCommand::Reenable { plugin } => {
             let done = shell.reenable(plugin)?;
             format!("{} re-enabled: {}", done.plugin, done.state)

@@ -25,6 +25,9 @@ pub struct Problem {
     pub error: String,
     /// What to do about it.
     pub fix: String,
+    /// The long form, when there is one (abi_stable's full layout report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What the doctor found about one file.
@@ -112,6 +115,10 @@ fn problem(error: &LoadError) -> Problem {
     Problem {
         error: error.to_string(),
         fix: fix_for(error),
+        detail: match error {
+            LoadError::AbiMismatch { report, .. } => Some(report.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -166,6 +173,7 @@ pub fn diagnose(
                 d.granted = settings.grant(&d.declared);
                 for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
                     d.problems.push(Problem {
+                        detail: None,
                         error: format!("capability {missing} is declared but not granted by the host config"),
                         fix: format!("grant it under [plugins.{}] or accept that the plugin gets permission-denied errors when it uses it", m.name),
                     });

@@ -46,7 +46,7 @@ pub fn unhealthy(report: &DoctorReport) -> Option<AppError> {
 }
 
 /// The report as text for people.
-pub fn render_doctor(report: &DoctorReport) -> String {
+pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -57,7 +57,7 @@ pub fn render_doctor(report: &DoctorReport) -> String {
     );
     for file in &report.files {
         out.push('\n');
-        push_file(&mut out, file);
+        push_file(&mut out, file, verbose);
     }
     let healthy = report
         .files
@@ -79,7 +79,7 @@ pub fn render_doctor(report: &DoctorReport) -> String {
     out
 }
 
-fn push_file(out: &mut String, f: &FileDiagnosis) {
+fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
     let what = match (&f.name, &f.version) {
         (Some(name), Some(version)) => format!("plugin {name} {version}"),
         (Some(name), None) => format!("plugin {name}"),
@@ -109,6 +109,11 @@ fn push_file(out: &mut String, f: &FileDiagnosis) {
     for problem in &f.problems {
         let _ = writeln!(out, "  problem: {}", problem.error);
         let _ = writeln!(out, "      fix: {}", problem.fix);
+        if let (true, Some(detail)) = (verbose, &problem.detail) {
+            for line in detail.lines() {
+                let _ = writeln!(out, "           {line}");
+            }
+        }
     }
 }
 
@@ -157,6 +162,7 @@ mod tests {
                     declared: vec!["emit:greeter:greeted".to_owned()],
                     granted: Vec::new(),
                     problems: vec![Problem {
+                        detail: None,
                         error: "capability emit:greeter:greeted is declared but not granted"
                             .to_owned(),
                         fix: "grant it".to_owned(),
@@ -173,6 +179,7 @@ mod tests {
                     declared: Vec::new(),
                     granted: Vec::new(),
                     problems: vec![Problem {
+                        detail: None,
                         error: "/p/libjunk.so is not a plugin".to_owned(),
                         fix: "remove the file".to_owned(),
                     }],
@@ -184,7 +191,7 @@ mod tests {
 
     #[test]
     fn text_shows_each_file_problem_and_fix() {
-        let text = render_doctor(&report());
+        let text = render_doctor(&report(), false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "plugins folder /p (host 0.1.0, plugin-api 1.0.0)");
         assert_eq!(lines[2], "libgreeter.so: plugin greeter 0.1.0: 1 problem");
