@@ -774,3 +774,47 @@ fn a_hundred_reloads_of_one_plugin_keep_the_host_healthy() {
     );
     assert!(retired >= n, "{retired} retired images");
 }
+
+#[test]
+fn plugins_copied_into_a_watched_folder_together_all_activate_in_any_order() {
+    // welcome depends on greeter; users stands alone.
+    let orders: [[&str; 3]; 6] = [
+        ["greeter", "welcome", "users"],
+        ["greeter", "users", "welcome"],
+        ["welcome", "greeter", "users"],
+        ["welcome", "users", "greeter"],
+        ["users", "greeter", "welcome"],
+        ["users", "welcome", "greeter"],
+    ];
+    for order in orders {
+        let dir = PluginDir::new();
+        let host = dir.host();
+        let (_watcher, _applied) = watch(&host);
+        for name in order {
+            dir.add_example(name);
+        }
+        wait_until(&format!("{order:?} all active"), || {
+            ["greeter", "welcome", "users"].iter().all(|name| {
+                host.plugin(name)
+                    .is_some_and(|p| p.state == PluginState::Active)
+            })
+        });
+    }
+}
+
+#[test]
+fn dependents_deactivated_with_a_removed_plugin_come_back_with_it() {
+    let dir = PluginDir::new();
+    let greeter = dir.add_example("greeter");
+    dir.add_example("welcome");
+    let host = dir.load_ok();
+    let saved = fs::read(&greeter).expect("read");
+    fs::remove_file(&greeter).expect("remove");
+    host.apply_file(&greeter).expect("removed");
+    assert_eq!(info(&host, "welcome").state, PluginState::Deactivated);
+    fs::write(&greeter, saved).expect("write back");
+    set_mode(&greeter, 0o755);
+    host.apply_file(&greeter).expect("loaded");
+    assert_eq!(info(&host, "greeter").state, PluginState::Active);
+    assert_eq!(info(&host, "welcome").state, PluginState::Active);
+}
