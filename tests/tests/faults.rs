@@ -206,7 +206,7 @@ fn case_05_incompatible_interface_layout() {
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("bad-layout"));
     let error = error_for(&report, &bad);
     match error {
-        LoadError::AbiMismatch { path, message } => {
+        LoadError::AbiMismatch { path, message, .. } => {
             assert_eq!(path, &bad);
             assert!(!message.trim().is_empty());
         }
