@@ -200,6 +200,7 @@ impl ShadowCopy {
                 path: source.clone(),
                 symbol: crate::load::image::ROOT_SYMBOL.to_owned(),
             },
+            #[cfg(unix)]
             OpenFailure::Replaced => LoadError::CopyReplaced {
                 path: source.clone(),
                 copy: copy.to_path_buf(),

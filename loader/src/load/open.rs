@@ -24,6 +24,7 @@ pub(crate) enum OpenFailure {
     /// The root symbol was not found (the export check said it is there: a linker surprise).
     NoRootSymbol,
     /// The file at the copy's path is not the file that was checked (non-Linux Unix).
+    #[cfg(unix)]
     Replaced,
 }
 
