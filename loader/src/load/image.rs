@@ -501,7 +501,10 @@ fn check_pe<Pe: ImageNtHeaders>(bytes: &[u8], target: &Target) -> Result<(), Ima
     let headers = u64::from(file.nt_headers().optional_header().size_of_headers());
     inside("the PE headers", 0, headers, len)?;
     for (index, section) in file.section_table().iter().enumerate() {
-        let (offset, size) = section.pe_file_range();
+        // The raw size, not object's `pe_file_range` (which stops at the virtual size): the
+        // loader reads all of it.
+        let offset = section.pointer_to_raw_data.get(object::LittleEndian);
+        let size = section.size_of_raw_data.get(object::LittleEndian);
         inside(
             format_args!(
                 "section {index} ({})",
@@ -573,7 +576,8 @@ where
     let filetype = header.filetype(endian);
     if filetype != macho::MH_DYLIB && filetype != macho::MH_BUNDLE {
         return Err(malformed(format!(
-            "not a dynamic library or bundle (Mach-O file type {filetype})"
+            "not a dynamic library or bundle (Mach-O file type {})",
+            filetype.0
         )));
     }
     for (index, segment) in file.segments().enumerate() {
@@ -827,6 +831,175 @@ mod tests {
         );
         let elf = synth(&[(1, 0, 4096)], 4096);
         assert!(reason(check_image_for(&elf, &ELF_X86_64)).starts_with("no section headers"));
+    }
+
+    const PE_X86_64: Target = Target {
+        format: BinaryFormat::Pe,
+        ..ELF_X86_64
+    };
+
+    const MACHO_X86_64: Target = Target {
+        format: BinaryFormat::MachO,
+        ..ELF_X86_64
+    };
+
+    /// A small 64-bit PE image for `machine` with a `.text` section and, when `exports` is not
+    /// empty, an `.edata` section exporting those names; a DLL when `dll`.
+    fn small_pe(machine: pe::Machine, dll: bool, exports: &[&str]) -> Vec<u8> {
+        use object::write::pe::{NtHeaders, Writer};
+        let dll_name = b"plugin.dll\0";
+        let n = exports.len() as u32;
+        let names_len: u32 = exports.iter().map(|e| e.len() as u32 + 1).sum();
+        let edata_len = 40 + 10 * n + dll_name.len() as u32 + names_len;
+        let mut buffer = Vec::new();
+        let mut writer = Writer::new(true, 0x1000, 0x200, &mut buffer);
+        writer.reserve_dos_header_and_stub();
+        writer.reserve_nt_headers(16);
+        writer.reserve_section_headers(if n > 0 { 2 } else { 1 });
+        let text = writer.reserve_text_section(16);
+        let edata = (n > 0).then(|| writer.reserve_edata_section(edata_len));
+        writer.write_dos_header_and_stub().expect("dos header");
+        let mut characteristics =
+            pe::IMAGE_FILE_EXECUTABLE_IMAGE | pe::IMAGE_FILE_LARGE_ADDRESS_AWARE;
+        if dll {
+            characteristics |= pe::IMAGE_FILE_DLL;
+        }
+        writer.write_nt_headers(NtHeaders {
+            machine,
+            time_date_stamp: 0,
+            characteristics,
+            major_linker_version: 14,
+            minor_linker_version: 0,
+            address_of_entry_point: 0,
+            image_base: 0x1_8000_0000,
+            major_operating_system_version: 6,
+            minor_operating_system_version: 0,
+            major_image_version: 0,
+            minor_image_version: 0,
+            major_subsystem_version: 6,
+            minor_subsystem_version: 0,
+            subsystem: pe::IMAGE_SUBSYSTEM_WINDOWS_CUI,
+            dll_characteristics: pe::DllFlags(0),
+            size_of_stack_reserve: 0x10_0000,
+            size_of_stack_commit: 0x1000,
+            size_of_heap_reserve: 0x10_0000,
+            size_of_heap_commit: 0x1000,
+        });
+        writer.write_section_headers();
+        writer.write_section(text.file_offset, &[0xc3; 16]);
+        if let Some(edata) = edata {
+            // IMAGE_EXPORT_DIRECTORY, then the address, name and ordinal tables, then strings.
+            let rva = edata.virtual_address;
+            let functions = rva + 40;
+            let names = functions + 4 * n;
+            let ordinals = names + 4 * n;
+            let dll_name_at = ordinals + 2 * n;
+            let mut data = Vec::new();
+            for word in [0, 0, 0, dll_name_at, 1, n, n, functions, names, ordinals] {
+                let bytes = word.to_le_bytes();
+                // MajorVersion and MinorVersion are two u16 in one word: zero either way.
+                data.extend_from_slice(&bytes);
+            }
+            data.truncate(40);
+            for _ in exports {
+                data.extend_from_slice(&text.virtual_address.to_le_bytes());
+            }
+            let mut string_at = dll_name_at + dll_name.len() as u32;
+            for export in exports {
+                data.extend_from_slice(&string_at.to_le_bytes());
+                string_at += export.len() as u32 + 1;
+            }
+            for index in 0..n as u16 {
+                data.extend_from_slice(&index.to_le_bytes());
+            }
+            data.extend_from_slice(dll_name);
+            for export in exports {
+                data.extend_from_slice(export.as_bytes());
+                data.push(0);
+            }
+            writer.write_section(edata.file_offset, &data);
+        }
+        buffer
+    }
+
+    #[test]
+    fn pe_libraries_are_checked_from_their_bytes() {
+        let dll = small_pe(pe::IMAGE_FILE_MACHINE_AMD64, true, &[ROOT_SYMBOL, "other"]);
+        assert_eq!(check_image_for(&dll, &PE_X86_64), Ok(()));
+        let cut = dll.len() - 100;
+        let cut_reason = reason(check_image_for(&dll[..cut], &PE_X86_64));
+        assert!(cut_reason.contains("(truncated?)"), "{cut_reason}");
+        assert_eq!(
+            check_image_for(
+                &small_pe(pe::IMAGE_FILE_MACHINE_AMD64, true, &["other"]),
+                &PE_X86_64
+            ),
+            Err(ImageProblem::NoRootModule {
+                symbol: ROOT_SYMBOL.to_owned()
+            })
+        );
+        let arm = small_pe(pe::IMAGE_FILE_MACHINE_ARM64, true, &[ROOT_SYMBOL]);
+        assert_eq!(
+            check_image_for(&arm, &PE_X86_64).map_err(|e| e.to_string()),
+            Err("built for aarch64, this host is x86_64".to_owned())
+        );
+        let exe = small_pe(pe::IMAGE_FILE_MACHINE_AMD64, false, &[ROOT_SYMBOL]);
+        assert_eq!(
+            reason(check_image_for(&exe, &PE_X86_64)),
+            "not a DLL (an executable)"
+        );
+        assert_eq!(
+            reason(check_image_for(&dll, &ELF_X86_64)),
+            "a PE (Windows) file, but this host loads ELF libraries"
+        );
+    }
+
+    /// A small 64-bit Mach-O file for `architecture` with data and a global symbol `name`,
+    /// turned into a dylib by its header's file type (the export check then reads the symbol
+    /// table, as object does for a Mach-O file without an exports trie).
+    fn small_macho(architecture: Architecture, name: &str) -> Vec<u8> {
+        use object::write::{Object, StandardSection, Symbol, SymbolSection};
+        let mut object = Object::new(BinaryFormat::MachO, architecture, Endianness::Little);
+        let section = object.section_id(StandardSection::Data);
+        let offset = object.append_section_data(section, &[7; 4096], 8);
+        object.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value: offset,
+            size: 64,
+            kind: object::SymbolKind::Data,
+            scope: object::SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Section(section),
+            flags: object::SymbolFlags::None,
+        });
+        let mut bytes = object.write().expect("a Mach-O object");
+        bytes[12..16].copy_from_slice(&macho::MH_DYLIB.0.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn macho_libraries_are_checked_from_their_bytes() {
+        let dylib = small_macho(Architecture::X86_64, ROOT_SYMBOL);
+        assert_eq!(check_image_for(&dylib, &MACHO_X86_64), Ok(()));
+        let cut_reason = reason(check_image_for(&dylib[..dylib.len() - 2048], &MACHO_X86_64));
+        assert!(cut_reason.contains("truncated"), "{cut_reason}");
+        assert_eq!(
+            check_image_for(&small_macho(Architecture::X86_64, "other"), &MACHO_X86_64),
+            Err(ImageProblem::NoRootModule {
+                symbol: ROOT_SYMBOL.to_owned()
+            })
+        );
+        let arm = small_macho(Architecture::Aarch64, ROOT_SYMBOL);
+        assert_eq!(
+            check_image_for(&arm, &MACHO_X86_64).map_err(|e| e.to_string()),
+            Err("built for aarch64, this host is x86_64".to_owned())
+        );
+        let mut object_file = dylib.clone();
+        object_file[12..16].copy_from_slice(&macho::MH_OBJECT.0.to_le_bytes());
+        assert_eq!(
+            reason(check_image_for(&object_file, &MACHO_X86_64)),
+            "not a dynamic library or bundle (Mach-O file type 1)"
+        );
     }
 
     proptest! {

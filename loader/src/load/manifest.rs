@@ -165,12 +165,13 @@ mod tests {
 
     #[test]
     fn readers_are_reused() {
-        // Other tests may run at the same time and start readers of their own; sequential reads
-        // on this thread reuse one, so a hundred reads start at most a handful.
+        // Sequential reads on this thread reuse one reader; other tests may start readers of
+        // their own meanwhile, so the bound is loose, but far below one thread per read.
         let before = manifest_readers_started();
         for _ in 0..100 {
             read_manifest(quick, Duration::from_secs(5)).expect("answered");
         }
-        assert!(manifest_readers_started() - before <= 4);
+        let started = manifest_readers_started() - before;
+        assert!(started < 20, "{started} readers started for 100 reads");
     }
 }
