@@ -87,6 +87,11 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::NotAllowed { sha256, .. } => format!("add {sha256} to the allowlist in the host config if you trust this build"),
         LoadError::Open { .. } => "rebuild the plugin for this platform; remove files that are not plugins from the folder".into(),
         LoadError::NotAPlugin { .. } => "remove the file from the plugins folder, or add `export_plugin!(YourPlugin);` to the crate".into(),
+        LoadError::WrongArchitecture { host, .. } => format!("rebuild the plugin for {host}"),
+        LoadError::UnresolvedSymbol { symbol, .. } => format!("link the plugin against the library that defines {symbol}, or stop using it"),
+        LoadError::UnsafeShadowDir { path, .. } => format!("make {} a folder of the host's user with mode 0700 (or remove it: the host creates it)", path.display()),
+        LoadError::CopyReplaced { .. } => "find out what writes into the host's shadow folder; load again".into(),
+        LoadError::ManifestTimeout { .. } => "fix the plugin's manifest(): it must return at once".into(),
         LoadError::InterfaceVersion { host, .. } => format!("rebuild the plugin against plugin-api {host}"),
         LoadError::AbiMismatch { .. } => "rebuild the plugin against this host's plugin-api".into(),
         LoadError::PanicAbort { .. } => "remove `panic = \"abort\"` from the plugin's build profile".into(),
@@ -107,7 +112,6 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::NoPluginsFolder => "pass --plugins <folder> or set plugins_dir in the host config".into(),
         LoadError::ProviderConflict { plugin, provider, .. } => format!("give {plugin}'s provider {provider} a different priority, or remove one of the two plugins"),
         LoadError::BadRequirement { .. } => "use a semver range like \"^0.1\" or \"*\"".into(),
-        LoadError::ManifestDeadline { .. } => "fix the plugin's manifest(): it must return at once, without waiting on anything".into(),
     }
 }
 
@@ -116,7 +120,7 @@ fn problem(error: &LoadError) -> Problem {
         error: error.to_string(),
         fix: fix_for(error),
         detail: match error {
-            LoadError::AbiMismatch { report, .. } => Some(report.clone()),
+            LoadError::AbiMismatch { full_report, .. } => Some(full_report.clone()),
             _ => None,
         },
     }
@@ -154,7 +158,7 @@ pub fn diagnose(
         // The doctor always shows the checksum an allowlist would need.
         let loaded =
             library::ShadowCopy::make(&file, shadow_dir, allowlist.as_ref(), Checksum::Always)
-                .and_then(|copy| copy.open(manifest_deadline));
+                .and_then(|copy| copy.open_with(manifest_deadline));
         match loaded {
             Ok(lib) => {
                 let m = &lib.manifest;

@@ -33,7 +33,8 @@ pub enum LoadError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The file is not a complete ELF library (checked before dlopen, which would crash on it).
+    /// The file is not a complete shared library of this platform's format (checked from its
+    /// bytes before it is opened: dlopen would crash on a truncated one).
     #[error("{path} is not a loadable library: {reason}")]
     BadLibrary {
         /// The file.
@@ -57,13 +58,54 @@ pub enum LoadError {
         /// The dynamic linker's message.
         message: String,
     },
-    /// The library does not export the plugin root symbol.
-    #[error("{path} is not a plugin: symbol {symbol} not found")]
+    /// The library does not export the plugin root symbol (checked from its bytes: it is never
+    /// opened, so none of its code runs).
+    #[error("{path} is not a plugin: no root module (symbol {symbol} is not exported)")]
     NotAPlugin {
         /// The file.
         path: PathBuf,
         /// The missing symbol.
         symbol: String,
+    },
+    /// The library was built for another processor (checked from its bytes before opening).
+    #[error("{path} was built for {found}, this host is {host}")]
+    WrongArchitecture {
+        /// The file.
+        path: PathBuf,
+        /// The file's architecture (`aarch64`, `x86_64`, `x86`...).
+        found: String,
+        /// The host's.
+        host: String,
+    },
+    /// The library needs a symbol that neither it nor the libraries it links to define (found
+    /// when it is opened: every symbol is bound then, none on first call).
+    #[error("{path} needs symbol {symbol}, which is not defined by it or the libraries it links")]
+    UnresolvedSymbol {
+        /// The file.
+        path: PathBuf,
+        /// The undefined symbol.
+        symbol: String,
+    },
+    /// The shadow folder is not private to this host's user: whoever can write it could swap
+    /// the code about to run.
+    #[error("shadow folder {path} {problem}; refusing to copy plugins into it")]
+    UnsafeShadowDir {
+        /// The folder.
+        path: PathBuf,
+        /// Its owner's uid (Unix).
+        owner: Option<u32>,
+        /// Its permission bits (Unix).
+        mode: Option<u32>,
+        /// What is wrong, with the owner or mode involved.
+        problem: String,
+    },
+    /// The checked copy was replaced between its check and its opening.
+    #[error("{path}: its checked copy {copy} was replaced before it was opened; refusing it")]
+    CopyReplaced {
+        /// The file in the plugins folder.
+        path: PathBuf,
+        /// The copy in the shadow folder.
+        copy: PathBuf,
     },
     /// The plugin was built against an incompatible plugin-api version.
     #[error("{path} was built against plugin-api {plugin}, which this host (plugin-api {host}) cannot load")]
@@ -75,21 +117,30 @@ pub enum LoadError {
         /// plugin-api version in the host.
         host: String,
     },
-    /// The plugin's types do not have the layout the host expects.
-    #[error("{path} has an incompatible ABI layout:\n{message}")]
+    /// The plugin's types do not have the layout the host expects, or it was built with an
+    /// incompatible abi_stable.
+    #[error("{path} has an incompatible ABI layout: {message}")]
     AbiMismatch {
         /// The file.
         path: PathBuf,
-        /// What differs, a line per difference: the type and field, expected and found.
+        /// What differs, in a few lines: the type and field, expected and found.
         message: String,
-        /// abi_stable's full report (both layouts in full), for verbose output and `doctor`.
-        report: String,
+        /// abi_stable's whole report (often hundreds of lines); see [`LoadError::full_report`].
+        full_report: String,
     },
     /// The plugin was built with `panic = "abort"` and could not contain its own panics.
     #[error("{path} was built with panic = \"abort\"; plugins must unwind so their panics can be caught")]
     PanicAbort {
         /// The file.
         path: PathBuf,
+    },
+    /// The plugin's `manifest()` did not return in time; the thread calling it was abandoned.
+    #[error("{path}: manifest() did not return within {deadline_ms} ms; its reader thread was abandoned")]
+    ManifestTimeout {
+        /// The file.
+        path: PathBuf,
+        /// The deadline.
+        deadline_ms: u64,
     },
     /// The manifest could not be read.
     #[error("{path}: invalid manifest: {message}")]
@@ -246,14 +297,19 @@ pub enum LoadError {
         /// What is wrong with it.
         message: String,
     },
-    /// The plugin's `manifest()` did not return within its deadline.
-    #[error("{path}: manifest() did not return within {ms} ms; the file is skipped and the thread reading it is left behind")]
-    ManifestDeadline {
-        /// The file.
-        path: PathBuf,
-        /// The deadline.
-        ms: u64,
-    },
+}
+
+impl LoadError {
+    /// The long form of this error, when there is one: abi_stable's whole layout report for
+    /// [`LoadError::AbiMismatch`] (what `-v` and the doctor can show).
+    pub fn full_report(&self) -> Option<&str> {
+        match self {
+            LoadError::AbiMismatch { full_report, .. } if !full_report.is_empty() => {
+                Some(full_report)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why the host configuration could not be used.

@@ -92,19 +92,29 @@
 //!    handle itself.
 //!
 //! # What a load does
-//! Each file is checked (regular file, not world-writable), copied to a unique shadow path, and
-//! the copy checked before it is opened (a complete image, optional SHA-256 allowlist), then
-//! opened from there (the same path would return the old image; overwriting a mapped file would
-//! crash), checked by abi_stable (interface version and type layout), refused if built with
-//! `panic = "abort"`, and its manifest read (within a deadline). Admission then decides which
-//! plugins may run, and they are activated in dependency order, each on its own thread.
+//! Each file is checked (regular file, not world-writable) and copied, under a random name, into
+//! a shadow folder that must be private to the host's user. The copy's bytes are checked before
+//! anything opens it, because opening a library runs its initialisers: this platform's format,
+//! complete (no segment cut off), built for this processor, exporting abi_stable's root symbol
+//! (a library without it is "not a plugin" and never opened), and in the SHA-256 allowlist when
+//! one is configured. The checked copy is then opened with every symbol bound at once (the same
+//! path would return the old image; overwriting a mapped file would crash), checked by
+//! abi_stable (header, interface version and type layout), refused if built with
+//! `panic = "abort"`, and its manifest read within a deadline. Plugins are then checked for
+//! duplicate names, host requirements and dependencies, and activated in dependency order, each
+//! on its own thread. `SECURITY.md` lists what runs before which check, per platform.
 //!
 //! # Honest limits
 //! Plugins are native code running with the host's rights: the checks and the capability
 //! broker guard the API, not the process. Libraries are never unloaded (`dlclose` is unsound
 //! for Rust code); a retired plugin stays mapped. A thread stuck in plugin code cannot be
 //! killed: it is detached and counted, and its context is retired.
-#![forbid(unsafe_code)]
+//!
+//! # Unsafe code
+//! The crate denies `unsafe_code` and allows it in one function only: the one that opens a
+//! checked copy and reads its root symbol (`load/open.rs`, `open_image`), whose docs say why
+//! each `unsafe` block is sound and what no check can make safe.
+#![deny(unsafe_code)]
 
 mod config;
 mod context;
@@ -130,11 +140,16 @@ pub use host::{Host, HostBuilder, PluginInfo, Subscription};
 pub use lifecycle::reload::FileChange;
 pub use lifecycle::{LifecycleEvent, LoadEntry, LoadReport};
 pub use load::discover::{discover, is_candidate, library_file_name};
-pub use load::library::{
-    load_library, load_library_within, PluginLibrary, DEFAULT_MANIFEST_DEADLINE,
+pub use load::image::{check_image, ImageProblem, ROOT_SYMBOL};
+pub use load::library::{load_library, load_library_with, LoadOptions, PluginLibrary};
+pub use load::manifest::{
+    detached_manifest_readers, manifest_readers_started, DEFAULT_MANIFEST_DEADLINE,
 };
 pub use load::preflight::{
-    check_elf, check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
+    check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
+};
+pub use load::shadow::{
+    ensure_private as ensure_private_shadow_dir, remove_stale, ShadowDir, SHADOW_PREFIX,
 };
 pub use observe::deadletter::DeadLetter;
 pub use observe::metrics::PluginMetrics;

@@ -6,6 +6,7 @@
 //!   (plugins that fail on purpose), built on first use, once per test process.
 //! - [`PluginDir`]: a private temporary plugins folder to copy libraries and junk into, and a
 //!   host for it.
+//! - [`c_libs`]: C libraries compiled once per test process, for what loading runs.
 //! - [`wait_until`]: polls a condition with a generous bound; tests never assert on time.
 //! - Checks and steps several test files share: the error a [`LoadReport`] has for a file
 //!   ([`error_for`], [`assert_names_file`], [`assert_bad_library`]), greeter still serving
@@ -28,6 +29,9 @@
 //! (`no_run`: the helpers find the libraries from the running test binary's location, which a
 //! doctest does not share.)
 #![forbid(unsafe_code)]
+
+#[cfg(unix)]
+pub mod c_libs;
 
 use std::{
     env::consts::{DLL_PREFIX, DLL_SUFFIX},

@@ -206,7 +206,7 @@ fn a_manifest_that_never_returns_fails_only_its_file() {
         .expect("the hanging file fails");
     let text = error.to_string();
     assert!(
-        matches!(error, LoadError::ManifestDeadline { .. }),
+        matches!(error, LoadError::ManifestTimeout { .. }),
         "{error:?}"
     );
     assert!(
@@ -414,7 +414,9 @@ fn a_layout_mismatch_says_what_differs_in_a_few_lines() {
     let (_host, report) = dir.load();
     let error = report.error_for(&file_name(&bad)).expect("refused");
     let LoadError::AbiMismatch {
-        message, report, ..
+        message,
+        full_report: report,
+        ..
     } = error
     else {
         panic!("expected a layout mismatch, got {error:?}");

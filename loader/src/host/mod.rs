@@ -9,7 +9,7 @@ mod report;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{atomic::AtomicU64, Arc, Weak},
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
@@ -37,7 +37,8 @@ struct HostInner {
     dispatcher: Arc<Dispatcher>,
     lifecycle: Arc<Lifecycle>,
     _supervisor: Option<SupervisorHandle>,
-    temp_dir: Option<PathBuf>,
+    /// The private temporary shadow folder, removed with the host (none with a data folder).
+    _shadow: Option<crate::load::shadow::ShadowDir>,
 }
 
 /// Builds a [`Host`].
@@ -83,30 +84,34 @@ impl HostBuilder {
     /// # Errors
     /// The data folder or database cannot be created or opened.
     pub fn build(self) -> Result<Host, StorageError> {
-        let (data_dir, temp_dir) = match &self.config.data_dir {
-            Some(d) => (d.clone(), None),
-            None => {
-                let d = std::env::temp_dir().join(format!(
-                    "native-plugins-{}-{}",
-                    std::process::id(),
-                    NEXT_HOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                ));
-                (d.clone(), Some(d))
-            }
-        };
-        let backend_error = |e: std::io::Error| StorageError::Backend {
-            path: data_dir.display().to_string(),
+        // Shadow copies go into a folder private to this user: a random one under the
+        // temporary folder, or the data folder's `shadow/`, which every load checks (and refuses
+        // if someone else owns it or can write to it).
+        let shadow_error = |e: LoadError| StorageError::Backend {
+            path: "shadow folder".to_owned(),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(&data_dir).map_err(backend_error)?;
-        let shadow_dir = data_dir.join("shadow");
-        let store = if self.in_memory || temp_dir.is_some() {
-            Store::in_memory(self.config.storage_quota_bytes)?
-        } else {
-            Store::open(
-                &data_dir.join("storage.redb"),
-                self.config.storage_quota_bytes,
-            )?
+        let (data_dir, (shadow_dir, shadow)) = match &self.config.data_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| StorageError::Backend {
+                    path: d.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                (Some(d.clone()), (d.join("shadow"), None))
+            }
+            None => {
+                // Copies a host could not delete (Windows keeps mapped files) go once their
+                // process is gone.
+                crate::load::shadow::remove_stale(&std::env::temp_dir());
+                let shadow = crate::load::shadow::ShadowDir::private().map_err(shadow_error)?;
+                (None, (shadow.path().to_owned(), Some(shadow)))
+            }
+        };
+        let store = match (&data_dir, self.in_memory) {
+            (Some(d), false) => {
+                Store::open(&d.join("storage.redb"), self.config.storage_quota_bytes)?
+            }
+            _ => Store::in_memory(self.config.storage_quota_bytes)?,
         };
         let config = Arc::new(self.config);
         let (faults_tx, faults_rx) = crossbeam_channel::unbounded();
@@ -118,13 +123,11 @@ impl HostBuilder {
                 dispatcher,
                 lifecycle,
                 _supervisor: supervisor,
-                temp_dir,
+                _shadow: shadow,
             }),
         })
     }
 }
-
-static NEXT_HOST: AtomicU64 = AtomicU64::new(0);
 
 /// A plugin host. Cheap to clone; all clones are the same host. Dropping the last clone shuts
 /// the plugins down.
@@ -427,7 +430,7 @@ impl Host {
     /// killed): this host's, plus the threads this process left in a `manifest()` that never
     /// returned.
     pub fn detached_threads(&self) -> u64 {
-        self.lifecycle().detached() + crate::load::manifest::abandoned_readers()
+        self.lifecycle().detached() + crate::load::manifest::detached_manifest_readers()
     }
 
     /// Libraries this process has mapped and how many of them no longer serve a plugin
@@ -534,8 +537,5 @@ impl Drop for HostInner {
         let turn = self.lifecycle.turn();
         self.lifecycle.shutdown(&turn);
         drop(turn);
-        if let Some(dir) = &self.temp_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }

@@ -98,12 +98,10 @@ impl Lifecycle {
                 });
                 continue;
             }
-            match library::load_library_within(
-                file,
-                &self.shadow_dir,
-                self.allowlist.as_ref(),
-                self.activation_deadline(),
-            ) {
+            let options = library::LoadOptions::new(&self.shadow_dir)
+                .allowlist(self.allowlist.as_ref())
+                .manifest_deadline(self.activation_deadline());
+            match library::load_library_with(file, &options) {
                 Ok(lib) => libraries.push(lib),
                 Err(error) => report.entries.push(LoadEntry {
                     file: file.clone(),

@@ -115,7 +115,7 @@ impl Lifecycle {
         if same {
             return Ok(FileChange::Unchanged { plugin });
         }
-        let lib = match copy.open(self.activation_deadline()) {
+        let lib = match copy.open_with(self.activation_deadline()) {
             Ok(lib) => lib,
             Err(error) => return Err(self.refuse_reload(&plugin, error)),
         };

@@ -1,100 +1,299 @@
-//! A layout-mismatch refusal in a few lines: which type and field differ, what was expected
-//! and what was found. abi_stable's own report (kept for `-v` and `doctor`) describes both
-//! layouts in full and runs to hundreds of lines, naming the difference deep inside.
+//! Saying what differs when abi_stable refuses a plugin's layout.
+//!
+//! abi_stable's own report of a layout mismatch prints both root-module layouts in full before
+//! the differences: about a thousand lines for plugin-api, whose first dozen name nothing.
+//! [`describe`] walks the structured errors instead (abi_stable's [`AbiInstabilityErrors`]:
+//! one entry per nested type that differs, each with the path of fields leading to it and the
+//! differences found) and writes a few lines: the type and field, what was expected and what
+//! was found. The whole report stays available as the error's `full_report`.
+
+use std::fmt::Write as _;
 
 use abi_stable::{
     abi_stability::abi_checking::{
-        check_layout_compatibility, AbiInstability, AbiInstabilityErrors, ExpectedFound,
+        check_layout_compatibility, AbiInstability, AbiInstabilityError, AbiInstabilityErrors,
+        ExpectedFound,
     },
-    type_layout::{TLFieldOrFunction, TypeLayout},
+    library::{AbiHeader, LibHeader},
+    type_layout::{TLField, TLFieldOrFunction, TypeLayout},
+    StableAbi,
 };
+use plugin_api::PluginModRef;
 
-/// Differences shown at most; the rest are counted.
-const SHOWN: usize = 3;
+/// At most this many differences are listed; the rest are counted.
+const MAX_LISTED: usize = 6;
 
-/// One line per difference between the layout the host expects and the library's
-/// (abi_stable hands its loader only the formatted report, so the check is run again here for
-/// its structured answer); `None` if the layouts turn out compatible.
-pub(crate) fn summarize(
-    expected: &'static TypeLayout,
-    found: &'static TypeLayout,
-) -> Option<String> {
-    let errors: AbiInstabilityErrors = check_layout_compatibility(expected, found).err()?;
-    let root = errors.interface.full_type().to_string();
-    let mut lines = Vec::new();
-    let mut total = 0;
-    for e in errors.errors.iter() {
-        let mut place = root.clone();
-        for step in e.stack_trace.iter() {
-            place.push('.');
-            place.push_str(&name(&step.expected));
+/// A few lines saying how the root-module layout in `header` differs from the host's, or `None`
+/// when the layout checker finds no difference (or the library has no layout constant).
+pub(crate) fn describe(header: &LibHeader) -> Option<String> {
+    let found = header.layout()?;
+    let errors = check_layout_compatibility(<PluginModRef as StableAbi>::LAYOUT, found).err()?;
+    Some(summarize(&errors))
+}
+
+/// The differences in `errors`, one line each, in abi_stable's order (outer types first).
+pub(crate) fn summarize(errors: &AbiInstabilityErrors) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut push = |line: String| {
+        if !lines.contains(&line) {
+            lines.push(line);
         }
-        if let Some(TLFieldOrFunction::Field(field)) = e.stack_trace.last().map(|s| &s.expected) {
-            place.push_str(&format!(" (a {})", field.full_type()));
+    };
+    for error in errors.errors.iter() {
+        let place = place(errors.interface, error);
+        let versions = error.stack_trace.last().and_then(|step| match step {
+            ExpectedFound {
+                expected: TLFieldOrFunction::Field(e),
+                found: TLFieldOrFunction::Field(f),
+            } => Some((e.layout().package_version(), f.layout().package_version())),
+            _ => None,
+        });
+        for instability in error.errs.iter() {
+            let line = match (instability, &versions) {
+                (AbiInstability::Package(v), Some((e_version, f_version))) => Some(format!(
+                    "package: expected {} {e_version}, found {} {f_version}",
+                    v.expected, v.found
+                )),
+                _ => difference(instability),
+            };
+            if let Some(line) = line {
+                push(format!("{place}: {line}"));
+            }
         }
-        for err in e.errs.iter() {
-            total += 1;
-            if lines.len() < SHOWN {
-                lines.push(format!("{place}: {}", describe(err)));
+        // abi_stable stops at a type from another package or of another name without looking
+        // inside it; its fields say what the plugin's author changed.
+        let stops = error
+            .errs
+            .iter()
+            .any(|e| matches!(e, AbiInstability::Package(_) | AbiInstability::Name(_)));
+        if let (true, Some(step)) = (stops, error.stack_trace.last()) {
+            if let (TLFieldOrFunction::Field(expected), TLFieldOrFunction::Field(found)) =
+                (&step.expected, &step.found)
+            {
+                let name = expected.layout().name();
+                for line in field_differences(name, expected.layout(), found.layout(), 0) {
+                    push(line);
+                }
             }
         }
     }
-    if total > SHOWN {
-        lines.push(format!("... and {} more differences", total - SHOWN));
+    let mut out = String::new();
+    let total = lines.len();
+    for line in lines.iter().take(MAX_LISTED) {
+        let _ = writeln!(out, "{line}");
     }
-    (!lines.is_empty()).then(|| lines.join("\n"))
+    if total > MAX_LISTED {
+        let _ = writeln!(out, "and {} more differences", total - MAX_LISTED);
+    }
+    if total == 0 {
+        let _ = writeln!(
+            out,
+            "{} differs from the host's (no single difference named; see the full report)",
+            errors.interface.full_type()
+        );
+    }
+    out.trim_end().to_owned()
 }
 
-fn name(step: &TLFieldOrFunction) -> String {
-    match step {
-        TLFieldOrFunction::Field(field) => field.name().to_owned(),
-        TLFieldOrFunction::Function(function) => function.name.as_str().to_owned(),
+/// `PluginMod.panic_unwinds (bool)`: the type where the check started and the fields walked
+/// to reach the difference, with the field's expected type.
+fn place(root: &TypeLayout, error: &AbiInstabilityError) -> String {
+    let mut place = root.name().to_owned();
+    let mut ty = None;
+    for step in error.stack_trace.iter() {
+        let ExpectedFound { expected, .. } = step;
+        match expected {
+            // The pointee of a transparent wrapper (the root module's `PrefixRef`): named by
+            // its type, not as field `0`.
+            TLFieldOrFunction::Field(field) if field.name() == "0" => {
+                place = field.layout().name().to_owned();
+                ty = None;
+            }
+            TLFieldOrFunction::Field(field) => {
+                place.push('.');
+                place.push_str(field.name());
+                ty = Some(field.layout().full_type().to_string());
+            }
+            TLFieldOrFunction::Function(function) => {
+                place.push('.');
+                place.push_str(function.name.as_str());
+                ty = Some("fn".to_owned());
+            }
+        }
+    }
+    match ty {
+        Some(ty) => format!("{place} ({ty})"),
+        None => place,
     }
 }
 
-/// `what: expected X, found Y`, each on one line.
-fn pair<T>(what: &str, values: Option<ExpectedFound<String>>, _: &ExpectedFound<T>) -> String {
-    match values {
-        Some(v) => format!(
-            "{what}: expected {}, found {}",
-            one_line(&v.expected),
-            one_line(&v.found)
-        ),
-        None => what.to_owned(),
+/// How the fields of two layouts of one type differ: `Type.field: expected X, found Y`, looking
+/// into fields of the same name whose types come from different packages (two levels deep).
+fn field_differences(
+    place: &str,
+    expected: &'static TypeLayout,
+    found: &'static TypeLayout,
+    depth: usize,
+) -> Vec<String> {
+    let fields = |layout: &'static TypeLayout| -> Vec<TLField> {
+        layout
+            .get_fields()
+            .map(|fields| fields.iter().collect())
+            .unwrap_or_default()
+    };
+    let (expected_fields, found_fields) = (fields(expected), fields(found));
+    let mut lines = Vec::new();
+    for (index, (e, f)) in expected_fields.iter().zip(&found_fields).enumerate() {
+        if e.name() != f.name() {
+            lines.push(format!(
+                "{place} field {index}: expected {}, found {}",
+                e.name(),
+                f.name()
+            ));
+            continue;
+        }
+        let (e_type, f_type) = (field_type(e), field_type(f));
+        let (e_layout, f_layout) = (e.layout(), f.layout());
+        if e.is_function() && f.is_function() && e_type != f_type {
+            lines.push(format!(
+                "{place}.{}: expected {e_type}, found {f_type}",
+                e.name()
+            ));
+        } else if e_type != f_type || e_layout.size() != f_layout.size() {
+            lines.push(format!(
+                "{place}.{}: expected {e_type} (size {}), found {f_type} (size {})",
+                e.name(),
+                e_layout.size(),
+                f_layout.size()
+            ));
+        } else if depth < 1 && e_layout.package() != f_layout.package() {
+            let inner = format!("{place}.{}", e.name());
+            lines.extend(field_differences(&inner, e_layout, f_layout, depth + 1));
+        }
     }
+    let (e_len, f_len) = (expected_fields.len(), found_fields.len());
+    if e_len != f_len {
+        let names = |fields: &[TLField]| -> String {
+            fields
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        lines.push(format!(
+            "{place}: expected {e_len} fields ({}), found {f_len} ({})",
+            names(&expected_fields),
+            names(&found_fields)
+        ));
+    }
+    lines
 }
 
+/// A field's type as written: the signature for function pointers.
+fn field_type(field: &TLField) -> String {
+    if field.is_function() {
+        if let Some(function) = field.function_range().iter().next() {
+            let params: Vec<String> = function
+                .param_type_layouts
+                .iter()
+                .map(|layout| layout().full_type().to_string())
+                .collect();
+            // abi_stable keeps the return type private; its Display ends with "->Type".
+            let text = function.to_string();
+            let returns = text
+                .lines()
+                .next()
+                .and_then(|line| line.rsplit_once("->"))
+                .map_or("()", |(_, returns)| returns.trim());
+            return format!("fn({}) -> {returns}", params.join(", "));
+        }
+    }
+    field.full_type().to_string()
+}
+
+fn pair(what: &str, values: Option<ExpectedFound<String>>) -> Option<String> {
+    let values = values?;
+    Some(format!(
+        "{what}: expected {}, found {}",
+        one_line(&values.expected),
+        one_line(&values.found)
+    ))
+}
+
+/// Multi-line values (field layouts) as one short line.
 fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if joined.chars().count() > 120 {
-        let head: String = joined.chars().take(117).collect();
-        format!("{head}...")
+    const MAX: usize = 120;
+    if joined.chars().count() > MAX {
+        let cut: String = joined.chars().take(MAX).collect();
+        format!("{cut}…")
     } else {
         joined
     }
 }
 
-fn describe(err: &AbiInstability) -> String {
-    use AbiInstability as A;
-    match err {
-        A::Name(v) => pair("type", v.display_str(), v),
-        A::Package(v) => pair("package", v.display_str(), v),
-        A::PackageVersion(v) => pair("abi_stable package version", v.display_str(), v),
-        A::Size(v) => pair("size", v.display_str(), v),
-        A::Alignment(v) => pair("alignment", v.display_str(), v),
-        A::MismatchedPrimitive(v) => pair("primitive type", v.debug_str(), v),
-        A::TLDataDiscriminant(v) => pair("kind of type", v.debug_str(), v),
-        A::FieldCountMismatch(v) => pair("field count", v.display_str(), v),
-        A::UnexpectedField(v) => pair("field", v.display_str(), v),
-        A::TooManyVariants(v) => pair("variant count", v.display_str(), v),
-        A::UnexpectedVariant(v) => pair("variant", v.debug_str(), v),
-        A::MismatchedPrefixSize(v) => pair("prefix size", v.display_str(), v),
-        A::GenericParamCount(v) => pair("generic parameters", v.display_str(), v),
-        A::FnQualifierMismatch(v) => pair("function qualifiers", v.display_str(), v),
-        A::FnLifetimeMismatch(v) => pair("function lifetimes", v.display_str(), v),
-        A::FieldLifetimeMismatch(v) => pair("field lifetimes", v.display_str(), v),
-        A::ReprAttr(v) => pair("repr", v.debug_str(), v),
-        A::EnumDiscriminant(v) => pair("discriminant", v.debug_str(), v),
-        other => one_line(&format!("{other:?}")),
+/// One difference as `what: expected X, found Y`.
+fn difference(instability: &AbiInstability) -> Option<String> {
+    use AbiInstability as AI;
+    match instability {
+        AI::Name(v) => pair("type", v.display_str()),
+        AI::Package(v) => pair("package", v.display_str()),
+        AI::PackageVersion(v) => pair("package version", v.display_str()),
+        AI::Size(v) => pair("size", v.display_str()),
+        AI::Alignment(v) => pair("alignment", v.display_str()),
+        AI::NonZeroness(v) => pair("non-zero", v.display_str()),
+        AI::MismatchedPrefixSize(v) => pair("prefix size", v.display_str()),
+        AI::GenericParamCount(v) => pair("generic parameters", v.display_str()),
+        AI::TLDataDiscriminant(v) => pair("kind of type", v.debug_str()),
+        AI::MismatchedPrimitive(v) => pair("primitive", v.debug_str()),
+        AI::FieldCountMismatch(v) => pair("field count", v.display_str()),
+        AI::UnexpectedField(v) => pair(
+            "field",
+            Some(
+                v.as_ref()
+                    .map(|field| format!("{} ({})", field.name(), field.layout().full_type())),
+            ),
+        ),
+        AI::FieldLifetimeMismatch(v) => pair(
+            "field lifetimes",
+            Some(v.as_ref().map(|field| field.name().to_owned())),
+        ),
+        AI::FnLifetimeMismatch(v) | AI::FnQualifierMismatch(v) => pair(
+            "function pointer",
+            Some(v.as_ref().map(|function| function.to_string())),
+        ),
+        AI::TooManyVariants(v) => pair("variant count", v.display_str()),
+        AI::UnexpectedVariant(v) => pair("variant", v.display_str()),
+        AI::ReprAttr(v) => pair("repr", v.debug_str()),
+        AI::EnumDiscriminant(v) => pair("discriminant", v.debug_str()),
+        AI::MismatchedPrefixConditionality(v) => pair("conditional prefix fields", v.debug_str()),
+        AI::MismatchedExhaustiveness(v) => pair("exhaustiveness", v.debug_str()),
+        AI::MismatchedConstParam(v) => pair("const parameter", v.debug_str()),
+        AI::PackageVersionParseError(e) => Some(format!("unparseable package version: {e}")),
+        AI::IncompatibleWithNonExhaustive(e) => Some(one_line(&e.to_string())),
+        AI::ExtraCheckError(e) => Some(one_line(&format!("{:?}", e))),
+        AI::TagError { err } => Some(one_line(&err.to_string())),
+        AI::NoneExtraChecks => {
+            Some("the host's type has extra checks, the plugin's none".to_owned())
+        }
+        AI::CyclicTypeChecking { interface, .. } => {
+            Some(format!("cyclic layout check of {}", interface.full_type()))
+        }
+        AI::ReentrantLayoutCheckingCall => None,
     }
+}
+
+/// The message for a library whose abi_stable header is not this host's: abi_stable's ABI
+/// version on both sides.
+pub(crate) fn header_mismatch(found: &AbiHeader) -> String {
+    let host = AbiHeader::VALUE;
+    if found.magic_string != host.magic_string {
+        return "its abi_stable header is not one this host knows (another abi_stable, or not \
+                abi_stable at all)"
+            .to_owned();
+    }
+    format!(
+        "it was built with abi_stable ABI {}.{}, this host uses {}.{}",
+        found.abi_major, found.abi_minor, host.abi_major, host.abi_minor
+    )
 }

@@ -1,29 +1,29 @@
-//! From a file to a checked plugin library: shadow copy, dlopen, interface and layout checks,
-//! panic-strategy marker, manifest.
+//! From a file to a checked plugin library: private shadow copy, checks of its bytes, opening
+//! it, abi_stable's interface and layout checks, panic-strategy marker, manifest.
 
 use std::{
     collections::HashSet,
+    fs::File,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use abi_stable::{
-    library::{lib_header_from_path, LibraryError},
-    StableAbi,
-};
+use abi_stable::library::{LibHeader, LibraryError};
 use plugin_api::{Manifest, PluginModRef, API_VERSION};
+use tempfile::TempPath;
 
 use crate::{
     error::LoadError,
     load::{
-        manifest,
+        layout,
+        manifest::{self, ReadError, DEFAULT_MANIFEST_DEADLINE},
+        open::{self, OpenFailure},
         preflight::{self, Checksum},
     },
 };
 
 /// A plugin library that passed every check and whose manifest has been read. No plugin code
-/// beyond the manifest function has run yet.
+/// beyond its initialisers, abi_stable's set-up and the manifest function has run yet.
 #[derive(Clone)]
 pub struct PluginLibrary {
     /// The file in the plugins folder (or `static:<name>` for compiled-in plugins).
@@ -53,179 +53,239 @@ impl std::fmt::Debug for PluginLibrary {
     }
 }
 
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-static IMAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
-
 /// How many plugin libraries this process has mapped (none is ever unmapped).
 pub fn images_mapped() -> u64 {
-    IMAGES_MAPPED.load(Ordering::Relaxed)
+    open::images_mapped()
 }
 
-/// A fresh, never-used path in `shadow_dir` for a copy of `source`.
-///
-/// dlopen matches libraries by path (and by device+inode), so opening the same path twice
-/// returns the first image even after the file changed; a unique name per load avoids that.
-fn shadow_path(source: &Path, shadow_dir: &Path) -> PathBuf {
-    let stem = source
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".to_owned());
-    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-    shadow_dir.join(format!(
-        "{stem}-{}-{generation}{}",
-        std::process::id(),
-        std::env::consts::DLL_SUFFIX
-    ))
+/// What [`load_library_with`] needs besides the file.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// The folder for shadow copies: private to the host's user (see
+    /// [`ShadowDir`](crate::ShadowDir)); created with mode 0700 if missing.
+    pub shadow_dir: &'a Path,
+    /// SHA-256 hashes (hex, any case) a file must have to be opened; `None` accepts any build.
+    pub allowlist: Option<&'a HashSet<String>>,
+    /// How long the plugin's `manifest()` may take ([`DEFAULT_MANIFEST_DEADLINE`] by default).
+    pub manifest_deadline: Duration,
 }
 
-/// Loads the plugin in `path`: permission checks on the original, a unique shadow copy, ELF and
-/// allowlist checks on that copy, dlopen of the copy, abi_stable's interface-version and layout
-/// checks, the panic-strategy marker, and the manifest.
+impl<'a> LoadOptions<'a> {
+    /// Copies into `shadow_dir`, no allowlist, the default manifest deadline.
+    pub fn new(shadow_dir: &'a Path) -> Self {
+        LoadOptions {
+            shadow_dir,
+            allowlist: None,
+            manifest_deadline: DEFAULT_MANIFEST_DEADLINE,
+        }
+    }
+
+    /// Only files whose SHA-256 is in `allowlist` are opened (when it is `Some`).
+    pub fn allowlist(mut self, allowlist: Option<&'a HashSet<String>>) -> Self {
+        self.allowlist = allowlist;
+        self
+    }
+
+    /// Sets how long `manifest()` may take.
+    pub fn manifest_deadline(mut self, deadline: Duration) -> Self {
+        self.manifest_deadline = deadline;
+        self
+    }
+}
+
+/// Loads the plugin in `path` with the default manifest deadline: [`load_library_with`].
 ///
-/// The library is never unloaded (see the crate docs). On Unix the shadow copy is unlinked once
-/// it is mapped, so nothing is left behind.
+/// # Loading runs the plugin's initialisers
+///
+/// See [`load_library_with`].
 ///
 /// # Errors
-/// Every [`LoadError`] variant about files and libraries, naming `path`.
+/// As [`load_library_with`].
 pub fn load_library(
     path: &Path,
     shadow_dir: &Path,
     allowlist: Option<&HashSet<String>>,
 ) -> Result<PluginLibrary, LoadError> {
-    load_library_within(path, shadow_dir, allowlist, DEFAULT_MANIFEST_DEADLINE)
+    load_library_with(path, &LoadOptions::new(shadow_dir).allowlist(allowlist))
 }
 
-/// How long [`load_library`] waits for a plugin's `manifest()`.
-pub const DEFAULT_MANIFEST_DEADLINE: Duration = Duration::from_secs(10);
-
-/// [`load_library`] with the deadline for the plugin's `manifest()`: one that does not return
-/// in time fails this file with [`LoadError::Deadline`] (its thread is left behind).
+/// Loads the plugin in `path`, in this order: permission checks on the original; a private
+/// copy with a random name in `options.shadow_dir` (refused unless that folder is the host
+/// user's alone); checks of the copy's bytes (complete image of this platform's format and
+/// processor, abi_stable's root symbol exported, allowlist); opening the copy with every symbol
+/// bound now; abi_stable's header, interface-version and layout checks; the panic-strategy
+/// marker; the manifest, read within `options.manifest_deadline`.
+///
+/// The library is never unloaded (see the crate docs). On Unix the shadow copy is unlinked once
+/// it is mapped, so nothing is left behind.
+///
+/// # Loading runs the plugin's initialisers
+///
+/// Opening a library runs its constructors inside the host before any of abi_stable's checks
+/// can look at it. Everything that can be decided from the file's bytes is decided before: a
+/// file that is not a plugin (no root symbol), a truncated file, a library for another
+/// processor or format, and (with an allowlist) an unknown build are refused without a byte of
+/// them running. A file that exports the root symbol but was built against another interface
+/// version or layout is refused after its initialisers ran: Rust plugins normally have none
+/// beyond abi_stable's, but nothing stops a library from adding some. Only the allowlist keeps
+/// such a build from running.
 ///
 /// # Errors
-/// As [`load_library`].
-pub fn load_library_within(
+/// Every [`LoadError`] variant about files and libraries, naming `path`:
+/// [`LoadError::NotAPlugin`], [`LoadError::BadLibrary`], [`LoadError::WrongArchitecture`],
+/// [`LoadError::NotAllowed`], [`LoadError::UnsafeShadowDir`] before opening;
+/// [`LoadError::Open`], [`LoadError::UnresolvedSymbol`], [`LoadError::CopyReplaced`] when
+/// opening; [`LoadError::InterfaceVersion`], [`LoadError::AbiMismatch`],
+/// [`LoadError::PanicAbort`], [`LoadError::ManifestTimeout`], [`LoadError::Manifest`],
+/// [`LoadError::BadVersion`] after.
+pub fn load_library_with(
     path: &Path,
-    shadow_dir: &Path,
-    allowlist: Option<&HashSet<String>>,
-    manifest_deadline: Duration,
+    options: &LoadOptions<'_>,
 ) -> Result<PluginLibrary, LoadError> {
-    ShadowCopy::make(path, shadow_dir, allowlist, Checksum::IfAllowlisted)?.open(manifest_deadline)
+    ShadowCopy::make(
+        path,
+        options.shadow_dir,
+        options.allowlist,
+        Checksum::IfAllowlisted,
+    )?
+    .open_with(options.manifest_deadline)
 }
 
-/// A checked private copy of a plugin file, about to be opened; removed when dropped (once
-/// mapped, the image no longer needs the name).
+/// A checked private copy of a plugin file, about to be opened; its path is removed when this is
+/// dropped (once mapped, the image no longer needs the name).
 pub(crate) struct ShadowCopy {
     source: PathBuf,
-    copy: PathBuf,
+    copy: TempPath,
+    file: File,
     /// What the checks of the copy found.
     pub facts: preflight::CopyFacts,
 }
 
 impl ShadowCopy {
-    /// Copies `path` to a fresh path in `shadow_dir` and checks the copy
-    /// ([`preflight::copy_checked`]): the bytes checked are the bytes that will be opened, and
-    /// the file in the plugins folder may change at any time without affecting either.
+    /// Copies `path` into `shadow_dir` and checks the copy ([`preflight::copy_checked`]): the
+    /// bytes checked are the bytes that will be opened, and the file in the plugins folder may
+    /// change at any time without affecting either.
     pub fn make(
         path: &Path,
         shadow_dir: &Path,
         allowlist: Option<&HashSet<String>>,
         checksum: Checksum,
     ) -> Result<ShadowCopy, LoadError> {
-        std::fs::create_dir_all(shadow_dir).map_err(|source| LoadError::Io {
-            path: shadow_dir.to_owned(),
-            source,
-        })?;
-        let copy = shadow_path(path, shadow_dir);
-        // Made before the copy exists, so a failed check removes a partial copy too.
-        let mut shadow = ShadowCopy {
+        let checked = preflight::copy_checked(path, shadow_dir, allowlist, checksum)?;
+        Ok(ShadowCopy {
             source: path.to_owned(),
-            copy,
-            facts: preflight::CopyFacts {
-                fingerprint: String::new(),
-                sha256: None,
-            },
-        };
-        shadow.facts = preflight::copy_checked(path, &shadow.copy, allowlist, checksum)?;
-        Ok(shadow)
+            copy: checked.path,
+            file: checked.file,
+            facts: checked.facts,
+        })
     }
 
-    /// dlopens the copy and runs abi_stable's and the plugin's checks, waiting at most
-    /// `manifest_deadline` for the manifest.
-    pub fn open(self, manifest_deadline: Duration) -> Result<PluginLibrary, LoadError> {
-        let path = &self.source;
-        let header = lib_header_from_path(&self.copy).map_err(|e| library_error(path, e))?;
-        IMAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
+    /// Opens the copy ([`open::open_image`]) and runs abi_stable's and the plugin's checks.
+    pub fn open_with(self, manifest_deadline: Duration) -> Result<PluginLibrary, LoadError> {
+        let ShadowCopy {
+            source,
+            copy,
+            file,
+            facts,
+        } = self;
+        let header = open::open_image(&copy, file).map_err(|failure| match failure {
+            OpenFailure::Open(message) => open_error(&source, message),
+            OpenFailure::NoRootSymbol => LoadError::NotAPlugin {
+                path: source.clone(),
+                symbol: crate::load::image::ROOT_SYMBOL.to_owned(),
+            },
+            #[cfg(unix)]
+            OpenFailure::Replaced => LoadError::CopyReplaced {
+                path: source.clone(),
+                copy: copy.to_path_buf(),
+            },
+        })?;
+        let header = header
+            .upgrade()
+            .map_err(|e| library_error(&source, e, None))?;
         let module = header
             .init_root_module::<PluginModRef>()
-            .map_err(|e| match e {
-                LibraryError::AbiInstability(report) => {
-                    let report = report.to_string();
-                    let summary = header.layout().and_then(|found| {
-                        super::layout::summarize(<PluginModRef as StableAbi>::LAYOUT, found)
-                    });
-                    LoadError::AbiMismatch {
-                        path: path.clone(),
-                        message: summary.unwrap_or_else(|| first_lines(&report, 12)),
-                        report,
-                    }
-                }
-                other => library_error(path, other),
-            })?;
-        let mut library = checked_module_within(path.clone(), module, manifest_deadline)?;
-        library.fingerprint = self.facts.fingerprint.clone();
-        library.sha256 = self.facts.sha256.clone();
+            .map_err(|e| library_error(&source, e, Some(header)))?;
+        let mut library = checked_module_with(source, module, manifest_deadline)?;
+        library.fingerprint = facts.fingerprint;
+        library.sha256 = facts.sha256;
         Ok(library)
     }
 }
 
-impl Drop for ShadowCopy {
-    fn drop(&mut self) {
-        // On platforms that forbid removing a mapped file this fails quietly and the copy stays
-        // in the shadow folder.
-        let _ = std::fs::remove_file(&self.copy);
+/// The error for a library the dynamic linker refused: [`LoadError::UnresolvedSymbol`] when its
+/// message names an undefined symbol, else [`LoadError::Open`].
+fn open_error(path: &Path, message: String) -> LoadError {
+    match undefined_symbol(&message) {
+        Some(symbol) => LoadError::UnresolvedSymbol {
+            path: path.to_owned(),
+            symbol,
+        },
+        None => LoadError::Open {
+            path: path.to_owned(),
+            message,
+        },
     }
 }
 
-/// Checks a root module (from a file or compiled in) and reads its manifest.
-///
-/// # Errors
-/// [`LoadError::PanicAbort`], [`LoadError::Manifest`], [`LoadError::BadVersion`].
-pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLibrary, LoadError> {
-    checked_module_within(source, module, DEFAULT_MANIFEST_DEADLINE)
+/// The symbol in a dynamic linker's "undefined symbol" message (glibc, musl, macOS dyld).
+fn undefined_symbol(message: &str) -> Option<String> {
+    let symbol = if let Some((_, rest)) = message.split_once("undefined symbol: ") {
+        // glibc: "undefined symbol: name" or "undefined symbol: name, version V".
+        rest.split(',').next()
+    } else if let Some((_, rest)) = message.split_once("symbol not found in flat namespace '") {
+        // macOS: "symbol not found in flat namespace '_name'".
+        rest.split('\'').next()
+    } else if let Some((head, _)) = message.split_once(": symbol not found") {
+        // musl: "Error relocating <file>: name: symbol not found".
+        head.rsplit(": ").next()
+    } else {
+        None
+    }?;
+    let symbol = symbol.trim();
+    (!symbol.is_empty()).then(|| symbol.to_owned())
 }
 
-/// [`checked_module`] with the deadline for `manifest()`.
+/// Checks a root module (from a file or compiled in) and reads its manifest within
+/// [`DEFAULT_MANIFEST_DEADLINE`]: [`checked_module_with`].
 ///
 /// # Errors
-/// As [`checked_module`], and [`LoadError::Deadline`] when `manifest()` does not return within
-/// `deadline`.
-pub fn checked_module_within(
+/// As [`checked_module_with`].
+pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLibrary, LoadError> {
+    checked_module_with(source, module, DEFAULT_MANIFEST_DEADLINE)
+}
+
+/// Checks a root module (from a file or compiled in) and reads its manifest, waiting at most
+/// `manifest_deadline` for the plugin's `manifest()` (on a reused reader thread; see
+/// [`detached_manifest_readers`](crate::load::manifest::detached_manifest_readers)).
+///
+/// # Errors
+/// [`LoadError::PanicAbort`], [`LoadError::ManifestTimeout`], [`LoadError::Manifest`],
+/// [`LoadError::BadVersion`].
+pub fn checked_module_with(
     source: PathBuf,
     module: PluginModRef,
-    deadline: Duration,
+    manifest_deadline: Duration,
 ) -> Result<PluginLibrary, LoadError> {
     if !module.panic_unwinds() {
         return Err(LoadError::PanicAbort { path: source });
     }
-    let json = match manifest::read(module, deadline) {
-        Ok(answer) => answer.map_err(|e| LoadError::Manifest {
-            path: source.clone(),
-            message: e.to_string(),
-        })?,
-        Err(manifest::Missed::Deadline) => {
-            return Err(LoadError::ManifestDeadline {
-                path: source,
-                ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-            })
-        }
-        Err(manifest::Missed::NoThread(e)) => {
-            return Err(LoadError::Manifest {
-                path: source,
-                message: format!("cannot start a thread to read the manifest: {e}"),
-            })
-        }
-    };
-    let manifest = Manifest::from_json(json.as_str()).map_err(|e| LoadError::Manifest {
+    let json =
+        manifest::read_manifest(module.manifest(), manifest_deadline).map_err(|e| match e {
+            ReadError::Plugin(message) => LoadError::Manifest {
+                path: source.clone(),
+                message,
+            },
+            ReadError::TimedOut => LoadError::ManifestTimeout {
+                path: source.clone(),
+                deadline_ms: u64::try_from(manifest_deadline.as_millis()).unwrap_or(u64::MAX),
+            },
+            ReadError::NoThread(message) => LoadError::Manifest {
+                path: source.clone(),
+                message: format!("cannot start a thread to read it: {message}"),
+            },
+        })?;
+    let manifest = Manifest::from_json(&json).map_err(|e| LoadError::Manifest {
         path: source.clone(),
         message: e.to_string(),
     })?;
@@ -268,7 +328,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn library_error(path: &Path, error: LibraryError) -> LoadError {
+/// The [`LoadError`] for one of abi_stable's errors about the library in `path`; `header`, when
+/// the header was read, lets a layout mismatch be described field by field.
+fn library_error(path: &Path, error: LibraryError, header: Option<&LibHeader>) -> LoadError {
     let path = path.to_owned();
     match error {
         LibraryError::OpenError { err, .. } => LoadError::Open {
@@ -293,26 +355,33 @@ fn library_error(path: &Path, error: LibraryError) -> LoadError {
             plugin: format!("unparseable ({e})"),
             host: API_VERSION.to_owned(),
         },
+        LibraryError::InvalidAbiHeader(found) => LoadError::AbiMismatch {
+            path,
+            message: layout::header_mismatch(&found),
+            full_report: LibraryError::InvalidAbiHeader(found).to_string(),
+        },
         LibraryError::AbiInstability(e) => {
-            let report = e.to_string();
+            let full_report = e.to_string();
             LoadError::AbiMismatch {
                 path,
-                message: first_lines(&report, 12),
-                report,
+                message: header
+                    .and_then(layout::describe)
+                    .unwrap_or_else(|| first_lines(&full_report, 12)),
+                full_report,
             }
         }
         other => {
-            let report = other.to_string();
+            let full_report = other.to_string();
             LoadError::AbiMismatch {
                 path,
-                message: first_lines(&report, 12),
-                report,
+                message: first_lines(&full_report, 12),
+                full_report,
             }
         }
     }
 }
 
-/// abi_stable's layout reports can run to hundreds of lines; keep the head.
+/// The head of a long report, when nothing better can be said.
 fn first_lines(text: &str, n: usize) -> String {
     let mut lines: Vec<&str> = text.lines().take(n + 1).collect();
     if lines.len() > n {
@@ -336,9 +405,36 @@ mod tests {
     }
 
     #[test]
-    fn shadow_paths_are_unique() {
-        let a = shadow_path(Path::new("/p/libx.so"), Path::new("/s"));
-        let b = shadow_path(Path::new("/p/libx.so"), Path::new("/s"));
-        assert_ne!(a, b);
+    fn undefined_symbols_are_found_in_linker_messages() {
+        for (message, symbol) in [
+            (
+                "undefined symbol: missing_function",
+                Some("missing_function"),
+            ),
+            (
+                "/tmp/x.so: undefined symbol: versioned, version GLIBC_9.9",
+                Some("versioned"),
+            ),
+            (
+                "Error relocating /tmp/x.so: musl_missing: symbol not found",
+                Some("musl_missing"),
+            ),
+            (
+                "dlopen(x.dylib, 0x0002): symbol not found in flat namespace '_mac_missing'",
+                Some("_mac_missing"),
+            ),
+            ("file too short", None),
+            ("undefined symbol: ", None),
+        ] {
+            assert_eq!(undefined_symbol(message).as_deref(), symbol, "{message}");
+        }
+        assert!(matches!(
+            open_error(Path::new("/p/libx.so"), "undefined symbol: f".to_owned()),
+            LoadError::UnresolvedSymbol { symbol, .. } if symbol == "f"
+        ));
+        assert!(matches!(
+            open_error(Path::new("/p/libx.so"), "file too short".to_owned()),
+            LoadError::Open { message, .. } if message == "file too short"
+        ));
     }
 }

@@ -1,88 +1,177 @@
-//! Reading a plugin's manifest within a deadline.
+//! Reading a plugin's manifest with a deadline.
 //!
-//! `manifest()` is the author's code, the first the host calls. It runs on a reader thread so
-//! that one that never returns fails only its own file: the caller stops waiting at the
-//! deadline, the reader is left behind (counted), and later reads use another. Readers that
-//! return are kept for the next read, so loading a folder does not start a thread per file.
+//! `manifest()` is the first function of the author's that the loader calls. A manifest that
+//! never returns must fail that one file, not hang the host's loading thread, so the call runs
+//! on a reader thread and the loader waits for it at most the deadline
+//! ([`DEFAULT_MANIFEST_DEADLINE`] unless told otherwise).
+//!
+//! Readers are reused: an idle reader waits for the next manifest, so loading a hundred
+//! plugins starts no thread per plugin (one per loading thread that needs one at the same
+//! time). A reader whose call misses its deadline cannot be stopped: it is dropped from the
+//! pool (detached, counted by [`detached_manifest_readers`]) and exits by itself if the call
+//! ever returns; the next read gets another reader.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
+    thread,
     time::Duration,
 };
 
-use abi_stable::std_types::RString;
-use crossbeam_channel::{bounded, Receiver, Sender};
+use abi_stable::std_types::{RResult, RString};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use plugin_api::{PluginError, PluginModRef};
+use plugin_api::PluginError;
 
-/// The answer of one `manifest()` call.
-type Answer = Result<RString, PluginError>;
+/// How long [`read_manifest`] waits for `manifest()` unless told otherwise.
+pub const DEFAULT_MANIFEST_DEADLINE: Duration = Duration::from_secs(10);
 
-/// One read for a reader thread: the module, and where the answer goes.
-type Job = (PluginModRef, Sender<Answer>);
+/// Idle readers kept for reuse; more are started when several threads load at once, and those
+/// beyond this many exit after their read.
+const MAX_IDLE_READERS: usize = 4;
 
-/// Reader threads that are free, waiting for a job.
-static IDLE: Mutex<Vec<Sender<Job>>> = Mutex::new(Vec::new());
+/// A plugin's `manifest` entry point.
+pub(crate) type ManifestFn = extern "C" fn() -> RResult<RString, PluginError>;
 
-/// Readers left behind in a `manifest()` that missed its deadline.
-static ABANDONED: AtomicU64 = AtomicU64::new(0);
+/// What a reader sends back: the manifest JSON, or the plugin's error as text.
+type Answer = Result<String, String>;
 
-/// How many manifest readers this process has left behind, stuck in plugin code.
-pub fn abandoned_readers() -> u64 {
-    ABANDONED.load(Ordering::Relaxed)
+/// One reader thread, seen from the loader: where to send it work, where its answers arrive.
+struct Reader {
+    jobs: Sender<ManifestFn>,
+    answers: Receiver<Answer>,
 }
 
-fn spawn_reader() -> std::io::Result<Sender<Job>> {
-    let (tx, rx): (Sender<Job>, Receiver<Job>) = bounded(1);
-    std::thread::Builder::new()
-        .name("plugin-manifest".into())
-        .spawn(move || {
-            for (module, answer) in rx {
-                let _ = answer.send((module.manifest())().into_result());
-            }
-        })?;
-    Ok(tx)
+static IDLE: Mutex<Vec<Reader>> = Mutex::new(Vec::new());
+static DETACHED: AtomicU64 = AtomicU64::new(0);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many manifest reader threads missed a deadline and were abandoned, still inside a
+/// plugin's `manifest()` or finished since (they exit by themselves when the call returns).
+pub fn detached_manifest_readers() -> u64 {
+    DETACHED.load(Ordering::Relaxed)
 }
 
-/// How a read ended without an answer.
-pub(crate) enum Missed {
-    /// The deadline passed; the reader is left behind.
-    Deadline,
-    /// No reader thread could be started.
-    NoThread(std::io::Error),
+/// How many manifest reader threads this process has started (reuse keeps this small).
+pub fn manifest_readers_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
 }
 
-/// Calls `module`'s `manifest()` and waits for it at most `deadline`.
-pub(crate) fn read(module: PluginModRef, deadline: Duration) -> Result<Answer, Missed> {
+/// Why [`read_manifest`] has no manifest.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// `manifest()` returned an error (its text).
+    Plugin(String),
+    /// `manifest()` did not return within the deadline; its reader was abandoned.
+    TimedOut,
+    /// No reader thread could be started (the system's message).
+    NoThread(String),
+}
+
+/// Calls `manifest` on a reader thread and waits at most `deadline` for its answer.
+pub(crate) fn read_manifest(manifest: ManifestFn, deadline: Duration) -> Result<String, ReadError> {
     let reader = match IDLE.lock().pop() {
         Some(reader) => reader,
-        None => spawn_reader().map_err(Missed::NoThread)?,
+        None => start_reader().map_err(|e| ReadError::NoThread(e.to_string()))?,
     };
-    let (answer_tx, answer_rx) = bounded(1);
-    if let Err(crossbeam_channel::SendError((module, answer_tx))) = reader.send((module, answer_tx))
-    {
-        // That reader is gone (it cannot be: readers only exit when their sender drops).
-        let reader = spawn_reader().map_err(Missed::NoThread)?;
-        let _ = reader.send((module, answer_tx));
-        return finish(reader, &answer_rx, deadline);
+    if reader.jobs.send(manifest).is_err() {
+        // The reader is gone (it cannot be: it only exits when its job channel closes).
+        return Err(ReadError::NoThread("the manifest reader exited".to_owned()));
     }
-    finish(reader, &answer_rx, deadline)
+    match reader.answers.recv_timeout(deadline) {
+        Ok(answer) => {
+            let mut idle = IDLE.lock();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(reader);
+            }
+            answer.map_err(ReadError::Plugin)
+        }
+        Err(RecvTimeoutError::Timeout) => {
+            DETACHED.fetch_add(1, Ordering::Relaxed);
+            // Dropping `reader` closes its job channel: the thread exits once the call returns.
+            Err(ReadError::TimedOut)
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(ReadError::NoThread(
+            "the manifest reader exited without an answer".to_owned(),
+        )),
+    }
 }
 
-fn finish(
-    reader: Sender<Job>,
-    answer: &Receiver<Answer>,
-    deadline: Duration,
-) -> Result<Answer, Missed> {
-    match answer.recv_timeout(deadline) {
-        Ok(result) => {
-            IDLE.lock().push(reader);
-            Ok(result)
+fn start_reader() -> std::io::Result<Reader> {
+    let (jobs, inbox) = crossbeam_channel::bounded::<ManifestFn>(1);
+    let (outbox, answers) = crossbeam_channel::bounded::<Answer>(1);
+    thread::Builder::new()
+        .name("manifest-reader".to_owned())
+        .spawn(move || {
+            for manifest in inbox {
+                // The entry point is fenced by `export_plugin!`: a panic comes back as an error.
+                let answer = match manifest() {
+                    RResult::ROk(json) => Ok(json.into_string()),
+                    RResult::RErr(error) => Err(error.to_string()),
+                };
+                if outbox.send(answer).is_err() {
+                    // The loader gave up on this call and dropped us.
+                    break;
+                }
+            }
+        })?;
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(Reader { jobs, answers })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    extern "C" fn quick() -> RResult<RString, PluginError> {
+        RResult::ROk(RString::from(r#"{"name":"quick"}"#))
+    }
+
+    extern "C" fn refuses() -> RResult<RString, PluginError> {
+        RResult::RErr(PluginError::failed("no manifest today"))
+    }
+
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn hangs() -> RResult<RString, PluginError> {
+        while !RELEASE.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(5));
         }
-        Err(_) => {
-            // Dropping `reader` lets the thread exit if `manifest()` ever returns.
-            ABANDONED.fetch_add(1, Ordering::Relaxed);
-            Err(Missed::Deadline)
+        RResult::ROk(RString::from("{}"))
+    }
+
+    #[test]
+    fn answers_errors_and_deadlines() {
+        let second = Duration::from_secs(5);
+        assert_eq!(
+            read_manifest(quick, second).expect("answered"),
+            r#"{"name":"quick"}"#
+        );
+        match read_manifest(refuses, second) {
+            Err(ReadError::Plugin(text)) => assert!(text.contains("no manifest today"), "{text}"),
+            other => panic!("expected the plugin's error, got {other:?}"),
         }
+        let detached = detached_manifest_readers();
+        assert!(matches!(
+            read_manifest(hangs, Duration::from_millis(50)),
+            Err(ReadError::TimedOut)
+        ));
+        assert!(detached_manifest_readers() > detached);
+        // The next read gets another reader.
+        assert!(read_manifest(quick, second).is_ok());
+        RELEASE.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn readers_are_reused() {
+        // Sequential reads on this thread reuse one reader; other tests may start readers of
+        // their own meanwhile, so the bound is loose, but far below one thread per read.
+        let before = manifest_readers_started();
+        for _ in 0..100 {
+            read_manifest(quick, Duration::from_secs(5)).expect("answered");
+        }
+        let started = manifest_readers_started() - before;
+        assert!(started < 20, "{started} readers started for 100 reads");
     }
 }
