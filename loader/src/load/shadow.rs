@@ -38,7 +38,10 @@ const MARKER: &str = ".owner";
 /// Random characters in folder and copy names.
 const RANDOM_CHARS: usize = 12;
 
-/// A shadow folder checked to be private to this host's user; see the [module docs](self).
+/// A shadow folder checked to be private to this host's user: a new one with a random name and
+/// mode 0700 ([`ShadowDir::private`]), or a given one checked by [`ensure_private`]
+/// ([`ShadowDir::at`]). Copies in it get random names; [`remove_stale`] removes the folders of
+/// hosts that are gone.
 ///
 /// A folder made by [`ShadowDir::private`] is removed when this is dropped (on Windows, copies
 /// still mapped stay behind until [`remove_stale`] runs in a later host).
