@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use abi_stable::library::AbiHeader;
+
 use object::{
     elf, macho, pe,
     read::{
@@ -29,7 +31,7 @@ use object::{
         pe::{ImageNtHeaders, PeFile},
     },
     Architecture, BinaryFormat, Endianness, FileKind, NameOrOrdinal, Object, ObjectSection,
-    ObjectSegment,
+    ObjectSegment, ObjectSymbol,
 };
 
 /// The symbol every plugin library exports: abi_stable's root module loader.
@@ -484,7 +486,21 @@ where
     exports_root(
         file.exports()
             .map_err(|e| malformed(format!("unreadable export table: {e}")))?,
-    )
+    )?;
+    // abi_stable first reads an `AbiHeader` at the root symbol's address (and the rest of the
+    // `LibHeader` only once that header matches its own): a smaller symbol would be read past
+    // its end. ELF records symbol sizes; PE and Mach-O do not.
+    let header = size_of::<AbiHeader>() as u64;
+    let root = file
+        .dynamic_symbols()
+        .find(|symbol| symbol.is_definition() && symbol.name_bytes() == Ok(ROOT_SYMBOL.as_bytes()));
+    match root.map(|symbol| symbol.size()) {
+        Some(size) if size != 0 && size < header => Err(malformed(format!(
+            "its root symbol {ROOT_SYMBOL} is {size} bytes, smaller than abi_stable's header \
+             ({header} bytes)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn check_pe<Pe: ImageNtHeaders>(bytes: &[u8], target: &Target) -> Result<(), ImageProblem> {

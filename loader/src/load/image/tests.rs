@@ -434,3 +434,33 @@ proptest! {
         let _ = check_image_for(&elf[..len], &ELF_X86_64);
     }
 }
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_root_symbol_smaller_than_abi_stables_header_is_refused() {
+    use object::read::elf::{FileHeader as _, SectionHeader as _, Sym as _};
+    // Shrink the root symbol's recorded size in the plugin's .dynsym.
+    let mut bytes = plugin_bytes().to_vec();
+    let header = elf::FileHeader64::<Endianness>::parse(&bytes[..]).expect("elf header");
+    let endian = header.endian().expect("endian");
+    let sections = header.sections(endian, &bytes[..]).expect("sections");
+    let dynsym = sections
+        .iter()
+        .find(|s| s.sh_type(endian) == elf::SHT_DYNSYM)
+        .expect(".dynsym");
+    let symbols = sections
+        .symbols(endian, &bytes[..], elf::SHT_DYNSYM)
+        .expect("dynamic symbols");
+    let index = symbols
+        .iter()
+        .position(|s| s.name(endian, symbols.strings()) == Ok(ROOT_SYMBOL.as_bytes()))
+        .expect("the root symbol");
+    let entry = usize::try_from(dynsym.sh_offset(endian)).expect("offset") + index * 24;
+    // st_size is the last 8 bytes of an Elf64_Sym.
+    bytes[entry + 16..entry + 24].copy_from_slice(&8_u64.to_le_bytes());
+    let reason = reason(check_image(&bytes));
+    assert!(
+        reason.contains("root symbol") && reason.contains("is 8 bytes"),
+        "{reason}"
+    );
+}
