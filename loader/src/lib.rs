@@ -149,7 +149,8 @@ pub use load::preflight::{
     check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
 };
 pub use load::shadow::{
-    ensure_private as ensure_private_shadow_dir, remove_stale, ShadowDir, SHADOW_PREFIX,
+    ensure_private as ensure_private_shadow_dir, remove_leftover_copies, remove_stale, ShadowDir,
+    SHADOW_PREFIX,
 };
 pub use observe::deadletter::DeadLetter;
 pub use observe::metrics::PluginMetrics;

@@ -97,7 +97,16 @@ impl<'a> LoadOptions<'a> {
 ///
 /// # Loading runs the plugin's initialisers
 ///
-/// See [`load_library_with`].
+/// Opening a library runs its constructors inside the host before any of abi_stable's checks
+/// can look at it. Everything that can be decided from the file's bytes is decided before: a
+/// file that is not a plugin (no root symbol), a truncated file, a library for another
+/// processor or format, and (with an allowlist) an unknown build are refused without a byte of
+/// them running. A library that needs a symbol nothing defines is refused while it is opened,
+/// before its initialisers run (every symbol is bound then). A file that exports the root
+/// symbol but was built against another interface
+/// version or layout is refused after its initialisers ran: Rust plugins normally have none
+/// beyond abi_stable's, but nothing stops a library from adding some. Only the allowlist keeps
+/// such a build from running.
 ///
 /// # Errors
 /// As [`load_library_with`].
@@ -121,14 +130,7 @@ pub fn load_library(
 ///
 /// # Loading runs the plugin's initialisers
 ///
-/// Opening a library runs its constructors inside the host before any of abi_stable's checks
-/// can look at it. Everything that can be decided from the file's bytes is decided before: a
-/// file that is not a plugin (no root symbol), a truncated file, a library for another
-/// processor or format, and (with an allowlist) an unknown build are refused without a byte of
-/// them running. A file that exports the root symbol but was built against another interface
-/// version or layout is refused after its initialisers ran: Rust plugins normally have none
-/// beyond abi_stable's, but nothing stops a library from adding some. Only the allowlist keeps
-/// such a build from running.
+/// As for [`load_library`].
 ///
 /// # Errors
 /// Every [`LoadError`] variant about files and libraries, naming `path`:

@@ -22,7 +22,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use plugin_api::PluginError;
 
-/// How long [`read_manifest`] waits for `manifest()` unless told otherwise.
+/// How long the loader waits for a plugin's `manifest()` unless told otherwise
+/// ([`LoadOptions::manifest_deadline`](crate::LoadOptions::manifest_deadline)).
 pub const DEFAULT_MANIFEST_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Idle readers kept for reuse; more are started when several threads load at once, and those

@@ -108,7 +108,8 @@ pub(crate) fn open_image(copy: &Path, file: File) -> Result<AbiHeaderRef, OpenFa
     // `repr(transparent)` reference to it, and libloading hands back the symbol's address as
     // the value of a pointer-sized `T`, as abi_stable's own loader reads it. The reference is
     // `'static` because the library is never closed. `upgrade` checks the header's magic and
-    // version before anything else is read through it.
+    // version before anything else is read through it (on ELF the image check made sure the
+    // symbol is at least an `AbiHeader` long; PE and Mach-O record no symbol sizes).
     let header =
         unsafe { library.get::<AbiHeaderRef>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) }
             .map(|symbol| *symbol)

@@ -61,8 +61,9 @@ const MAX_PREALLOCATION: usize = 64 << 20;
 
 /// Checks `path` before it is dlopened and returns its size and SHA-256.
 ///
-/// The checks and their order are listed in the [module docs](self). `allowlist`, when given,
-/// holds SHA-256 hashes in hex; case is ignored.
+/// It checks, in this order: a regular file (not a symlink, folder, FIFO or device); on unix,
+/// neither the file nor its folder world-writable; [`check_image`]; the allowlist.
+/// `allowlist`, when given, holds SHA-256 hashes in hex; case is ignored.
 ///
 /// # Errors
 ///

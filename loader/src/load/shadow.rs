@@ -38,7 +38,10 @@ const MARKER: &str = ".owner";
 /// Random characters in folder and copy names.
 const RANDOM_CHARS: usize = 12;
 
-/// A shadow folder checked to be private to this host's user; see the [module docs](self).
+/// A shadow folder checked to be private to this host's user: a new one with a random name and
+/// mode 0700 ([`ShadowDir::private`]), or a given one checked by [`ensure_private`]
+/// ([`ShadowDir::at`]). Copies in it get random names; [`remove_stale`] removes the folders of
+/// hosts that are gone.
 ///
 /// A folder made by [`ShadowDir::private`] is removed when this is dropped (on Windows, copies
 /// still mapped stay behind until [`remove_stale`] runs in a later host).
@@ -97,8 +100,15 @@ impl ShadowDir {
     ///
     /// # Errors
     /// As [`ensure_private`].
+    ///
+    /// # Platform-specific behaviour
+    /// On Windows it also removes the copies earlier runs left in it
+    /// ([`remove_leftover_copies`]): a copy another process still maps cannot be deleted and
+    /// stays, one being checked is held open without delete sharing and stays too.
     pub fn at(dir: &Path) -> Result<ShadowDir, LoadError> {
         ensure_private(dir)?;
+        #[cfg(windows)]
+        remove_leftover_copies(dir);
         Ok(ShadowDir {
             path: dir.to_owned(),
             _marker: None,
@@ -249,6 +259,37 @@ pub fn remove_stale(parent: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Removes the files in `dir` named like the copies [`new_copy`] makes (`<stem>-<random>` and
+/// this platform's library suffix) and returns them; files that cannot be removed (mapped by a
+/// live process, on Windows) and other files are left. Never fails.
+///
+/// On Windows [`ShadowDir::at`] runs it. Elsewhere a copy is unlinked as soon as it is mapped,
+/// so only a host that crashed between copying and opening leaves one; on macOS removing a copy
+/// another host is about to open by path would fail that load, so it is not run there.
+pub fn remove_leftover_copies(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(stem) = name.strip_suffix(DLL_SUFFIX) else {
+            continue;
+        };
+        let looks_like_a_copy = stem
+            .rsplit_once('-')
+            .is_some_and(|(_, random)| random.chars().count() == RANDOM_CHARS);
+        if !looks_like_a_copy || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// A new, empty file in `dir` for a copy of `source`: `<stem>-<random><DLL_SUFFIX>`, created
 /// exclusively (never an existing file, never through a symlink), mode 0600 on Unix. The path
 /// is removed when the returned [`TempPath`] is dropped.
@@ -367,6 +408,27 @@ mod tests {
             ensure_private(&link),
             Err(LoadError::UnsafeShadowDir { problem, .. }) if problem.contains("symbolic link")
         ));
+    }
+
+    #[test]
+    fn leftover_copies_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = Path::new("/plugins").join(format!("libx{DLL_SUFFIX}"));
+        let (_, copy) = new_copy(dir.path(), &source).expect("copy");
+        let copy = copy.keep().expect("keep the copy");
+        let others = [
+            format!("libx-1234-0{DLL_SUFFIX}"),
+            "notes.txt".to_owned(),
+            format!("libx{DLL_SUFFIX}"),
+        ];
+        for other in &others {
+            fs::write(dir.path().join(other), b"x").expect("write");
+        }
+        assert_eq!(remove_leftover_copies(dir.path()), vec![copy.clone()]);
+        assert!(!copy.exists());
+        for other in &others {
+            assert!(dir.path().join(other).exists(), "{other}");
+        }
     }
 
     #[test]
