@@ -238,8 +238,14 @@ impl<'a> Invoker<'a> {
     ) -> Result<Answer, PluginError> {
         let entry = call.entry();
         let handler = call.is_handler();
+        // What a delivery's record needs of its event, taken before the call moves it (cloning
+        // the `Arc` instead would write the event's count, a line every subscriber shares).
         let event = match &call {
-            Call::Event(e) => Some(e.clone()),
+            Call::Event(e) => Some(
+                self.recorder
+                    .enabled()
+                    .then(|| (e.id, Label::new(&e.event_type))),
+            ),
             _ => None,
         };
         let result = with_current(chain, work, || run(instance, call));
@@ -258,10 +264,11 @@ impl<'a> Invoker<'a> {
         self.finished = Some(finished);
         let took = finished.saturating_duration_since(started);
         let failed = result.as_ref().err().map(|e| e.kind);
-        if let Some(event) = &event {
+        let delivered = event.is_some();
+        if let Some(event) = event {
             self.slot.metrics.record_event(took, failed);
-            if self.recorder.enabled() {
-                self.record_delivery(event, work, started, finished, &result);
+            if let Some((id, name)) = event {
+                self.record_delivery((id, name), work, (started, finished), &result);
             }
         } else if handler {
             self.slot.metrics.record_call(took, failed);
@@ -283,7 +290,7 @@ impl<'a> Invoker<'a> {
                 });
             }
         }
-        if failed == Some(ErrorKind::Panicked) && (handler || event.is_some()) {
+        if failed == Some(ErrorKind::Panicked) && (handler || delivered) {
             let why = match &result {
                 Err(e) => format!("{entry} of plugin {} panicked: {e}", self.slot.name),
                 Ok(_) => String::new(),
@@ -295,10 +302,9 @@ impl<'a> Invoker<'a> {
 
     fn record_delivery(
         &mut self,
-        event: &Event,
+        (event_id, event_type): (u64, Label),
         work: u64,
-        started: Instant,
-        finished: Instant,
+        (started, finished): (Instant, Instant),
         result: &Result<Answer, PluginError>,
     ) {
         let started_us = match self.last {
@@ -310,9 +316,9 @@ impl<'a> Invoker<'a> {
         self.last = Some((finished, started_us.saturating_add(took_us)));
         self.pending.push(Entry {
             id: work,
-            parent: event.id,
+            parent: event_id,
             kind: RecordKind::Delivery,
-            name: Label::new(&event.event_type),
+            name: event_type,
             // Filled in from the publication's record when a snapshot is taken.
             caller: Label::new(""),
             plugin: self.plugin.clone(),

@@ -366,7 +366,9 @@ fn deliver(
     } else {
         event.id
     };
-    let (event_type, id) = (event.event_type.clone(), event.id);
+    // Only the id is kept for the failure line: copying the type would cost an allocation per
+    // delivery (the trace has the type).
+    let id = event.id;
     let result = invoker.invoke(
         &mut live.instance,
         Call::Event(event),
@@ -377,7 +379,7 @@ fn deliver(
     let name = &invoker.slot.name;
     let mut panicked = false;
     if let Err(e) = &result {
-        log::warn!("plugin {name}: handler for event {event_type} #{id} failed: {e}");
+        log::warn!("plugin {name}: handler for event #{id} failed: {e}");
         panicked = e.kind == ErrorKind::Panicked;
     }
     if let Some(reply) = reply {
