@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// One line of a [`LoadReport`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadEntry {
     /// The file (or `static:<name>`).
     pub file: PathBuf,

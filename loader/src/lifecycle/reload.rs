@@ -25,7 +25,7 @@ use std::{
 use crossbeam_channel::bounded;
 use plugin_api::{ErrorKind, PluginError};
 
-use super::{Lifecycle, LifecycleEvent, LoadEntry, LoadReport, Turn};
+use super::{Lifecycle, LifecycleEvent, LoadReport, Turn};
 use crate::{
     error::LoadError,
     load::{
@@ -158,12 +158,7 @@ impl Lifecycle {
                     .entries
                     .iter()
                     .filter(|e| e.file == path)
-                    .map(|e| LoadEntry {
-                        file: e.file.clone(),
-                        plugin: e.plugin.clone(),
-                        version: e.version.clone(),
-                        error: e.error.clone(),
-                    })
+                    .cloned()
                     .collect();
                 out.push((path, Ok(FileChange::Loaded(LoadReport { entries }))));
             }

@@ -179,15 +179,13 @@ pub(crate) struct Record {
     pub queued_us: u64,
 }
 
-/// What `invoke` needs besides the call: the plugin's slot (metrics, faults), the recorder,
-/// the reply size limit, and the records of a run of events written in one go.
+/// What `invoke` needs besides the call: the plugin's slot (metrics, faults, the reply size
+/// limit), the recorder, and the records of a run of events written in one go.
 pub(crate) struct Invoker<'a> {
     pub slot: &'a Slot,
     pub recorder: &'a Recorder,
     /// The plugin's name, as records keep it.
     pub plugin: &'a Label,
-    /// `max_payload_bytes`: no answer larger than this reaches a caller.
-    pub limit: usize,
     pending: Vec<Entry>,
     /// When the last event delivery finished, in both forms: the next one starts then.
     last: Option<(Instant, u64)>,
@@ -200,12 +198,11 @@ pub(crate) struct Invoker<'a> {
 const BATCH: usize = 64;
 
 impl<'a> Invoker<'a> {
-    pub fn new(slot: &'a Slot, recorder: &'a Recorder, plugin: &'a Label, limit: usize) -> Self {
+    pub fn new(slot: &'a Slot, recorder: &'a Recorder, plugin: &'a Label) -> Self {
         Invoker {
             slot,
             recorder,
             plugin,
-            limit,
             pending: Vec::new(),
             last: None,
             finished: None,
@@ -251,10 +248,10 @@ impl<'a> Invoker<'a> {
         let result = with_current(chain, work, || run(instance, call));
         let result = result.and_then(|answer| {
             let size = answer.size();
-            if size > self.limit {
+            if size > self.slot.limit {
                 Err(PluginError::invalid(format!(
                     "plugin {}: {entry} answered {size} bytes, which exceeds the limit of {} bytes",
-                    self.slot.name, self.limit
+                    self.slot.name, self.slot.limit
                 )))
             } else {
                 Ok(answer)

@@ -76,7 +76,7 @@ pub(crate) fn spawn(
                 }
             };
             let activated = {
-                let mut invoker = Invoker::new(&slot, &recorder, &plugin, slot.limit);
+                let mut invoker = Invoker::new(&slot, &recorder, &plugin);
                 lifecycle_call(&mut invoker, &mut live, Call::Activate)
             };
             let ok = activated.is_ok();
@@ -85,7 +85,7 @@ pub(crate) fn spawn(
                 serve(&slot, live, &recorder, &plugin, grace);
             } else {
                 // Activation failed, or the host gave up on it (deadline): undo it.
-                let mut invoker = Invoker::new(&slot, &recorder, &plugin, slot.limit);
+                let mut invoker = Invoker::new(&slot, &recorder, &plugin);
                 if ok {
                     let _ = lifecycle_call(&mut invoker, &mut live, Call::Deactivate);
                 }
@@ -192,7 +192,7 @@ fn serve(
     loop {
         if slot.generation.load(Ordering::Acquire) != generation {
             // A restart left this thread behind (it was stuck in plugin code): retire it.
-            let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+            let mut invoker = Invoker::new(slot, recorder, plugin);
             if let Err(e) = lifecycle_call(&mut invoker, &mut live, Call::Deactivate) {
                 log::warn!(
                     "plugin {}: the replaced instance's deactivate failed: {e}",
@@ -239,7 +239,7 @@ fn run_call(
         // Deactivation has begun: dropping the job answers its caller "cancelled".
         return false;
     }
-    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    let mut invoker = Invoker::new(slot, recorder, plugin);
     // Events and calls wait in separate queues. Handle first the events that were published
     // before this call was made (ids come from one counter), so a plugin never answers a call
     // without having seen what happened before it.
@@ -253,7 +253,7 @@ fn run_call(
             if await_orders(slot, live, recorder, plugin, grace) {
                 return true;
             }
-            invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+            invoker = Invoker::new(slot, recorder, plugin);
         }
         if later {
             break;
@@ -325,7 +325,7 @@ fn run_events(
     if slot.is_closed() {
         return false;
     }
-    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    let mut invoker = Invoker::new(slot, recorder, plugin);
     let mut next = Some(first);
     let mut started = Instant::now();
     while let Some(delivery) = next.take() {
@@ -425,7 +425,7 @@ fn obey(
                     "plugin {name}: {cancelled} queued calls and events cancelled at deactivation"
                 );
             }
-            let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+            let mut invoker = Invoker::new(slot, recorder, plugin);
             let result = lifecycle_call(&mut invoker, live, Call::Deactivate).map(|_| ());
             let _ = lifecycle_call(&mut invoker, live, Call::Drop);
             live.seal.retire();
@@ -452,7 +452,7 @@ fn obey(
             );
             retire(slot, old, recorder, grace);
             let result = instantiate(slot, *next).and_then(|mut fresh| {
-                let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+                let mut invoker = Invoker::new(slot, recorder, plugin);
                 let activated = lifecycle_call(&mut invoker, &mut fresh, Call::Activate);
                 drop(invoker);
                 *live = fresh;
@@ -476,7 +476,7 @@ fn swap(
 ) -> Result<(), PluginError> {
     let name = &slot.name;
     let mut fresh = instantiate(slot, next)?;
-    let mut invoker = Invoker::new(slot, recorder, plugin, slot.limit);
+    let mut invoker = Invoker::new(slot, recorder, plugin);
     let state = match lifecycle_call(&mut invoker, live, Call::SaveState) {
         Ok(Answer::State(state)) => state,
         Ok(_) => None,
@@ -523,8 +523,7 @@ fn retire(slot: &Arc<Slot>, old: Live, recorder: &Arc<Recorder>, grace: Duration
             let mut old = old;
             serve_as(&thread_slot.name);
             let plugin = Label::new(&thread_slot.name);
-            let mut invoker =
-                Invoker::new(&thread_slot, &thread_recorder, &plugin, thread_slot.limit);
+            let mut invoker = Invoker::new(&thread_slot, &thread_recorder, &plugin);
             let result = lifecycle_call(&mut invoker, &mut old, Call::Deactivate).map(|_| ());
             let _ = lifecycle_call(&mut invoker, &mut old, Call::Drop);
             old.seal.retire();
