@@ -56,6 +56,9 @@ use crate::{
 };
 
 fn main() -> ExitCode {
+    // A worker process the loader started (doctor's manifest reader, an isolated plugin) does
+    // its job and exits here.
+    loader::worker::run_if_worker();
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     match run(&cli) {

@@ -131,6 +131,7 @@ mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod watch;
+pub mod worker;
 
 pub use config::{HostConfig, PluginSettings, HOST_VERSION};
 pub use dispatch::{CollectedResults, TableSizes};

@@ -12,8 +12,8 @@ use crate::{
     load::library::{self, PluginLibrary},
     plan::admit::{self, Proposal, World},
     runtime::{
+        serve,
         slot::{Control, Fresh, PluginState, Seal, Slot},
-        worker,
     },
 };
 
@@ -261,7 +261,7 @@ impl Lifecycle {
             context,
             seal: seal.clone(),
         };
-        let worker = worker::spawn(
+        let worker = serve::spawn(
             slot.clone(),
             self.dispatcher.recorder().clone(),
             fresh,

@@ -7,8 +7,8 @@ use super::{Lifecycle, LifecycleEvent, Turn};
 use crate::{
     error::LoadError,
     runtime::{
+        serve::wait_done,
         slot::{Control, PluginState},
-        worker::wait_done,
     },
 };
 

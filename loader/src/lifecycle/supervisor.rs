@@ -20,8 +20,8 @@ use plugin_api::PluginError;
 
 use super::{Lifecycle, LifecycleEvent, Turn};
 use crate::runtime::{
+    serve,
     slot::{not_serving, Control, Fault, Fresh, PluginState, Seal},
-    worker,
 };
 
 /// What to do about a fault.
@@ -153,7 +153,7 @@ impl Lifecycle {
             slot.generation.fetch_add(1, Ordering::AcqRel);
             slot.detach();
             let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
-            match worker::spawn(
+            match serve::spawn(
                 slot.clone(),
                 self.dispatcher.recorder().clone(),
                 fresh,

@@ -6,14 +6,14 @@
 //! 2. [`chain`]: the wait chain that refuses call cycles.
 //! 3. [`clock`]: the host's ids and the wall-clock stamps of events.
 //! 4. [`slot`]: the plugin's queues, state, and the seal that retires its context.
-//! 5. [`worker`]: the plugin's thread, which takes work from the slot and invokes it.
+//! 5. [`serve`]: the plugin's thread, which takes work from the slot and invokes it.
 //! 6. [`reply`]: reply ports, one reused per calling thread.
 pub(crate) mod call;
 pub(crate) mod chain;
 pub(crate) mod clock;
 pub(crate) mod reply;
+pub(crate) mod serve;
 pub(crate) mod slot;
-pub(crate) mod worker;
 
 use crate::observe::recorder::RecordKind;
 

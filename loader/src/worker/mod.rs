@@ -1,0 +1,63 @@
+//! Worker processes: the host's own executable, re-run with a hidden first argument, doing one
+//! job for the host in a process of its own.
+//!
+//! A host opts in by calling [`run_if_worker`] first thing in `main`. In a normal run it
+//! returns at once; in a process the loader started as a worker it does the worker's job and
+//! exits, so the rest of `main` never runs there. Re-running the host's own binary (rather
+//! than shipping a separate `plugin-worker` executable beside it) means there is nothing extra
+//! to build, install or find, and the worker is always the same build as the host that
+//! started it: a mismatch between the two cannot happen by accident.
+//!
+//! The modes, one file each:
+//!
+//! (none yet: each feature that runs work out of process adds its mode here)
+
+use std::{ffi::OsStr, process::Command};
+
+/// The hidden argument that marks a worker process. It is followed by the mode's name and the
+/// mode's own arguments.
+pub const WORKER_ARG: &str = "--native-plugins-worker";
+
+/// Runs the worker and exits the process if this process was started as a loader worker;
+/// returns at once otherwise.
+///
+/// Call it first in `main`, before parsing arguments or setting up logging, in every host that
+/// uses a feature that starts workers. A host that does not call it cannot use those features:
+/// the loader notices (the worker's handshake never comes) and reports it.
+///
+/// ```no_run
+/// fn main() {
+///     loader::worker::run_if_worker();
+///     // ... the host's own main ...
+/// }
+/// ```
+pub fn run_if_worker() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(WORKER_ARG)) {
+        return;
+    }
+    let mode = args.next();
+    let code = match mode.as_deref().and_then(OsStr::to_str) {
+        Some(other) => {
+            eprintln!("loader worker: unknown mode {other:?}");
+            2
+        }
+        None => {
+            eprintln!("loader worker: no mode given after {WORKER_ARG}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// A command that starts this executable as a worker in `mode` (the caller adds the mode's
+/// arguments and its stdio).
+///
+/// # Errors
+/// The path of the running executable cannot be found.
+#[allow(dead_code)] // used by the modes as they are added
+pub(crate) fn command(mode: &str) -> std::io::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg(WORKER_ARG).arg(mode);
+    Ok(command)
+}
