@@ -85,15 +85,19 @@ mod export;
 mod manifest;
 mod payload;
 mod plugin;
+mod register;
 mod types;
 
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
-pub use manifest::{CommandDecl, Dependency, HookDecl, Manifest, MiddlewareDecl, ProviderDecl};
+pub use manifest::{
+    CommandDecl, Dependency, HookDecl, Manifest, MethodDecl, MiddlewareDecl, ProviderDecl,
+};
 pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
+pub use register::{manifest_of, ProviderRegistrar, Registrar};
 pub use types::{
     BatchOp, CollectedReply, CommandRequest, Entry, Event, HookOutcome, Message, MiddlewareAction,
     StorageScope,
@@ -103,7 +107,7 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, Payload, Plugin, PluginError, PluginResult,
+        MiddlewareAction, Payload, Plugin, PluginError, PluginResult, Registrar,
     };
 }
 

@@ -273,6 +273,7 @@ mod tests {
         b.manifest.providers.push(ProviderDecl {
             name: provider.to_owned(),
             priority,
+            ..ProviderDecl::default()
         });
         b
     }
