@@ -97,7 +97,7 @@ pub use manifest::{
 };
 pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
-pub use register::{manifest_of, ProviderRegistrar, Registrar};
+pub use register::{manifest_of, NoArgs, ProviderRegistrar, Registrar};
 pub use types::{
     BatchOp, CollectedReply, CommandRequest, Entry, Event, HookOutcome, Message, MiddlewareAction,
     StorageScope,
@@ -107,7 +107,7 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, Payload, Plugin, PluginError, PluginResult, Registrar,
+        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, Registrar,
     };
 }
 

@@ -8,9 +8,9 @@
 //! method otherwise, whose default answers "not found". So a plugin that registers everything
 //! never writes a fallback of its own.
 
-use std::collections::HashMap;
+use std::{any::TypeId, collections::HashMap};
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 
 use crate::{
     context::Context,
@@ -29,16 +29,32 @@ type EventFn<P> =
 type MessageFn<P> =
     Box<dyn Fn(&mut P, &Context, &Message) -> PluginResult<Option<Payload>> + Send + Sync>;
 
+/// The argument type of a handler that takes no arguments: whatever the caller sends (nothing,
+/// `{}`, `null`, any bincode) is accepted and ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoArgs;
+
+impl<'de> Deserialize<'de> for NoArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_ignored_any(serde::de::IgnoredAny)
+            .map(|_| NoArgs)
+    }
+}
+
 /// Wraps a typed handler: decode the arguments (naming `what` when they do not fit), run it,
 /// and encode the answer in the caller's codec.
 fn typed<P, A, R, F>(what: String, handler: F) -> Raw<P>
 where
-    A: DeserializeOwned,
+    A: DeserializeOwned + 'static,
     R: Serialize,
     F: Fn(&mut P, &Context, A) -> PluginResult<R> + Send + Sync + 'static,
 {
+    // `NoArgs` never looks at the bytes (bincode cannot skip a value it has no type for).
+    let ignore = TypeId::of::<A>() == TypeId::of::<NoArgs>();
     Box::new(move |plugin, ctx, args| {
-        let decoded: A = args.decode().map_err(|e| {
+        let source = if ignore { &Payload::empty() } else { args };
+        let decoded: A = source.decode().map_err(|e| {
             PluginError::new(
                 e.kind,
                 format!("{what}: arguments do not fit: {}", e.message()),
@@ -176,10 +192,11 @@ impl<P: Plugin> Registrar<P> {
 
     /// Registers command `name` (the short name; callers use `<plugin>:<name>`), its help text,
     /// and its handler. The arguments are decoded into `A` (an error names the command), and
-    /// the answer is encoded in the caller's codec. Use `()` for a command without arguments.
+    /// the answer is encoded in the caller's codec. Take [`NoArgs`] for a command without
+    /// arguments.
     pub fn command<A, R, F>(&mut self, name: &str, help: &str, handler: F) -> &mut Self
     where
-        A: DeserializeOwned,
+        A: DeserializeOwned + 'static,
         R: Serialize,
         F: Fn(&mut P, &Context, A) -> PluginResult<R> + Send + Sync + 'static,
     {
@@ -198,7 +215,7 @@ impl<P: Plugin> Registrar<P> {
     /// any method makes the plugin accept messages.
     pub fn rpc<A, R, F>(&mut self, method: &str, help: &str, handler: F) -> &mut Self
     where
-        A: DeserializeOwned,
+        A: DeserializeOwned + 'static,
         R: Serialize,
         F: Fn(&mut P, &Context, A) -> PluginResult<R> + Send + Sync + 'static,
     {
@@ -207,6 +224,32 @@ impl<P: Plugin> Registrar<P> {
         self.table
             .rpc
             .insert(method.to_owned(), typed(what, handler));
+        self
+    }
+
+    /// As [`Registrar::command`], for a handler that reads and answers encoded payloads itself
+    /// (it takes any codec, or several shapes of argument).
+    pub fn command_raw<F>(&mut self, name: &str, help: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&mut P, &Context, &Payload) -> PluginResult<Payload> + Send + Sync + 'static,
+    {
+        self.declared.commands.push(CommandDecl {
+            name: name.to_owned(),
+            description: help.to_owned(),
+        });
+        self.table
+            .commands
+            .insert(name.to_owned(), Box::new(handler));
+        self
+    }
+
+    /// As [`Registrar::rpc`], for a handler that reads and answers encoded payloads itself.
+    pub fn rpc_raw<F>(&mut self, method: &str, help: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&mut P, &Context, &Payload) -> PluginResult<Payload> + Send + Sync + 'static,
+    {
+        self.declared.rpc.push(MethodDecl::new(method, help));
+        self.table.rpc.insert(method.to_owned(), Box::new(handler));
         self
     }
 
@@ -273,7 +316,7 @@ impl<P> ProviderRegistrar<'_, P> {
     /// and answer as for [`Registrar::command`]).
     pub fn method<A, R, F>(&mut self, method: &str, help: &str, handler: F) -> &mut Self
     where
-        A: DeserializeOwned,
+        A: DeserializeOwned + 'static,
         R: Serialize,
         F: Fn(&mut P, &Context, A) -> PluginResult<R> + Send + Sync + 'static,
     {
