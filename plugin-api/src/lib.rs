@@ -25,26 +25,48 @@
 //! #[derive(Default)]
 //! struct Greeter;
 //!
+//! impl Greeter {
+//!     fn greet(&mut self, ctx: &Context, Greet { name }: Greet) -> PluginResult<Greeting> {
+//!         ctx.emit("greeter:greeted", &name)?;
+//!         Ok(Greeting { message: format!("Hello, {name}!") })
+//!     }
+//! }
+//!
 //! impl Plugin for Greeter {
 //!     fn manifest() -> Manifest {
-//!         Manifest::new("greeter").command("greet").emits("greeter:greeted")
+//!         Manifest::new("greeter").emits("greeter:greeted")
 //!     }
 //!
-//!     fn handle_command(&mut self, ctx: &Context, command: &str, args: &Payload) -> PluginResult<Payload> {
-//!         match command {
-//!             "greet" => {
-//!                 let Greet { name } = args.decode()?;
-//!                 ctx.emit("greeter:greeted", &name)?;
-//!                 args.reply_with(&Greeting { message: format!("Hello, {name}!") })
-//!             }
-//!             other => Err(PluginError::not_found(format!("command not found: greeter:{other}"))),
-//!         }
+//!     // Each command named once, with its help and its handler (see `Registrar`).
+//!     fn register(api: &mut Registrar<Self>) {
+//!         api.command("greet", r#"greets {"name": ...}"#, Self::greet);
 //!     }
 //! }
 //!
 //! export_plugin!(Greeter);
 //! # fn main() {}
 //! ```
+//!
+//! The smallest plugin, as in the README, registers a closure:
+//!
+//! ```
+//! use plugin_api::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest { Manifest::new("hello") }
+//!     fn register(api: &mut Registrar<Self>) {
+//!         api.command("hi", "greets a name", |_, _, name: String| Ok(format!("hello, {name}")));
+//!     }
+//! }
+//! export_plugin!(Hello);
+//! # fn main() {}
+//! ```
+//!
+//! Overriding [`Plugin::handle_command`] and the other string-based methods instead still works
+//! (it is how plugins built against 1.0 are written); they serve whatever is not registered.
 //!
 //! # Capabilities
 //! A plugin declares in its manifest what it uses; the host refuses anything else with a
