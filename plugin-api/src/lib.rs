@@ -84,8 +84,12 @@
 //! | `database` | scans and atomic batches |
 //! | `middleware` (from [`Manifest::middleware`]) | wrapping command execution |
 //!
+//! | `*` | every capability above: a plugin that declares it may do anything a plugin can |
+//!
 //! A plugin's own storage namespace, its configuration and logging need no capability.
-//! Patterns accept a trailing `*` (`call:greeter:*`, `emit:data:*`, `*`).
+//! Patterns accept a trailing `*` (`call:greeter:*`, `emit:data:*`, `*`). [`Capability`] is the
+//! typed form, with `Display` and `FromStr` for the strings above; the host refuses a manifest
+//! that declares a string of no known form, and a host may refuse `*` altogether.
 //!
 //! # Logging
 //! Plugins use the ordinary `log` macros. The export macro installs a logger in the plugin's
@@ -101,6 +105,7 @@
 )]
 
 pub mod abi;
+mod capability;
 mod context;
 mod error;
 mod export;
@@ -112,6 +117,7 @@ mod types;
 
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
+pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use manifest::{

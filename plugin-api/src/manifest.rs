@@ -227,6 +227,12 @@ impl Manifest {
         self
     }
 
+    /// Declares capability `capability` in its typed form (added in 1.1); the same as
+    /// [`Manifest::uses`] with its wire form.
+    pub fn uses_capability(self, capability: &crate::Capability) -> Self {
+        self.uses(capability.to_string())
+    }
+
     /// Declares a capability the plugin uses, for example `call:greeter:*`,
     /// `message:echo`, `storage:shared:read`, `database`, `provider:users`.
     pub fn uses(mut self, capability: impl Into<String>) -> Self {
