@@ -5,7 +5,8 @@
 //! - [`fixture`]: the `.so` of a fixture plugin from the separate workspace in `tests/fixtures/`
 //!   (plugins that fail on purpose), built on first use, once per test process.
 //! - [`PluginDir`]: a private temporary plugins folder to copy libraries and junk into, and a
-//!   host for it.
+//!   host for it (with [`PluginDir::host_with_worker`], one whose workers run the `worker-host`
+//!   binary of this crate).
 //! - [`c_libs`]: C libraries compiled once per test process, for what loading runs.
 //! - [`wait_until`]: polls a condition with a generous bound; tests never assert on time.
 //! - Checks and steps several test files share: the error a [`LoadReport`] has for a file
@@ -336,6 +337,24 @@ impl PluginDir {
             .plugins_dir(self.path())
             .data_dir(self.data.path())
             .in_memory_storage()
+            .configure(configure)
+            .build()
+            .expect("an in-memory host builds")
+    }
+
+    /// [`PluginDir::host_with`], with worker processes (the doctor's manifest reader) started
+    /// from `worker`: a test binary is no host that calls `loader::worker::run_if_worker`, so
+    /// integration tests pass `env!("CARGO_BIN_EXE_worker-host")` (`src/bin/worker-host.rs`).
+    pub fn host_with_worker(
+        &self,
+        worker: impl AsRef<Path>,
+        configure: impl FnOnce(&mut HostConfig),
+    ) -> Host {
+        Host::builder()
+            .plugins_dir(self.path())
+            .data_dir(self.data.path())
+            .in_memory_storage()
+            .worker_program(worker.as_ref())
             .configure(configure)
             .build()
             .expect("an in-memory host builds")
