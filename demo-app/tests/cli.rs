@@ -682,11 +682,12 @@ fn doctor_on_the_examples_is_healthy() {
 #[test]
 fn doctor_names_a_missing_dependency_and_a_junk_file() {
     let dir = PluginDir::with_examples(&["welcome"]);
-    dir.add_file("libjunk.so", b"this is not a shared library\n");
+    let junk_name = library_file_name("junk");
+    dir.add_file(&junk_name, b"this is not a shared library\n");
     let out = run(demo_in(dir.path(), &["doctor"]));
     out.expect_code(1);
     assert!(
-        out.stdout.contains("libjunk.so: not a plugin"),
+        out.stdout.contains(&format!("{junk_name}: not a plugin")),
         "{}",
         out.stdout
     );
@@ -710,11 +711,7 @@ fn doctor_names_a_missing_dependency_and_a_junk_file() {
     assert!(report["activation_order"].is_array(), "{report}");
     let junk = files
         .iter()
-        .find(|f| {
-            f["file"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("libjunk.so"))
-        })
+        .find(|f| f["file"].as_str().is_some_and(|p| p.ends_with(&junk_name)))
         .expect("the junk file");
     assert_eq!(junk["is_plugin"], false);
     let welcome = files

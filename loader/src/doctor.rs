@@ -488,7 +488,10 @@ mod tests {
         };
         let (facts, header) = read_image(bytes);
         let facts = facts.expect("a library");
-        assert!(!facts.exports_root && facts.abi_stable.is_none(), "{facts:?}");
+        assert!(
+            !facts.exports_root && facts.abi_stable.is_none(),
+            "{facts:?}"
+        );
         assert!(header.is_none());
     }
 

@@ -22,7 +22,7 @@
 //! dir.add_example("greeter");
 //! dir.add_fixture("activate-fails");
 //! let (host, report) = dir.load();
-//! assert!(report.error_for("libfixture_activate_fails.so").is_some());
+//! assert!(report.error_for(&loader::library_file_name("fixture_activate_fails")).is_some());
 //! let reply = host.execute("greeter:greet", json(r#"{"name":"Ada"}"#)).unwrap();
 //! assert_eq!(tests::to_json(&reply)["message"], "Hello, Ada!");
 //! ```
@@ -72,6 +72,16 @@ pub const EXAMPLES: [&str; 8] = [
 
 /// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
 pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// What the image check says of a file that is no library at all, on this platform (part of
+/// [`LoadError::BadLibrary`]'s reason).
+pub const NOT_A_LIBRARY: &str = if cfg!(windows) {
+    "not a PE (Windows) library"
+} else if cfg!(target_vendor = "apple") {
+    "not a Mach-O (macOS) library"
+} else {
+    "not an ELF file"
+};
 
 /// The file name cargo gives the cdylib of crate `crate_name` on this platform
 /// (`libgreeter.so`, `libaudit_log.so`).

@@ -317,6 +317,8 @@ fn removing_a_dependency_deactivates_its_dependent_first() {
     assert_command_gone(&host, "greeter:greet");
 }
 
+/// The prefixes are cut by the file's ELF program headers.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_file_still_being_copied_is_not_loaded_until_it_is_complete() {
     let dir = PluginDir::with_examples(&["greeter"]);
@@ -436,7 +438,13 @@ fn a_new_version_that_fails_leaves_the_old_one_serving() {
         ),
         (
             "a truncated build",
-            truncated_inside_pt_load(&v2),
+            // Cut inside a loadable segment where the ELF program headers say where that is;
+            // elsewhere, in half (the headers then promise more than the file holds).
+            if cfg!(target_os = "linux") {
+                truncated_inside_pt_load(&v2)
+            } else {
+                v2[..v2.len() / 2].to_vec()
+            },
             |e, file| {
                 matches!(e, LoadError::BadLibrary { path, reason }
                     if path == file && reason.contains("truncated"))

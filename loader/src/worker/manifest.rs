@@ -365,7 +365,7 @@ fn shorten(line: &str) -> String {
 /// `2 s`, `1.5 s`, `300 ms`.
 pub(crate) fn seconds(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1} s", duration.as_secs_f64())
