@@ -741,6 +741,48 @@ fn doctor_json_on_a_healthy_folder_has_the_activation_order() {
     );
 }
 
+/// `doctor` opens plugins and reads their manifests in demo-app's own binary re-run as a worker
+/// process: a plugin that crashes it is a finding for its file, and demo-app prints the whole
+/// report and exits 1 as for any problem.
+#[cfg(unix)]
+#[test]
+fn doctor_reports_a_plugin_that_crashes_its_manifest_reader() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let crashing = dir.add_fixture("segv-manifest");
+    let out = run(demo_in(dir.path(), &["doctor"]));
+    out.expect_code(1);
+    let name = crashing
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        out.stdout
+            .contains(&format!("{name}: plugin (manifest not read): 1 problem")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("the manifest reader ended with signal 11 (SIGSEGV)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: plugin greeter 0.1.0: ok",
+            library_file_name("greeter")
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.error_line().contains("1 of 2 plugin files"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// `doctor` never activates: a plugin whose `activate` fails looks fine to it, while `list`
 /// (which loads) shows it failed.
 #[test]

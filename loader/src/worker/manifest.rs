@@ -186,7 +186,7 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
     };
     // The worker's own deadline only ends a worker whose doctor is gone; the doctor kills it
     // long before.
-    let backstop = request.deadline.saturating_mul(2) + STARTUP;
+    let backstop = request.deadline.saturating_mul(2).saturating_add(STARTUP);
     let mut command = super::command_for(request.program, MODE).map_err(cannot_start)?;
     command
         .arg(request.file)
@@ -204,7 +204,7 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
     };
 
     let startup = request.deadline.max(STARTUP);
-    let hello_by = Instant::now() + startup;
+    let hello_by = after(startup);
     loop {
         match lines.recv_deadline(hello_by) {
             Ok(line) if line.trim().is_empty() => continue,
@@ -235,7 +235,7 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
         }
     }
 
-    let answer_by = Instant::now() + request.deadline;
+    let answer_by = after(request.deadline);
     loop {
         match lines.recv_deadline(answer_by) {
             Ok(line) => match parse(&line) {
@@ -257,6 +257,15 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
             }
         }
     }
+}
+
+/// The instant `wait` from now, or a year from now for a wait beyond what `Instant` holds (a
+/// deadline configured as "never").
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// A started worker, killed and reaped when dropped.
