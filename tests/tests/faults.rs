@@ -908,9 +908,11 @@ fn case_21_watcher_fires_mid_copy() {
     }
     drop(out);
 
-    wait_until("the watcher loaded greeter", || {
+    // The watcher reports a change after applying it: wait for the report too.
+    wait_until("the watcher loaded greeter and said so", || {
         host.plugin("greeter")
             .is_some_and(|p| p.state == PluginState::Active)
+            && !outcomes.lock().expect("outcomes").is_empty()
     });
     let outcomes = outcomes.lock().expect("outcomes").clone();
     assert_eq!(
