@@ -682,11 +682,12 @@ fn doctor_on_the_examples_is_healthy() {
 #[test]
 fn doctor_names_a_missing_dependency_and_a_junk_file() {
     let dir = PluginDir::with_examples(&["welcome"]);
-    dir.add_file("libjunk.so", b"this is not a shared library\n");
+    let junk_name = library_file_name("junk");
+    dir.add_file(&junk_name, b"this is not a shared library\n");
     let out = run(demo_in(dir.path(), &["doctor"]));
     out.expect_code(1);
     assert!(
-        out.stdout.contains("libjunk.so: not a plugin"),
+        out.stdout.contains(&format!("{junk_name}: not a plugin")),
         "{}",
         out.stdout
     );
@@ -710,11 +711,7 @@ fn doctor_names_a_missing_dependency_and_a_junk_file() {
     assert!(report["activation_order"].is_array(), "{report}");
     let junk = files
         .iter()
-        .find(|f| {
-            f["file"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("libjunk.so"))
-        })
+        .find(|f| f["file"].as_str().is_some_and(|p| p.ends_with(&junk_name)))
         .expect("the junk file");
     assert_eq!(junk["is_plugin"], false);
     let welcome = files
@@ -741,6 +738,48 @@ fn doctor_json_on_a_healthy_folder_has_the_activation_order() {
     assert_eq!(
         report["activation_order"],
         serde_json::json!(["greeter", "welcome"])
+    );
+}
+
+/// `doctor` opens plugins and reads their manifests in demo-app's own binary re-run as a worker
+/// process: a plugin that crashes it is a finding for its file, and demo-app prints the whole
+/// report and exits 1 as for any problem.
+#[cfg(unix)]
+#[test]
+fn doctor_reports_a_plugin_that_crashes_its_manifest_reader() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let crashing = dir.add_fixture("segv-manifest");
+    let out = run(demo_in(dir.path(), &["doctor"]));
+    out.expect_code(1);
+    let name = crashing
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        out.stdout
+            .contains(&format!("{name}: plugin (manifest not read): 1 problem")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("the manifest reader ended with signal 11 (SIGSEGV)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: plugin greeter 0.1.0: ok",
+            library_file_name("greeter")
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.error_line().contains("1 of 2 plugin files"),
+        "{}",
+        out.stderr
     );
 }
 

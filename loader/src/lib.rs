@@ -135,7 +135,7 @@ pub mod worker;
 
 pub use config::{HostConfig, PluginSettings, HOST_VERSION};
 pub use dispatch::{CollectedResults, TableSizes};
-pub use doctor::{fix_for, DoctorReport, FileDiagnosis, Problem};
+pub use doctor::{fix_for, DoctorReport, FileDiagnosis, ImageFacts, Problem};
 pub use error::{ConfigError, LoadError, StorageError};
 pub use host::{Host, HostBuilder, PluginInfo, Subscription};
 pub use lifecycle::reload::FileChange;

@@ -5,7 +5,8 @@
 //! - [`fixture`]: the `.so` of a fixture plugin from the separate workspace in `tests/fixtures/`
 //!   (plugins that fail on purpose), built on first use, once per test process.
 //! - [`PluginDir`]: a private temporary plugins folder to copy libraries and junk into, and a
-//!   host for it.
+//!   host for it (with [`PluginDir::host_with_worker`], one whose workers run the `worker-host`
+//!   binary of this crate).
 //! - [`c_libs`]: C libraries compiled once per test process, for what loading runs.
 //! - [`wait_until`]: polls a condition with a generous bound; tests never assert on time.
 //! - Checks and steps several test files share: the error a [`LoadReport`] has for a file
@@ -21,7 +22,7 @@
 //! dir.add_example("greeter");
 //! dir.add_fixture("activate-fails");
 //! let (host, report) = dir.load();
-//! assert!(report.error_for("libfixture_activate_fails.so").is_some());
+//! assert!(report.error_for(&loader::library_file_name("fixture_activate_fails")).is_some());
 //! let reply = host.execute("greeter:greet", json(r#"{"name":"Ada"}"#)).unwrap();
 //! assert_eq!(tests::to_json(&reply)["message"], "Hello, Ada!");
 //! ```
@@ -71,6 +72,16 @@ pub const EXAMPLES: [&str; 8] = [
 
 /// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).
 pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// What the image check says of a file that is no library at all, on this platform (part of
+/// [`LoadError::BadLibrary`]'s reason).
+pub const NOT_A_LIBRARY: &str = if cfg!(windows) {
+    "not a PE (Windows) library"
+} else if cfg!(target_vendor = "apple") {
+    "not a Mach-O (macOS) library"
+} else {
+    "not an ELF file"
+};
 
 /// The file name cargo gives the cdylib of crate `crate_name` on this platform
 /// (`libgreeter.so`, `libaudit_log.so`).
@@ -336,6 +347,24 @@ impl PluginDir {
             .plugins_dir(self.path())
             .data_dir(self.data.path())
             .in_memory_storage()
+            .configure(configure)
+            .build()
+            .expect("an in-memory host builds")
+    }
+
+    /// [`PluginDir::host_with`], with worker processes (the doctor's manifest reader) started
+    /// from `worker`: a test binary is no host that calls `loader::worker::run_if_worker`, so
+    /// integration tests pass `env!("CARGO_BIN_EXE_worker-host")` (`src/bin/worker-host.rs`).
+    pub fn host_with_worker(
+        &self,
+        worker: impl AsRef<Path>,
+        configure: impl FnOnce(&mut HostConfig),
+    ) -> Host {
+        Host::builder()
+            .plugins_dir(self.path())
+            .data_dir(self.data.path())
+            .in_memory_storage()
+            .worker_program(worker.as_ref())
             .configure(configure)
             .build()
             .expect("an in-memory host builds")

@@ -6,7 +6,7 @@ use loader::{Host, LoadError, LoadReport, PluginState};
 use plugin_api::ErrorKind;
 use tests::{
     assert_bad_library, assert_greeted_ada, assert_names_file, error_for, example_lib, info, json,
-    load_beside_greeter, set_mode, to_json, truncated_inside_pt_load, PluginDir, ROOT_SYMBOL,
+    load_beside_greeter, set_mode, to_json, PluginDir, ROOT_SYMBOL,
 };
 
 /// Greeter activated and answers (within the host's own call deadline), whatever else was in
@@ -24,11 +24,15 @@ fn assert_greeter_survives(host: &Host, report: &LoadReport) {
 
 #[test]
 fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
-    let (_dir, host, report, bad) =
-        load_beside_greeter(|d| d.add_file("libnotes.so", b"shopping: milk, eggs\n"));
-    assert_bad_library(&report, &bad, "not an ELF file");
+    let (_dir, host, report, bad) = load_beside_greeter(|d| {
+        d.add_file(
+            &loader::library_file_name("notes"),
+            b"shopping: milk, eggs\n",
+        )
+    });
+    assert_bad_library(&report, &bad, tests::NOT_A_LIBRARY);
     // The failure is listed with the plugins, by file name.
-    let listed = info(&host, "libnotes.so");
+    let listed = info(&host, &loader::library_file_name("notes"));
     assert_eq!(listed.state, PluginState::Failed);
     assert_eq!(listed.file, bad);
     assert_greeter_survives(&host, &report);
@@ -36,17 +40,21 @@ fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
 
 #[test]
 fn empty_file_is_refused() {
-    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libempty.so", b""));
+    let (_dir, host, report, bad) =
+        load_beside_greeter(|d| d.add_file(&loader::library_file_name("empty"), b""));
     assert_bad_library(&report, &bad, "empty");
     assert_greeter_survives(&host, &report);
 }
 
-/// dlopen of such a file dies with SIGBUS: this test passing means the process survived.
+/// dlopen of such a file dies with SIGBUS: this test passing means the process survived. The
+/// file is cut by its ELF program headers.
+#[cfg(target_os = "linux")]
 #[test]
 fn library_truncated_inside_a_load_segment_is_refused_before_dlopen() {
     let real = std::fs::read(example_lib("echo")).expect("read echo");
-    let cut = truncated_inside_pt_load(&real);
-    let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_file("libecho.so", &cut));
+    let cut = tests::truncated_inside_pt_load(&real);
+    let (_dir, host, report, bad) =
+        load_beside_greeter(|d| d.add_file(&loader::library_file_name("echo"), &cut));
     assert_bad_library(&report, &bad, "PT_LOAD");
     assert_greeter_survives(&host, &report);
 }
@@ -162,7 +170,9 @@ fn two_files_with_the_same_plugin_name_keep_the_first() {
     let second = dir.add_fixture("dup-b");
     let (host, report) = dir.load();
     assert!(
-        report.error_for("libfixture_dup_a.so").is_none(),
+        report
+            .error_for(&loader::library_file_name("fixture_dup_a"))
+            .is_none(),
         "{report:?}"
     );
     match error_for(&report, &second) {

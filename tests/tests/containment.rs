@@ -214,9 +214,14 @@ fn a_manifest_that_never_returns_fails_only_its_file() {
         "{text}"
     );
     assert_greeter_serves(&host);
-    // Listing and diagnosing finish too.
+    // Listing and diagnosing finish too (the doctor reads manifests in a worker process).
     assert!(host.plugins().iter().any(|p| p.file == hang));
-    let doctor = host.diagnose(None).expect("doctor finishes");
+    let doctor = dir
+        .host_with_worker(env!("CARGO_BIN_EXE_worker-host"), |c| {
+            c.activation_timeout_ms = 1500;
+        })
+        .diagnose(None)
+        .expect("doctor finishes");
     assert!(doctor.files.iter().any(|f| f.file == hang
         && f.problems
             .iter()

@@ -131,8 +131,9 @@ fn metrics_count_what_a_scripted_run_did() {
 fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activating() {
     let dir = PluginDir::with_examples(&["greeter", "welcome"]);
     dir.add_example("notes"); // needs validator, which is missing
-    dir.add_file("libjunk.so", b"not a library");
-    let host = dir.host();
+    dir.add_file(&loader::library_file_name("junk"), b"not a library");
+    // The doctor reads manifests in a worker process; a test binary cannot be one.
+    let host = dir.host_with_worker(env!("CARGO_BIN_EXE_worker-host"), |_| {});
     let report = host.diagnose(None).unwrap();
     assert!(!report.is_healthy());
     assert_eq!(
@@ -146,7 +147,7 @@ fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activati
             .find(|f| f.file.file_name().is_some_and(|n| n == name))
             .unwrap_or_else(|| panic!("{name} in the report"))
     };
-    let greeter = by_file("libgreeter.so");
+    let greeter = by_file(&loader::library_file_name("greeter"));
     assert!(greeter.is_plugin && greeter.problems.is_empty());
     assert_eq!(greeter.version.as_deref(), Some("0.1.0"));
     assert_eq!(
@@ -163,7 +164,7 @@ fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activati
         greeter.sha256.as_deref(),
         Some(loader::sha256_hex(&greeter_bytes).as_str())
     );
-    let notes = by_file("libnotes.so");
+    let notes = by_file(&loader::library_file_name("notes"));
     assert!(
         notes.problems[0].error.contains("validator"),
         "{:?}",
@@ -174,7 +175,7 @@ fn doctor_reports_each_file_with_a_fix_and_the_activation_order_without_activati
         "{:?}",
         notes.problems
     );
-    let junk = by_file("libjunk.so");
+    let junk = by_file(&loader::library_file_name("junk"));
     assert!(!junk.is_plugin);
     assert!(!junk.problems[0].fix.is_empty());
     // Nothing was activated.

@@ -61,7 +61,11 @@ fn a_library_that_is_not_a_plugin_never_runs_its_constructor() {
     assert_not_a_plugin(error_for(&report, &bad));
     assert_greeter_serves(&host);
 
-    let doctor = host.diagnose(None).expect("the doctor reads the folder");
+    // The doctor reads manifests in a worker process; a test binary cannot be one.
+    let doctor = dir
+        .host_with_worker(env!("CARGO_BIN_EXE_worker-host"), |_| {})
+        .diagnose(None)
+        .expect("the doctor reads the folder");
     let diagnosis = doctor
         .files
         .iter()

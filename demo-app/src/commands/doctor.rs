@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use loader::{DoctorReport, FileDiagnosis, Host};
+use loader::{DoctorReport, FileDiagnosis, Host, ImageFacts};
 use plugin_api::ErrorKind;
 
 use crate::{error::AppError, progress::Progress};
@@ -32,6 +32,9 @@ pub fn unhealthy(report: &DoctorReport) -> Option<AppError> {
         .iter()
         .filter(|f| !f.problems.is_empty())
         .count();
+    if let (0, Some(reason)) = (sick, &report.manifest_reader) {
+        return Some(AppError::failed(ErrorKind::Failed, reason.clone()));
+    }
     (sick > 0).then(|| {
         AppError::failed(
             ErrorKind::Failed,
@@ -55,6 +58,9 @@ pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
         report.host_version,
         report.api_version
     );
+    if let Some(reason) = &report.manifest_reader {
+        let _ = writeln!(out, "no manifest was read: {reason}");
+    }
     for file in &report.files {
         out.push('\n');
         push_file(&mut out, file, verbose);
@@ -95,6 +101,9 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
     let mut field = |label: &str, value: &str| {
         let _ = writeln!(out, "  {label:<15}{value}");
     };
+    if let Some(image) = &f.image {
+        field("image:", &image_line(image));
+    }
     if let Some(api) = &f.api_version {
         field("api version:", api);
     }
@@ -115,6 +124,28 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
             }
         }
     }
+}
+
+/// `ELF x86_64, 4 segments, 12 exports, root module, abi_stable 0.11`.
+fn image_line(image: &ImageFacts) -> String {
+    let mut line = format!(
+        "{} {}, {} segment{}, {} export{}, {}",
+        image.format,
+        image.architecture,
+        image.segments,
+        if image.segments == 1 { "" } else { "s" },
+        image.exports,
+        if image.exports == 1 { "" } else { "s" },
+        if image.exports_root {
+            "root module"
+        } else {
+            "no root module"
+        }
+    );
+    if let Some(abi) = &image.abi_stable {
+        let _ = write!(line, ", abi_stable {abi}");
+    }
+    line
 }
 
 fn short_sha(sha: &str) -> String {
@@ -158,6 +189,14 @@ mod tests {
                     version: Some("0.1.0".to_owned()),
                     api_version: Some("1.0.0".to_owned()),
                     sha256: Some("0123456789abcdef0123".to_owned()),
+                    image: Some(ImageFacts {
+                        format: "ELF".to_owned(),
+                        architecture: "x86_64".to_owned(),
+                        segments: 4,
+                        exports: 1,
+                        exports_root: true,
+                        abi_stable: Some("0.11".to_owned()),
+                    }),
                     dependencies: vec!["users ^0.1".to_owned()],
                     declared: vec!["emit:greeter:greeted".to_owned()],
                     granted: Vec::new(),
@@ -175,6 +214,7 @@ mod tests {
                     version: None,
                     api_version: None,
                     sha256: None,
+                    image: None,
                     dependencies: Vec::new(),
                     declared: Vec::new(),
                     granted: Vec::new(),
@@ -186,6 +226,7 @@ mod tests {
                 },
             ],
             activation_order: vec!["users".to_owned()],
+            manifest_reader: None,
         }
     }
 
@@ -197,6 +238,12 @@ mod tests {
         assert_eq!(lines[2], "libgreeter.so: plugin greeter 0.1.0: 1 problem");
         assert!(text.contains("  sha256:        0123456789ab…\n"), "{text}");
         assert!(text.contains("  dependencies:  users ^0.1\n"), "{text}");
+        assert!(
+            text.contains(
+                "  image:         ELF x86_64, 4 segments, 1 export, root module, abi_stable 0.11\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  granted:       -\n"), "{text}");
         assert!(
             text.contains("libjunk.so: not a plugin: 1 problem\n"),
@@ -215,5 +262,9 @@ mod tests {
             f.problems.clear();
         }
         assert!(unhealthy(&r).is_none());
+        r.manifest_reader = Some("x does not speak the loader's worker protocol".to_owned());
+        let err = unhealthy(&r).expect("no manifest read");
+        assert!(err.to_string().contains("worker protocol"), "{err}");
+        assert!(render_doctor(&r, false).contains("no manifest was read: x does not speak"));
     }
 }

@@ -39,6 +39,8 @@ struct HostInner {
     _supervisor: Option<SupervisorHandle>,
     /// The private temporary shadow folder, removed with the host (none with a data folder).
     _shadow: Option<crate::load::shadow::ShadowDir>,
+    /// The program started for worker processes; `None`: this executable.
+    worker_program: Option<PathBuf>,
 }
 
 /// Builds a [`Host`].
@@ -46,6 +48,7 @@ struct HostInner {
 pub struct HostBuilder {
     config: HostConfig,
     in_memory: bool,
+    worker_program: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -70,6 +73,15 @@ impl HostBuilder {
     /// Keeps storage in memory instead of a database file (for tests).
     pub fn in_memory_storage(mut self) -> Self {
         self.in_memory = true;
+        self
+    }
+
+    /// Starts `program` for worker processes (such as [`Host::diagnose`]'s manifest reader)
+    /// instead of this executable. `program` must call
+    /// [`run_if_worker`](crate::worker::run_if_worker) first in its `main`; name one when this
+    /// executable does not (a test binary, say).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
         self
     }
 
@@ -131,6 +143,7 @@ impl HostBuilder {
                 lifecycle,
                 _supervisor: supervisor,
                 _shadow: shadow,
+                worker_program: self.worker_program,
             }),
         })
     }
@@ -478,13 +491,26 @@ impl Host {
     }
 
     /// A preflight report of the plugins folder (or `dir`) under this host's config, activating
-    /// nothing.
+    /// nothing and running no plugin code in this process.
+    ///
+    /// What the files' bytes tell is read here; each plugin file is then opened and its
+    /// manifest read in a worker process (this executable re-run, or the
+    /// [`worker_program`](HostBuilder::worker_program)), killed at the deadline
+    /// (`activation_timeout_ms`). A manifest that hangs, or a plugin that crashes its worker,
+    /// is a finding for its file. The host's `main` must call
+    /// [`run_if_worker`](crate::worker::run_if_worker) first; otherwise the report says, once,
+    /// that no manifest could be read ([`DoctorReport::manifest_reader`](crate::DoctorReport)).
     ///
     /// # Errors
     /// The folder cannot be listed.
     pub fn diagnose(&self, dir: Option<&Path>) -> Result<crate::DoctorReport, LoadError> {
         let dir = self.plugins_folder(dir)?;
-        crate::doctor::diagnose(&dir, self.config(), self.lifecycle().shadow_dir())
+        crate::doctor::diagnose(
+            &dir,
+            self.config(),
+            self.lifecycle().shadow_dir(),
+            self.inner.worker_program.as_deref(),
+        )
     }
 
     /// The flight recorder's records, oldest first.

@@ -139,7 +139,7 @@ fn host_architecture() -> Option<Architecture> {
 
 /// An architecture as Rust's `std::env::consts::ARCH` names it, so the two sides of a
 /// "built for ..., this host is ..." message use the same words.
-fn architecture_name(architecture: Architecture) -> String {
+pub(crate) fn architecture_name(architecture: Architecture) -> String {
     let name = match architecture {
         Architecture::X86_64 => "x86_64",
         Architecture::X86_64_X32 => "x86_64 (x32)",
@@ -181,7 +181,7 @@ fn a_format(format: BinaryFormat) -> String {
     format!("{article} {name}")
 }
 
-fn format_name(format: BinaryFormat) -> &'static str {
+pub(crate) fn format_name(format: BinaryFormat) -> &'static str {
     match format {
         BinaryFormat::Elf => "ELF",
         BinaryFormat::Pe => "PE (Windows)",

@@ -382,13 +382,16 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::load::test_support::{plugin_bytes, system_library};
+    use crate::load::{
+        discover::library_file_name,
+        test_support::{plugin_bytes, system_library},
+    };
 
-    /// `bytes` as `libplugin.so` in a fresh private (0700) folder, mode 0644, and a shadow
-    /// folder beside it.
+    /// `bytes` as the library file of a plugin named `plugin` (`libplugin.so` on Linux) in a
+    /// fresh private (0700) folder, mode 0644, and a shadow folder beside it.
     fn private_copy(bytes: &[u8]) -> (TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("libplugin.so");
+        let path = dir.path().join(library_file_name("plugin"));
         fs::write(&path, bytes).expect("write");
         #[cfg(unix)]
         {
@@ -542,7 +545,7 @@ mod tests {
     #[test]
     fn not_regular_files_are_refused() {
         let (dir, file) = private_copy(plugin_bytes());
-        let folder = dir.path().join("libfolder.so");
+        let folder = dir.path().join(library_file_name("folder"));
         fs::create_dir(&folder).expect("mkdir");
         assert!(matches!(
             preflight(&folder, None),
@@ -550,14 +553,14 @@ mod tests {
         ));
         #[cfg(unix)]
         {
-            let link = dir.path().join("liblink.so");
+            let link = dir.path().join(library_file_name("link"));
             std::os::unix::fs::symlink(&file, &link).expect("symlink");
             assert!(matches!(
                 preflight(&link, None),
                 Err(LoadError::NotRegularFile { path }) if path == link
             ));
         }
-        let missing = dir.path().join("libmissing.so");
+        let missing = dir.path().join(library_file_name("missing"));
         assert!(
             matches!(preflight(&missing, None), Err(LoadError::Io { path, .. }) if path == missing)
         );

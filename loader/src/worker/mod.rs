@@ -10,9 +10,12 @@
 //!
 //! The modes, one file each:
 //!
-//! (none yet: each feature that runs work out of process adds its mode here)
+//! 1. [`manifest`]: opens one plugin file and reads its manifest, for the doctor (which runs
+//!    none of the author's code in the host).
 
-use std::{ffi::OsStr, process::Command};
+pub(crate) mod manifest;
+
+use std::{ffi::OsStr, path::Path, process::Command};
 
 /// The hidden argument that marks a worker process. It is followed by the mode's name and the
 /// mode's own arguments.
@@ -39,6 +42,7 @@ pub fn run_if_worker() {
     }
     let mode = args.next();
     let code = match mode.as_deref().and_then(OsStr::to_str) {
+        Some(manifest::MODE) => manifest::run(args),
         Some(other) => {
             eprintln!("loader worker: unknown mode {other:?}");
             2
@@ -56,9 +60,24 @@ pub fn run_if_worker() {
 ///
 /// # Errors
 /// The path of the running executable cannot be found.
-#[allow(dead_code)] // used by the modes as they are added
 pub(crate) fn command(mode: &str) -> std::io::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg(WORKER_ARG).arg(mode);
     Ok(command)
+}
+
+/// [`command`], or the same for `program` when the host named its worker program (a test
+/// binary, say, which is no host that calls [`run_if_worker`]).
+///
+/// # Errors
+/// As [`command`] when `program` is `None`.
+pub(crate) fn command_for(program: Option<&Path>, mode: &str) -> std::io::Result<Command> {
+    match program {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.arg(WORKER_ARG).arg(mode);
+            Ok(command)
+        }
+        None => command(mode),
+    }
 }
