@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use loader::{Host, HostConfig, LoadReport};
 use plugin_api::ErrorKind;
 
-use crate::{cli::GlobalArgs, error::AppError, progress::Progress, staging};
+use crate::{cli::GlobalArgs, error::AppError, progress::Progress, staging, stop};
 
 /// The host with its plugins loaded, and what the load reported.
 ///
 /// Every subcommand works on one; the shell keeps one for its whole run, so plugin state
 /// (events seen, counters, subscriptions) carries from one typed command to the next.
 pub struct Session {
+    /// Shuts the host down on Ctrl-C or SIGTERM. Declared first, so it is dropped before the
+    /// host and the host's last clone is this session's.
+    _stop: stop::Registration,
     /// The host; dropping the session shuts the plugins down.
     pub host: Host,
     /// The report of the initial load, which keeps each failure's full error.
@@ -26,6 +29,8 @@ pub struct Session {
 /// A host built from the flags and config, with nothing loaded yet: what `doctor` examines
 /// the folder with, and what [`Session::open`] loads.
 pub struct Unloaded {
+    /// Shuts the host down on Ctrl-C or SIGTERM (before the host is dropped).
+    _stop: stop::Registration,
     /// The host, no plugin active.
     pub host: Host,
     /// The folder the plugins are (to be) loaded from.
@@ -76,6 +81,7 @@ impl Unloaded {
             .build()
             .map_err(|e| AppError::from_error(&e))?;
         Ok(Unloaded {
+            _stop: stop::register(&host),
             host,
             plugins_dir,
             data_dir,
@@ -97,6 +103,8 @@ impl Unloaded {
         let report = self.host.load_dir().map_err(|e| AppError::from_error(&e));
         drop(progress);
         let report = report?;
+        // A signal during the load shut the host down: there is nothing left to run on.
+        stop::check()?;
         for entry in report.entries.iter().filter(|e| e.error.is_none()) {
             log::debug!(
                 "loaded {} from {}",
@@ -105,6 +113,7 @@ impl Unloaded {
             );
         }
         Ok(Session {
+            _stop: self._stop,
             host: self.host,
             report,
             plugins_dir: self.plugins_dir,

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use crossbeam_channel::{select, Receiver};
 use loader::LoadError;
 use plugin_api::ErrorKind;
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::{
     error::AppError,
     json,
     session::Session,
+    stop,
 };
 use line::{ShellCommand, TraceAction};
 
@@ -40,8 +42,39 @@ pub fn run(session: &Session) -> Result<(), AppError> {
         editor::run(session)
     } else {
         let mut shell = Shell::new(session, None);
-        run_lines(&mut shell, io::stdin().lock(), io::stdout().lock())
+        run_lines(&mut shell, stdin_lines(), io::stdout().lock())
     }
+}
+
+/// The lines of stdin, read on a thread of their own so that the shell can also wait for a
+/// signal (a read from stdin cannot be woken). The channel disconnects at the end of input;
+/// a read error ends it too, after being sent.
+fn stdin_lines() -> Receiver<io::Result<Vec<u8>>> {
+    let (lines, receiver) = crossbeam_channel::bounded(0);
+    let reader = std::thread::Builder::new()
+        .name("shell-stdin".into())
+        .spawn(move || {
+            let mut input = io::stdin().lock();
+            loop {
+                let mut buf = Vec::new();
+                match input.read_until(b'\n', &mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if lines.send(Ok(buf)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = lines.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = reader {
+        log::error!("cannot start the thread that reads stdin: {e}");
+    }
+    receiver
 }
 
 /// What the shell keeps from one line to the next besides the host: the background watcher.
@@ -113,15 +146,20 @@ struct Reenabled {
 /// line, either the command's answer or `{"error": ..., "kind": ...}`.
 fn run_lines(
     shell: &mut Shell<'_>,
-    mut input: impl BufRead,
+    input: Receiver<io::Result<Vec<u8>>>,
     mut out: impl Write,
 ) -> Result<(), AppError> {
-    let mut buf = Vec::new();
+    let stop = stop::receiver();
     loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
-        }
+        let buf = select! {
+            recv(input) -> line => match line {
+                Ok(line) => line?,
+                // The end of input.
+                Err(_) => return Ok(()),
+            },
+            // Ctrl-C or SIGTERM: `main` reports it.
+            recv(stop) -> _ => return Ok(()),
+        };
         let (answer, quit) = match std::str::from_utf8(&buf) {
             Ok(text) => match line::parse(text) {
                 Ok(None) => continue,

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use loader::{DoctorReport, FileDiagnosis, Host};
 use plugin_api::ErrorKind;
 
-use crate::{error::AppError, progress::Progress};
+use crate::{error::AppError, progress::Progress, safe};
 
 /// How many hex digits of a SHA-256 the text output shows.
 const SHORT_SHA: usize = 12;
@@ -67,7 +67,7 @@ pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
     let _ = writeln!(
         out,
         "\nactivation order: {}",
-        joined(&report.activation_order)
+        safe::text(&joined(&report.activation_order))
     );
     let _ = writeln!(
         out,
@@ -91,9 +91,15 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
         1 => "1 problem".to_owned(),
         n => format!("{n} problems"),
     };
-    let _ = writeln!(out, "{}: {what}: {verdict}", file_name(&f.file));
+    // Names, versions and error texts come from the file: shown terminal-safe.
+    let _ = writeln!(
+        out,
+        "{}: {}: {verdict}",
+        safe::text(&file_name(&f.file)),
+        safe::text(&what)
+    );
     let mut field = |label: &str, value: &str| {
-        let _ = writeln!(out, "  {label:<15}{value}");
+        let _ = writeln!(out, "  {label:<15}{}", safe::text(value));
     };
     if let Some(api) = &f.api_version {
         field("api version:", api);
@@ -107,11 +113,11 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
         field("granted:", &joined(&f.granted));
     }
     for problem in &f.problems {
-        let _ = writeln!(out, "  problem: {}", problem.error);
-        let _ = writeln!(out, "      fix: {}", problem.fix);
+        let _ = writeln!(out, "  problem: {}", safe::text(&problem.error));
+        let _ = writeln!(out, "      fix: {}", safe::text(&problem.fix));
         if let (true, Some(detail)) = (verbose, &problem.detail) {
             for line in detail.lines() {
-                let _ = writeln!(out, "           {line}");
+                let _ = writeln!(out, "           {}", safe::text(line));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 use loader::{LoadError, PluginState};
 use serde::Serialize;
 
-use crate::{error::error_chain, session::Session};
+use crate::{error::error_chain, safe, session::Session};
 
 /// One plugin file in `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,10 +77,10 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
-                r.version.clone().unwrap_or_else(|| "-".to_owned()),
+                safe::text(&r.name).into_owned(),
+                safe::text(r.version.as_deref().unwrap_or("-")).into_owned(),
                 r.state.clone(),
-                file_name(Path::new(&r.file)),
+                safe::text(&file_name(Path::new(&r.file))).into_owned(),
             ]
         })
         .collect();
@@ -96,7 +96,7 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     for (row, cells) in rows.iter().zip(&cells) {
         push_row(&mut out, cells, &widths);
         if let Some(error) = &row.error {
-            let _ = writeln!(out, "    error: {error}");
+            let _ = writeln!(out, "    error: {}", safe::text(error));
         }
     }
     let serving = rows

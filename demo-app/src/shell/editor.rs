@@ -19,7 +19,10 @@ use rustyline::{
 };
 
 use super::{human_answer, line, line::ShellCommand, Shell, SinkFactory};
-use crate::{commands::print_line, commands::watch::LineSink, error::AppError, session::Session};
+use crate::{
+    commands::print_line, commands::watch::LineSink, error::AppError, output, session::Session,
+    stop,
+};
 
 const PROMPT: &str = "demo> ";
 
@@ -55,15 +58,20 @@ pub fn run(session: &Session) -> Result<(), AppError> {
     ))?;
     // Lines from `watch on` go through rustyline's printer, which redraws the prompt and the
     // half-typed line below them.
-    let sinks = match editor.create_external_printer() {
-        Ok(printer) => printer_sinks(printer),
+    let (sinks, printer) = match editor.create_external_printer() {
+        Ok(printer) => (printer_sinks(printer), true),
         Err(e) => {
             log::debug!("no external printer ({e}); watch lines go straight to stdout");
-            stdout_sinks()
+            (stdout_sinks(), false)
         }
     };
+    // Log records too, while the editor runs; then back to stderr.
+    if printer {
+        output::set_log_printer(Some(sinks()));
+    }
     let mut shell = Shell::new(session, Some(sinks));
     let result = read_eval_print(&mut shell, &mut editor);
+    output::set_log_printer(None);
     if let Some(path) = &history {
         if let Err(e) = editor.save_history(path) {
             log::warn!("cannot save shell history {}: {e}", path.display());
@@ -102,7 +110,7 @@ fn read_eval_print(
     editor: &mut Editor<ShellHelper, FileHistory>,
 ) -> Result<(), AppError> {
     loop {
-        let typed = match editor.readline(PROMPT) {
+        let typed = match stop::at_prompt(|| editor.readline(PROMPT)) {
             Ok(typed) => typed,
             // Ctrl-C abandons the line being typed, as in other shells; Ctrl-D leaves.
             Err(ReadlineError::Interrupted) => continue,
@@ -114,9 +122,10 @@ fn read_eval_print(
             Ok(Some(ShellCommand::Quit)) => return Ok(()),
             Ok(Some(command)) => match human_answer(shell, &command) {
                 Ok(text) => print_line(&text)?,
-                Err(e) => eprintln!("error: {e}"),
+                Err(e @ AppError::Closed) => return Err(e),
+                Err(e) => output::error(&e.to_string()),
             },
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => output::error(&e.to_string()),
         }
     }
 }

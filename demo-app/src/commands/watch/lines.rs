@@ -7,7 +7,7 @@ use loader::{FileChange, LifecycleEvent, LoadError};
 use plugin_api::Event;
 use serde::Serialize;
 
-use crate::error::error_chain;
+use crate::{error::error_chain, safe};
 
 /// Width of the first column of the text lines; fits `deactivated` and `quarantined`.
 const VERB_WIDTH: usize = 12;
@@ -96,8 +96,13 @@ impl ImageCounts {
 
 impl WatchLine {
     /// The line as text for people (no trailing newline), e.g.
-    /// `reloaded    greeter 0.1.0 -> 0.2.0`.
+    /// `reloaded    greeter 0.1.0 -> 0.2.0`; terminal-safe ([`safe::text`]), since names,
+    /// versions and reasons come from plugins.
     pub fn human(&self) -> String {
+        safe::text(&self.raw_human()).into_owned()
+    }
+
+    fn raw_human(&self) -> String {
         match self {
             WatchLine::Lifecycle(l) => {
                 let verb = l.event.strip_prefix("plugin:").unwrap_or(l.event);

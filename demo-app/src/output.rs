@@ -1,0 +1,110 @@
+//! Where stderr goes: the `error:` line, log records, and colour.
+//!
+//! - Nothing here panics on a closed stderr (`eprintln!` would): a failed write is dropped.
+//! - Colour comes from anstream, which writes it only to a terminal, honours `NO_COLOR` and
+//!   `CLICOLOR_FORCE`, and translates it for older Windows consoles; `--color` overrides.
+//! - Log records are written terminal-safe ([`safe::text`]: a plugin chooses its log messages)
+//!   and, while the interactive shell runs, through the line editor's printer, so they appear
+//!   above the prompt instead of over it ([`set_log_printer`]).
+
+use std::{
+    io::{self, Write},
+    sync::Mutex,
+};
+
+use anstyle::{AnsiColor, Style};
+
+use crate::safe::{self, Safe};
+
+/// Style of the `error:` prefix.
+pub const ERROR: Style = AnsiColor::Red.on_default().bold();
+/// Style of the `warning:` prefix and of hints.
+pub const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+/// Style of JSON keys and other emphasis.
+pub const KEY: Style = AnsiColor::Cyan.on_default();
+
+/// Something that prints one line above the interactive shell's prompt.
+pub type LinePrinter = Box<dyn FnMut(String) + Send>;
+
+/// The printer log records go through instead of stderr, while the shell runs.
+static LOG_PRINTER: Mutex<Option<LinePrinter>> = Mutex::new(None);
+
+/// Prints `error: <message>` on stderr, the message terminal-safe.
+pub fn error(message: &str) {
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "{ERROR}error:{ERROR:#} {}", Safe(message));
+    let _ = err.flush();
+}
+
+/// Prints `warning: <message>` on stderr, the message terminal-safe.
+pub fn warning(message: &str) {
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "{WARNING}warning:{WARNING:#} {}", Safe(message));
+    let _ = err.flush();
+}
+
+/// Sends log records through `printer` from now on (`None`: back to stderr).
+pub fn set_log_printer(printer: Option<LinePrinter>) {
+    if let Ok(mut slot) = LOG_PRINTER.lock() {
+        *slot = printer;
+    }
+}
+
+/// Logging: `quiet` keeps errors only, 0 warnings, `-v` info, `-vv` debug; `RUST_LOG`
+/// directives are applied on top, so `RUST_LOG=greeter=debug` adds one plugin's detail without
+/// silencing the rest. Each record is one line, `LEVEL target: message`.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, _) => log::LevelFilter::Debug,
+    };
+    let colour = anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never;
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .target(env_logger::Target::Pipe(Box::new(LogWriter)))
+        // The writer is not a terminal to env_logger, so it is told whether stderr is.
+        .write_style(if colour {
+            env_logger::WriteStyle::Always
+        } else {
+            env_logger::WriteStyle::Never
+        })
+        .format(move |buf, record| {
+            let style = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "{style}{:<5}{style:#} {}: {}",
+                record.level(),
+                Safe(record.target()),
+                safe::text(&record.args().to_string())
+            )
+        })
+        .init();
+}
+
+/// Where env_logger writes each formatted record (one `write_all` per record): the shell's
+/// printer when one is set, else stderr.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Ok(mut slot) = LOG_PRINTER.lock() {
+            if let Some(printer) = slot.as_mut() {
+                // The printer ends the line itself.
+                let text = String::from_utf8_lossy(buf);
+                printer(text.trim_end_matches('\n').to_owned());
+                return Ok(buf.len());
+            }
+        }
+        // A closed stderr loses the record, nothing else.
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
+}
