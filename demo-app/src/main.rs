@@ -53,6 +53,7 @@ mod session;
 mod shell;
 mod staging;
 mod stop;
+mod suggest;
 
 use std::process::ExitCode;
 

@@ -53,6 +53,10 @@ pub fn set_log_printer(printer: Option<LinePrinter>) {
 /// Logging: `quiet` keeps errors only, 0 warnings, `-v` info, `-vv` debug; `RUST_LOG`
 /// directives are applied on top, so `RUST_LOG=greeter=debug` adds one plugin's detail without
 /// silencing the rest. Each record is one line, `LEVEL target: message`.
+///
+/// By default the loader's own warnings are left out: each of them (a refused reload, a
+/// restart, a failed handler) is already in what the demo prints — the `error:` line, the
+/// `list` table, a `watch` line — and one failure should be reported once. `-v` shows them.
 pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => log::LevelFilter::Error,
@@ -61,8 +65,14 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => log::LevelFilter::Debug,
     };
     let colour = anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never;
+    let loader_level = if verbose == 0 {
+        log::LevelFilter::Error
+    } else {
+        level
+    };
     env_logger::Builder::new()
         .filter_level(level)
+        .filter_module("loader", loader_level)
         .parse_default_env()
         .target(env_logger::Target::Pipe(Box::new(LogWriter)))
         // The writer is not a terminal to env_logger, so it is told whether stderr is.

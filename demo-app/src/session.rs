@@ -31,6 +31,8 @@ pub struct Session {
 pub struct Unloaded {
     /// Shuts the host down on Ctrl-C or SIGTERM (before the host is dropped).
     _stop: stop::Registration,
+    /// `--quiet`: no progress bar, no warnings.
+    quiet: bool,
     /// The host, no plugin active.
     pub host: Host,
     /// The folder the plugins are (to be) loaded from.
@@ -61,7 +63,10 @@ impl Unloaded {
         }
         let plugins_dir = match &config.plugins_dir {
             // A folder the user named is theirs: never write into it.
-            Some(dir) => dir.clone(),
+            Some(dir) => {
+                check_plugins_dir(dir, args)?;
+                dir.clone()
+            }
             None => {
                 let dir = staging::default_plugins_dir()?;
                 staging::stage_examples(&dir).map_err(|e| {
@@ -82,6 +87,7 @@ impl Unloaded {
             .map_err(|e| AppError::from_error(&e))?;
         Ok(Unloaded {
             _stop: stop::register(&host),
+            quiet: args.quiet,
             host,
             plugins_dir,
             data_dir,
@@ -105,6 +111,9 @@ impl Unloaded {
         let report = report?;
         // A signal during the load shut the host down: there is nothing left to run on.
         stop::check()?;
+        if !self.quiet {
+            warn_unknown_plugins(&self.host, &self.plugins_dir);
+        }
         for entry in report.entries.iter().filter(|e| e.error.is_none()) {
             log::debug!(
                 "loaded {} from {}",
@@ -120,6 +129,53 @@ impl Unloaded {
             data_dir: self.data_dir,
         })
     }
+}
+
+/// Warns about each `[plugins.<name>]` table of the config that names no plugin of the folder:
+/// its settings apply to nothing, which is most likely a typo.
+fn warn_unknown_plugins(host: &Host, plugins_dir: &std::path::Path) {
+    let plugins = host.plugins();
+    let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+    for name in host.config().unknown_plugins(&known) {
+        let hint = strsim_hint(name, &known);
+        crate::output::warning(&format!(
+            "the host config has [plugins.{name}], but no plugin in {} is named {name}{hint}",
+            plugins_dir.display()
+        ));
+    }
+}
+
+/// `" (did you mean greeter?)"` for the known name closest to `name`, if one is close.
+fn strsim_hint(name: &str, known: &[&str]) -> String {
+    crate::suggest::closest(name, known.iter().copied())
+        .map(|best| format!(" (did you mean {best}?)"))
+        .unwrap_or_default()
+}
+
+/// Refuses a plugins folder that is missing or not a folder, saying that it is the plugins
+/// folder and where it was named (the loader's own error names only the path).
+fn check_plugins_dir(dir: &std::path::Path, args: &GlobalArgs) -> Result<(), AppError> {
+    let named = if args.plugins.is_some() {
+        "--plugins".to_owned()
+    } else {
+        args.config.as_ref().map_or_else(
+            || "the config".to_owned(),
+            |c| format!("plugins_dir in {}", c.display()),
+        )
+    };
+    let problem = match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "is not a folder".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Err(AppError::failed(
+        ErrorKind::NotFound,
+        format!(
+            "plugins folder {} {problem} (named by {named})",
+            dir.display()
+        ),
+    ))
 }
 
 impl Session {

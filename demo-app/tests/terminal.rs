@@ -224,6 +224,72 @@ fn a_closed_stdout_or_stderr_is_exit_0_without_a_word() {
     }
 }
 
+// ---- 4. one report per failure --------------------------------------------------------------
+
+#[test]
+fn each_failure_is_reported_once_and_disabled_is_not_failed() {
+    let dir = PluginDir::with_fixtures(&["faulty", "farewell"]);
+    let scratch = temp_dir("demo-reports");
+    let config = scratch.path().join("host.toml");
+    fs::write(
+        &config,
+        "[plugins.farewell]\nenabled = false\n[plugins.faulti]\nenabled = true\n",
+    )
+    .expect("write the config");
+    let config = config.to_str().expect("utf-8 path");
+
+    let out = run(demo_in(dir.path(), &["--config", config, "list"]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let farewell = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("farewell"))
+        .expect("a farewell row");
+    assert!(farewell.contains(" disabled "), "{farewell}");
+    assert!(
+        !out.stdout.contains("error:"),
+        "disabled is no failure:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1 active, 0 failed, 1 disabled"),
+        "{}",
+        out.stdout
+    );
+    // The config's table for a plugin that is not there is named, with the likely fix.
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "warning: the host config has [plugins.faulti], but no plugin in {} is named faulti (did you mean faulty?)",
+            dir.path().display()
+        ),
+    );
+
+    // A panicking command: one `error:` line and no log record about the same panic (the
+    // plugin's own panic message comes from its copy of std, which the host does not own).
+    let out = run(demo_in(dir.path(), &["call", "faulty:panic"]));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let ours: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("plugin panic:") && *l != "faulty command panicked on purpose")
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", out.stderr);
+    assert!(ours[0].starts_with("error: "), "{}", ours[0]);
+
+    // A missing plugins folder says that it is the plugins folder.
+    let missing = scratch.path().join("nowhere");
+    let out = run(demo_in(&missing, &["list"]));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: plugins folder {} does not exist (named by --plugins)",
+            missing.display()
+        )
+    );
+}
+
 // ---- 3. signals --------------------------------------------------------------------------------
 
 /// A plugins folder with `farewell` (writes `active`, then `deactivated`, into a file) and

@@ -95,8 +95,19 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     push_row(&mut out, &header, &widths);
     for (row, cells) in rows.iter().zip(&cells) {
         push_row(&mut out, cells, &widths);
-        if let Some(error) = &row.error {
-            let _ = writeln!(out, "    error: {}", safe::text(error));
+        match &row.error {
+            // Switched off on purpose: not a failure, and the state says it all.
+            Some(_) if row.state == PluginState::Disabled.as_str() => {
+                let _ = writeln!(
+                    out,
+                    "    enabled = false under [plugins.{}] in the host config",
+                    safe::text(&row.name)
+                );
+            }
+            Some(error) => {
+                let _ = writeln!(out, "    error: {}", safe::text(error));
+            }
+            None => {}
         }
     }
     let serving = rows
@@ -107,7 +118,11 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .iter()
         .filter(|r| r.state == PluginState::Failed.as_str())
         .count();
-    let other = rows.len() - serving - failed;
+    let disabled = rows
+        .iter()
+        .filter(|r| r.state == PluginState::Disabled.as_str())
+        .count();
+    let other = rows.len() - serving - failed - disabled;
     let _ = write!(
         out,
         "{} plugin file{} in {}: {serving} active, {failed} failed",
@@ -115,6 +130,9 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         if rows.len() == 1 { "" } else { "s" },
         plugins_dir.display()
     );
+    if disabled > 0 {
+        let _ = write!(out, ", {disabled} disabled");
+    }
     if other > 0 {
         let _ = write!(out, ", {other} other");
     }

@@ -111,8 +111,8 @@ fn start_watcher(
     debounce: Duration,
     failures: Sender<ApplyFailure>,
 ) -> Result<FolderWatcher, AppError> {
-    let on_change: ChangeCallback = Box::new(move |path, outcome| {
-        for failure in lines::failures(path, outcome, clock::now_ms()) {
+    let on_change: ChangeCallback = Box::new(move |_path, outcome| {
+        for failure in lines::failures(outcome, clock::now_ms()) {
             // The receiver goes away only when the watch is stopping.
             let _ = failures.send(failure);
         }
