@@ -202,7 +202,8 @@ pub struct BenchArgs {
     /// Print one JSON object `{"machine", "cases": [...], "scaling": [...]}` instead of tables
     #[arg(long)]
     pub json: bool,
-    /// Few repetitions: a smoke test that every case runs (seconds), not a measurement
+    /// Few repetitions: a smoke test that every case runs, not a measurement (seconds in a
+    /// release build; about a minute in a debug build, whose plugins are ~15 MB each)
     #[arg(long)]
     pub quick: bool,
 }

@@ -100,15 +100,7 @@ impl Unloaded {
     /// The plugins folder cannot be listed. Plugins that fail to load are not errors here:
     /// they are in [`Session::report`] and in `host.plugins()`.
     pub fn load(self) -> Result<Session, AppError> {
-        // 0 when the folder cannot be listed: the load reports that properly.
-        let count = loader::discover(&self.plugins_dir).map_or(0, |files| files.len());
-        let progress = Progress::show(&format!(
-            "loading {count} plugin{}…",
-            if count == 1 { "" } else { "s" }
-        ));
-        let report = self.host.load_dir().map_err(|e| AppError::from_error(&e));
-        drop(progress);
-        let report = report?;
+        let report = load_with_progress(&self.host, &self.plugins_dir)?;
         // A signal during the load shut the host down: there is nothing left to run on.
         stop::check()?;
         if !self.quiet {
@@ -129,6 +121,48 @@ impl Unloaded {
             data_dir: self.data_dir,
         })
     }
+}
+
+/// Loads the folder; on a terminal with a spinner while the files are checked and opened (the
+/// loader says nothing until that phase is over), then a count of the plugins activated as the
+/// host announces them (`plugin:activated`).
+fn load_with_progress(host: &Host, plugins_dir: &std::path::Path) -> Result<LoadReport, AppError> {
+    let load = || host.load_dir().map_err(|e| AppError::from_error(&e));
+    if !Progress::visible() {
+        return load();
+    }
+    // 0 when the folder cannot be listed: the load reports that properly.
+    let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
+    let events = host.subscribe("plugin:*", 4 * count + 16);
+    let progress = Progress::spinner(&format!(
+        "loading {count} plugin file{}",
+        if count == 1 { "" } else { "s" }
+    ));
+    let (done, finished) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut activated = 0;
+            loop {
+                crossbeam_channel::select! {
+                    recv(events.receiver()) -> event => match event {
+                        Ok(event) if event.event_type.as_str() == "plugin:activated" => {
+                            if activated == 0 {
+                                progress.count("activating", count as u64);
+                            }
+                            activated += 1;
+                            progress.set_position(activated);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    recv(finished) -> _ => return,
+                }
+            }
+        });
+        let report = load();
+        drop(done);
+        report
+    })
 }
 
 /// Warns about each `[plugins.<name>]` table of the config that names no plugin of the folder:

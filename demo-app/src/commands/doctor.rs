@@ -18,8 +18,8 @@ const SHORT_SHA: usize = 12;
 /// The folder cannot be listed.
 pub fn diagnose(host: &Host, plugins_dir: &Path) -> Result<DoctorReport, AppError> {
     let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
-    let _progress = Progress::show(&format!(
-        "examining {count} file{}…",
+    let _progress = Progress::spinner(&format!(
+        "examining {count} file{}",
         if count == 1 { "" } else { "s" }
     ));
     host.diagnose(None).map_err(|e| AppError::from_error(&e))
