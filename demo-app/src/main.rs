@@ -117,7 +117,7 @@ fn run(cli: &Cli) -> Result<(), AppError> {
             }
             commands::doctor::unhealthy(&report).map_or(Ok(()), Err)
         }
-        Command::Shell => shell::run(&Session::open(&cli.global)?),
+        Command::Shell => shell::run(&Session::open(&cli.global)?, cli.global.quiet),
         command => commands::run(&Session::open(&cli.global)?, command),
     }
 }

@@ -43,6 +43,47 @@ pub fn warning(message: &str) {
     let _ = err.flush();
 }
 
+/// Pretty-printed JSON (serde_json's layout: one key per line) with its keys styled [`KEY`].
+/// The styles reach the terminal only when it takes colour: print it through `anstream`.
+pub fn paint_json_keys(pretty: &str) -> String {
+    let mut out = String::with_capacity(pretty.len() + pretty.len() / 4);
+    for (i, line) in pretty.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        match key_end(body) {
+            Some(end) => {
+                out.push_str(indent);
+                out.push_str(&format!("{KEY}{}{KEY:#}", &body[..end]));
+                out.push_str(&body[end..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Where the JSON string that starts `text` ends (after its closing quote), when a `:` follows
+/// it, which makes it a key.
+fn key_end(text: &str) -> Option<usize> {
+    let rest = text.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => {
+                let end = i + 2;
+                return text[end..].starts_with(':').then_some(end);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Sends log records through `printer` from now on (`None`: back to stderr).
 pub fn set_log_printer(printer: Option<LinePrinter>) {
     if let Ok(mut slot) = LOG_PRINTER.lock() {
@@ -92,6 +133,27 @@ pub fn init_logging(verbose: u8, quiet: bool) {
             )
         })
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_are_painted() {
+        let pretty = "{\n  \"a\\\"b\": \"x: y\",\n  \"n\": [\n    \"k\"\n  ]\n}";
+        let painted = paint_json_keys(pretty);
+        let key = |k: &str| format!("{KEY}{k}{KEY:#}");
+        assert_eq!(
+            painted,
+            format!(
+                "{{\n  {}: \"x: y\",\n  {}: [\n    \"k\"\n  ]\n}}",
+                key("\"a\\\"b\""),
+                key("\"n\"")
+            )
+        );
+        assert_eq!(paint_json_keys("\"plain\""), "\"plain\"");
+    }
 }
 
 /// Where env_logger writes each formatted record (one `write_all` per record): the shell's

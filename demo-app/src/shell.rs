@@ -37,9 +37,9 @@ type SinkFactory = Box<dyn Fn() -> LineSink>;
 ///
 /// # Errors
 /// Only when stdin or stdout fails; a failing command prints its error and the shell goes on.
-pub fn run(session: &Session) -> Result<(), AppError> {
+pub fn run(session: &Session, quiet: bool) -> Result<(), AppError> {
     if io::stdin().is_terminal() {
-        editor::run(session)
+        editor::run(session, quiet)
     } else {
         let mut shell = Shell::new(session, None);
         run_lines(&mut shell, stdin_lines(), io::stdout().lock())
@@ -221,7 +221,8 @@ fn json_answer(shell: &mut Shell<'_>, command: &ShellCommand<'_>) -> Result<Stri
         ShellCommand::DeadLetters { .. } => json::to_text(&commands::dead_letters(host), false),
         ShellCommand::Doctor { .. } => json::to_text(&shell.doctor()?, false),
         ShellCommand::Reenable { plugin } => json::to_text(&shell.reenable(plugin)?, false),
-        ShellCommand::Help => json::to_text(&help_json(), false),
+        ShellCommand::Help { topic } => json::to_text(&help_json(*topic), false),
+        ShellCommand::Clear => Ok(r#"{"cleared":false}"#.to_owned()),
         // Still one value per command line, so a reader counting answers is not left waiting.
         ShellCommand::Quit => Ok(r#"{"quit":true}"#.to_owned()),
     }
@@ -297,7 +298,9 @@ fn human_answer(shell: &mut Shell<'_>, command: &ShellCommand<'_>) -> Result<Str
             let done = shell.reenable(plugin)?;
             format!("{} re-enabled: {}", done.plugin, done.state)
         }
-        ShellCommand::Help => help_text(),
+        ShellCommand::Help { topic } => help_text(*topic),
+        // The editor clears the screen itself before asking for an answer.
+        ShellCommand::Clear => String::new(),
         ShellCommand::Quit => String::new(),
     };
     Ok(text.trim_end().to_owned())
@@ -315,21 +318,24 @@ struct HelpEntry {
     about: &'static str,
 }
 
-fn help_json() -> Help {
+fn help_json(topic: Option<&str>) -> Help {
     Help {
-        commands: line::HELP
-            .iter()
-            .map(|&(usage, about)| HelpEntry { usage, about })
+        commands: line::help_entries(topic)
+            .into_iter()
+            .map(|(usage, about)| HelpEntry { usage, about })
             .collect(),
     }
 }
 
-fn help_text() -> String {
-    let width = line::HELP.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
-    let mut text: String = line::HELP
+fn help_text(topic: Option<&str>) -> String {
+    let entries = line::help_entries(topic);
+    let width = entries.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+    let mut text: String = entries
         .iter()
         .map(|(usage, about)| format!("  {usage:<width$}  {about}\n"))
         .collect();
-    text.push_str("Tab completes command names, plugin names and registered commands.");
+    if topic.is_none() {
+        text.push_str("Tab completes command names, plugin names and registered commands; help <command> shows one.");
+    }
     text
 }

@@ -290,6 +290,47 @@ fn each_failure_is_reported_once_and_disabled_is_not_failed() {
     );
 }
 
+#[test]
+fn the_shell_suggests_and_explains() {
+    let dir = PluginDir::with_examples(&["echo"]);
+    let mut command = demo_in(dir.path(), &["shell"]);
+    command.stdin(Stdio::piped());
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start the shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"cal x\ncall echo:revers \"abc\"\ncall echo:reverse abc\nhelp call\ndescribe ecko\n",
+        )
+        .expect("write the script");
+    let stdout = read_all(child.stdout.take().expect("stdout"));
+    let _stderr = read_all(child.stderr.take().expect("stderr"));
+    assert_eq!(wait(&mut child), Some(0));
+    let stdout = stdout.join().expect("stdout");
+    let answers: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(answers.len(), 5, "{stdout}");
+    let error = |i: usize| answers[i]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error(0).contains("did you mean call?"), "{}", error(0));
+    assert!(
+        error(1).contains("did you mean echo:reverse?"),
+        "{}",
+        error(1)
+    );
+    assert!(error(2).contains(r#"quote it: "abc""#), "{}", error(2));
+    assert_eq!(
+        answers[3]["commands"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        answers[3]
+    );
+    assert!(error(4).contains("did you mean echo?"), "{}", error(4));
+}
+
 // ---- 3. signals --------------------------------------------------------------------------------
 
 /// A plugins folder with `farewell` (writes `active`, then `deactivated`, into a file) and

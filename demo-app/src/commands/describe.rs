@@ -82,9 +82,13 @@ pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> 
         } else {
             active.join(", ")
         };
+        let plugins = session.host.plugins();
+        let hint = crate::suggest::closest(name, plugins.iter().map(|p| p.name.as_str()))
+            .map(|best| format!("did you mean {best}? "))
+            .unwrap_or_default();
         AppError::failed(
             ErrorKind::NotFound,
-            format!("no plugin named {name} (loaded: {active})"),
+            format!("no plugin named {name} ({hint}loaded: {active})"),
         )
     })?;
     // The host keeps a failed file's error with its causes.
