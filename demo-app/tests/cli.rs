@@ -881,23 +881,15 @@ fn repository() -> PathBuf {
         .to_path_buf()
 }
 
-/// Scaffolds a plugin, builds it with cargo, loads the library with the demo and runs its
-/// command; runs the scaffold's own tests. The slowest test here (the first run compiles the
-/// scaffold's dependencies into `<target>/scaffold`).
+/// Scaffolds a plugin outside the repository without `--api-path`, builds it with cargo
+/// offline, loads the library with the demo and runs its command; runs the scaffold's own
+/// tests. The slowest test here (the first run compiles the scaffold's dependencies into
+/// `<target>/scaffold`).
 #[test]
 fn new_plugin_builds_loads_and_tests() {
     let parent = temp_dir("scaffold-");
-    let api = repository().join("plugin-api");
     let parent_arg = parent.path().to_str().expect("utf-8 temp path");
-    let api_arg = api.to_str().expect("utf-8 repository path");
-    let args = [
-        "new-plugin",
-        "hello-world",
-        "--path",
-        parent_arg,
-        "--api-path",
-        api_arg,
-    ];
+    let args = ["new-plugin", "hello-world", "--path", parent_arg];
     let created = run(demo(&args));
     created.ok();
     assert!(
@@ -912,17 +904,26 @@ fn new_plugin_builds_loads_and_tests() {
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
     let manifest: toml::Table = toml::from_str(&manifest).expect("valid TOML");
     assert_eq!(manifest["package"]["name"].as_str(), Some("hello-world"));
-
-    // The same dependency versions as this repository: no registry look-up, and the
-    // dependencies compiled by an earlier run are reused.
-    std::fs::copy(
-        repository().join("Cargo.lock"),
-        crate_dir.join("Cargo.lock"),
-    )
-    .expect("copy Cargo.lock");
+    // Outside the repository: this checkout's crates by absolute path, and it says so.
+    let api = repository()
+        .join("plugin-api")
+        .canonicalize()
+        .expect("plugin-api");
+    assert_eq!(
+        manifest["dependencies"]["plugin-api"]["path"].as_str(),
+        api.to_str()
+    );
+    assert!(
+        created.stdout.contains("this demo-app's source tree"),
+        "{}",
+        created.stdout
+    );
+    // This repository's lock came along: the same versions, so no registry look-up (the
+    // build below is offline) and the dependencies compiled by an earlier run are reused.
+    assert!(crate_dir.join("Cargo.lock").is_file(), "Cargo.lock copied");
 
     let mut build = cargo();
-    build.arg("build").current_dir(&crate_dir);
+    build.args(["build", "--offline"]).current_dir(&crate_dir);
     run_cargo(build, "cargo build");
     let library = target_dir()
         .join("scaffold")
@@ -940,7 +941,7 @@ fn new_plugin_builds_loads_and_tests() {
     assert_eq!(called.stdout, "{\"message\":\"hello from hello-world\"}\n");
 
     let mut test = cargo();
-    test.arg("test").current_dir(&crate_dir);
+    test.args(["test", "--offline"]).current_dir(&crate_dir);
     let tested = run_cargo(test, "cargo test");
     assert!(
         tested
