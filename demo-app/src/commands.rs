@@ -83,12 +83,15 @@ pub fn run(session: &Session, command: &Command) -> Result<(), AppError> {
             }
         }
         // These never load the folder; main hands them over before getting here.
-        Command::Shell | Command::Doctor(_) | Command::NewPlugin(_) | Command::Bench(_) => {
-            Err(AppError::usage(
-                ErrorKind::InvalidInput,
-                "this command does not run on a loaded host",
-            ))
-        }
+        Command::Shell
+        | Command::Doctor(_)
+        | Command::NewPlugin(_)
+        | Command::Bench(_)
+        | Command::Completions(_)
+        | Command::Man => Err(AppError::usage(
+            ErrorKind::InvalidInput,
+            "this command does not run on a loaded host",
+        )),
     }
 }
 
@@ -111,7 +114,9 @@ pub fn check_usage(command: &Command) -> Result<(), AppError> {
         | Command::Watch(_)
         | Command::Doctor(_)
         | Command::DeadLetters(_)
-        | Command::Bench(_) => Ok(()),
+        | Command::Bench(_)
+        | Command::Completions(_)
+        | Command::Man => Ok(()),
     }
 }
 

@@ -57,7 +57,7 @@ mod suggest;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::CommandFactory;
 
 use crate::{
     cli::{Cli, ColorWhen, Command},
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     // A worker process the loader started (doctor's manifest reader, an isolated plugin) does
     // its job and exits here.
     loader::worker::run_if_worker();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     anstream::ColorChoice::write_global(match cli.global.color {
         ColorWhen::Auto => anstream::ColorChoice::Auto,
         ColorWhen::Always => anstream::ColorChoice::Always,
@@ -116,6 +116,16 @@ fn run(cli: &Cli) -> Result<(), AppError> {
                 ))?;
             }
             commands::doctor::unhealthy(&report).map_or(Ok(()), Err)
+        }
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "demo-app", &mut out);
+            commands::print_text(&String::from_utf8_lossy(&out))
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            commands::print_text(&String::from_utf8_lossy(&out))
         }
         Command::Shell => shell::run(&Session::open(&cli.global)?, cli.global.quiet),
         command => commands::run(&Session::open(&cli.global)?, command),

@@ -1108,3 +1108,57 @@ fn bench_quick_json_is_one_object_with_every_case() {
         "{roundtrip}"
     );
 }
+
+// ---- 12. polish --------------------------------------------------------------------------------
+
+#[test]
+fn completions_man_page_and_version() {
+    let out = run(demo(&["completions", "bash"]));
+    out.ok();
+    assert!(out.stdout.contains("complete -F"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("new-plugin"),
+        "the subcommands are offered"
+    );
+    let out = run(demo(&["man"]));
+    out.ok();
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH demo-app 1"),
+        "{}",
+        out.stdout
+    );
+    let out = run(demo(&["--version"]));
+    out.ok();
+    assert!(out.stdout.contains("plugin-api 1."), "{}", out.stdout);
+}
+
+#[test]
+fn trace_options_may_follow_its_command_line() {
+    let dir = PluginDir::with_examples(&["echo"]);
+    let out = run(demo_in(
+        dir.path(),
+        &["trace", "call", "echo:reverse", "\"ab\"", "--json"],
+    ));
+    out.ok();
+    let records = json_lines(&out.stdout);
+    assert!(
+        records.iter().any(|r| r["name"] == "echo:reverse"),
+        "--json was trace's: {}",
+        out.stdout
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_plugin_is_refused_with_a_hint() {
+    let dir = PluginDir::new();
+    std::os::unix::fs::symlink(
+        tests::example_lib("echo"),
+        dir.path().join(library_file_name("echo")),
+    )
+    .expect("symlink");
+    let out = run(demo_in(dir.path(), &["list"]));
+    out.ok();
+    assert!(out.stdout.contains("symbolic link"), "{}", out.stdout);
+    assert!(out.stdout.contains("cp -L"), "{}", out.stdout);
+}

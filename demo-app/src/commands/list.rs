@@ -60,8 +60,26 @@ pub fn list(session: &Session) -> Vec<ListRow> {
             error: Some(error_chain(error)),
         });
     }
+    for row in &mut rows {
+        if let Some(error) = row
+            .error
+            .as_mut()
+            .filter(|_| is_symlink(Path::new(&row.file)))
+        {
+            error.push_str(SYMLINK_HINT);
+        }
+    }
     rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.file.cmp(&b.file)));
     rows
+}
+
+/// Added to the error of a plugin file that is a symbolic link, which the loader refuses.
+const SYMLINK_HINT: &str = " (it is a symbolic link: the host loads only regular files, \
+     so that a link cannot be pointed elsewhere after the checks; copy the library in instead, \
+     `cp -L`)";
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 fn file_name(path: &Path) -> String {
