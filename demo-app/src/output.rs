@@ -135,27 +135,6 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_keys_are_painted() {
-        let pretty = "{\n  \"a\\\"b\": \"x: y\",\n  \"n\": [\n    \"k\"\n  ]\n}";
-        let painted = paint_json_keys(pretty);
-        let key = |k: &str| format!("{KEY}{k}{KEY:#}");
-        assert_eq!(
-            painted,
-            format!(
-                "{{\n  {}: \"x: y\",\n  {}: [\n    \"k\"\n  ]\n}}",
-                key("\"a\\\"b\""),
-                key("\"n\"")
-            )
-        );
-        assert_eq!(paint_json_keys("\"plain\""), "\"plain\"");
-    }
-}
-
 /// Where env_logger writes each formatted record (one `write_all` per record): the shell's
 /// printer when one is set, else stderr.
 struct LogWriter;
@@ -178,5 +157,26 @@ impl Write for LogWriter {
     fn flush(&mut self) -> io::Result<()> {
         let _ = io::stderr().flush();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_are_painted() {
+        let pretty = "{\n  \"a\\\"b\": \"x: y\",\n  \"n\": [\n    \"k\"\n  ]\n}";
+        let painted = paint_json_keys(pretty);
+        let key = |k: &str| format!("{KEY}{k}{KEY:#}");
+        assert_eq!(
+            painted,
+            format!(
+                "{{\n  {}: \"x: y\",\n  {}: [\n    \"k\"\n  ]\n}}",
+                key("\"a\\\"b\""),
+                key("\"n\"")
+            )
+        );
+        assert_eq!(paint_json_keys("\"plain\""), "\"plain\"");
     }
 }

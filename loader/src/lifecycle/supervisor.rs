@@ -72,8 +72,8 @@ impl RestartPolicy {
 /// A restart window for people: `5 min`, `90 s`, `250 ms`.
 fn window_text(ms: u64) -> String {
     match ms {
-        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{} min", ms / 60_000),
-        ms if ms >= 1000 && ms % 1000 == 0 => format!("{} s", ms / 1000),
+        ms if ms >= 60_000 && ms.is_multiple_of(60_000) => format!("{} min", ms / 60_000),
+        ms if ms >= 1000 && ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
         ms => format!("{ms} ms"),
     }
 }
