@@ -766,6 +766,34 @@ fn doctor_does_not_activate() {
     assert!(row["error"].is_string(), "{row}");
 }
 
+/// A library without the root symbol (a dependency shipped beside the plugins, say) is listed
+/// as "not a plugin", not counted as a failure, and the command still succeeds.
+#[test]
+fn list_shows_a_library_without_the_root_symbol_as_not_a_plugin() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let library = dir.add_fixture("not-a-plugin");
+    let table = run(demo_in(dir.path(), &["list"]));
+    table.ok();
+    assert!(
+        table.stdout.contains("1 active, 0 failed, 1 not a plugin"),
+        "{}",
+        table.stdout
+    );
+
+    let listed = run(demo_in(dir.path(), &["list", "--json"]));
+    listed.ok();
+    let rows = listed.json();
+    let row = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["file"] == library.to_str().expect("utf-8 path"))
+        .unwrap_or_else(|| panic!("library not listed: {rows}"));
+    assert_eq!(row["state"], "not a plugin", "{row}");
+    let error = row["error"].as_str().expect("the reason");
+    assert!(error.contains("no root module"), "{row}");
+}
+
 // ---- 10. watch -------------------------------------------------------------------------------
 
 /// `--for-ms` ends the watch on its own.

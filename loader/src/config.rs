@@ -65,6 +65,9 @@ pub struct HostConfig {
     pub route_cache_capacity: usize,
     /// Subscriptions one plugin may hold at most; more are refused with an error.
     pub max_subscriptions_per_plugin: usize,
+    /// Whether a plugin may declare capability `*` (every capability). `false` refuses such
+    /// plugins at load, naming them; the default is `true`, as in plugin-api 1.0.
+    pub allow_wildcard: bool,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
 }
@@ -113,6 +116,7 @@ impl Default for HostConfig {
             restart_window_ms: 5 * 60 * 1000,
             recorder_capacity: 4096,
             dead_letter_capacity: 1024,
+            allow_wildcard: true,
             plugins: BTreeMap::new(),
         }
     }

@@ -106,6 +106,7 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::Cycle { .. } => "break the dependency cycle: one of these plugins must not depend on the other".into(),
         LoadError::Activation { .. } => "see the plugin's own error; its activate failed".into(),
         LoadError::Disabled { plugin } => format!("set enabled = true under [plugins.{plugin}] in the host config"),
+        LoadError::WildcardRefused { plugin } => format!("declare what plugin {plugin} needs instead of \"*\", or set allow_wildcard = true in the host config"),
         LoadError::Quarantined { plugin, .. } => format!("fix the plugin, then re-enable {plugin}"),
         LoadError::UnknownPlugin { .. } => "check the plugin name".into(),
         LoadError::BlockedByDependent { dependent, .. } => format!("upgrade {dependent} first, or keep a compatible version"),
@@ -204,6 +205,7 @@ pub fn diagnose(
             running: &[],
             quarantined: &[],
             disabled: &disabled,
+            allow_wildcard: config.allow_wildcard,
             replacing: None,
         };
         let proposals: Vec<Proposal<'_>> = libs

@@ -240,6 +240,12 @@ pub enum LoadError {
         /// The plugin name.
         plugin: String,
     },
+    /// The plugin declares capability `*` and the host config has `allow_wildcard = false`.
+    #[error("plugin {plugin} declares capability \"*\" (every capability), which this host refuses (allow_wildcard = false in the host config)")]
+    WildcardRefused {
+        /// The plugin name.
+        plugin: String,
+    },
     /// The plugin is quarantined after repeated faults.
     #[error("plugin {plugin} is quarantined: {reason}")]
     Quarantined {

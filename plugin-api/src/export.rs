@@ -21,6 +21,7 @@ use crate::{
     error::{ErrorKind, PluginError, PluginResult},
     payload::Payload,
     plugin::Plugin,
+    register::{Registrar, Table},
     types::{CommandRequest, Event, HookOutcome, Message, MiddlewareAction},
     API_VERSION,
 };
@@ -60,7 +61,7 @@ pub(crate) fn fence<W: std::fmt::Display, R>(
 
 /// The manifest with build facts filled in.
 fn full_manifest<T: Plugin, B: BuildInfo>() -> crate::Manifest {
-    let mut manifest = T::manifest();
+    let mut manifest = Registrar::<T>::of().extend(T::manifest());
     if manifest.version.is_empty() {
         manifest.version = B::VERSION.to_owned();
     }
@@ -93,7 +94,7 @@ extern "C" fn instantiate_dynamic<T: Plugin + Default>(
             install_log_forwarding(&context);
             let plugin = T::default();
             Ok(PluginInstance_TO::from_value(
-                Adapter::new(plugin, context),
+                Adapter::new(plugin, context, Registrar::<T>::of().into_table()),
                 TD_Opaque,
             ))
         },
@@ -110,7 +111,7 @@ extern "C" fn instantiate_static<T: Plugin + Default>(
             let context = Arc::new(Context::new(context));
             let plugin = T::default();
             Ok(PluginInstance_TO::from_value(
-                Adapter::new(plugin, context),
+                Adapter::new(plugin, context, Registrar::<T>::of().into_table()),
                 TD_Opaque,
             ))
         },
@@ -172,6 +173,9 @@ pub fn static_root_module<T: Plugin + Default, B: BuildInfo>() -> PluginModRef {
 struct Adapter<T> {
     plugin: Option<T>,
     context: Arc<Context>,
+    /// What the plugin registered ([`Plugin::register`]), dispatched before its string-based
+    /// methods.
+    table: Table<T>,
 }
 
 /// The plugin value, unless `deactivate` already ended it.
@@ -185,10 +189,11 @@ fn live<T>(plugin: &mut Option<T>) -> PluginResult<&mut T> {
 }
 
 impl<T> Adapter<T> {
-    fn new(plugin: T, context: Arc<Context>) -> Self {
+    fn new(plugin: T, context: Arc<Context>, table: Table<T>) -> Self {
         Adapter {
             plugin: Some(plugin),
             context,
+            table,
         }
     }
 
@@ -243,7 +248,14 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     ) -> RResult<Payload, PluginError> {
         fence(
             || format!("handle_command {command}"),
-            || live(&mut self.plugin)?.handle_command(&self.context, command.as_str(), args),
+            || {
+                let plugin = live(&mut self.plugin)?;
+                let command = command.as_str();
+                match self.table.command(plugin, &self.context, command, args) {
+                    Some(answer) => answer,
+                    None => plugin.handle_command(&self.context, command, args),
+                }
+            },
         )
     }
 
@@ -251,9 +263,12 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence(
             || "on_event",
             || {
-                live(&mut self.plugin)?
-                    .on_event(&self.context, event)
-                    .map(ROption::from)
+                let plugin = live(&mut self.plugin)?;
+                match self.table.event(plugin, &self.context, event) {
+                    Some(answer) => answer,
+                    None => plugin.on_event(&self.context, event),
+                }
+                .map(ROption::from)
             },
         )
     }
@@ -263,18 +278,28 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             fence(
                 || "on_message",
                 || {
-                    live(&mut self.plugin)?
-                        .on_message(&self.context, message)
-                        .map(ROption::from)
+                    let plugin = live(&mut self.plugin)?;
+                    match self.table.message(plugin, &self.context, message) {
+                        Some(answer) => answer,
+                        None => plugin.on_message(&self.context, message),
+                    }
+                    .map(ROption::from)
                 },
             )
         } else {
             fence(
                 || format!("on_call {}", message.method),
                 || {
-                    live(&mut self.plugin)?
-                        .on_call(&self.context, message.method.as_str(), &message.payload)
-                        .map(ROption::RSome)
+                    let plugin = live(&mut self.plugin)?;
+                    let method = message.method.as_str();
+                    match self
+                        .table
+                        .rpc(plugin, &self.context, method, &message.payload)
+                    {
+                        Some(answer) => answer,
+                        None => plugin.on_call(&self.context, method, &message.payload),
+                    }
+                    .map(ROption::RSome)
                 },
             )
         }
@@ -283,7 +308,13 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     fn on_hook(&mut self, hook: RStr<'_>, data: &Payload) -> RResult<HookOutcome, PluginError> {
         fence(
             || format!("on_hook {hook}"),
-            || live(&mut self.plugin)?.on_hook(&self.context, hook.as_str(), data),
+            || {
+                let plugin = live(&mut self.plugin)?;
+                match self.table.hook(plugin, &self.context, hook.as_str(), data) {
+                    Some(outcome) => outcome,
+                    None => plugin.on_hook(&self.context, hook.as_str(), data),
+                }
+            },
         )
     }
 
@@ -317,12 +348,15 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
         fence(
             || format!("provide {provider}.{method}"),
             || {
-                live(&mut self.plugin)?.provide(
-                    &self.context,
-                    provider.as_str(),
-                    method.as_str(),
-                    args,
-                )
+                let plugin = live(&mut self.plugin)?;
+                let (provider, method) = (provider.as_str(), method.as_str());
+                match self
+                    .table
+                    .provide(plugin, &self.context, (provider, method), args)
+                {
+                    Some(answer) => answer,
+                    None => plugin.provide(&self.context, provider, method, args),
+                }
             },
         )
     }

@@ -25,26 +25,48 @@
 //! #[derive(Default)]
 //! struct Greeter;
 //!
+//! impl Greeter {
+//!     fn greet(&mut self, ctx: &Context, Greet { name }: Greet) -> PluginResult<Greeting> {
+//!         ctx.emit("greeter:greeted", &name)?;
+//!         Ok(Greeting { message: format!("Hello, {name}!") })
+//!     }
+//! }
+//!
 //! impl Plugin for Greeter {
 //!     fn manifest() -> Manifest {
-//!         Manifest::new("greeter").command("greet").emits("greeter:greeted")
+//!         Manifest::new("greeter").emits("greeter:greeted")
 //!     }
 //!
-//!     fn handle_command(&mut self, ctx: &Context, command: &str, args: &Payload) -> PluginResult<Payload> {
-//!         match command {
-//!             "greet" => {
-//!                 let Greet { name } = args.decode()?;
-//!                 ctx.emit("greeter:greeted", &name)?;
-//!                 args.reply_with(&Greeting { message: format!("Hello, {name}!") })
-//!             }
-//!             other => Err(PluginError::not_found(format!("command not found: greeter:{other}"))),
-//!         }
+//!     // Each command named once, with its help and its handler (see `Registrar`).
+//!     fn register(api: &mut Registrar<Self>) {
+//!         api.command("greet", r#"greets {"name": ...}"#, Self::greet);
 //!     }
 //! }
 //!
 //! export_plugin!(Greeter);
 //! # fn main() {}
 //! ```
+//!
+//! The smallest plugin, as in the README, registers a closure:
+//!
+//! ```
+//! use plugin_api::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest { Manifest::new("hello") }
+//!     fn register(api: &mut Registrar<Self>) {
+//!         api.command("hi", "greets a name", |_, _, name: String| Ok(format!("hello, {name}")));
+//!     }
+//! }
+//! export_plugin!(Hello);
+//! # fn main() {}
+//! ```
+//!
+//! Overriding [`Plugin::handle_command`] and the other string-based methods instead still works
+//! (it is how plugins built against 1.0 are written); they serve whatever is not registered.
 //!
 //! # Capabilities
 //! A plugin declares in its manifest what it uses; the host refuses anything else with a
@@ -62,8 +84,12 @@
 //! | `database` | scans and atomic batches |
 //! | `middleware` (from [`Manifest::middleware`]) | wrapping command execution |
 //!
+//! | `*` | every capability above: a plugin that declares it may do anything a plugin can |
+//!
 //! A plugin's own storage namespace, its configuration and logging need no capability.
-//! Patterns accept a trailing `*` (`call:greeter:*`, `emit:data:*`, `*`).
+//! Patterns accept a trailing `*` (`call:greeter:*`, `emit:data:*`, `*`). [`Capability`] is the
+//! typed form, with `Display` and `FromStr` for the strings above; the host refuses a manifest
+//! that declares a string of no known form, and a host may refuse `*` altogether.
 //!
 //! # Logging
 //! Plugins use the ordinary `log` macros. The export macro installs a logger in the plugin's
@@ -79,21 +105,27 @@
 )]
 
 pub mod abi;
+mod capability;
 mod context;
 mod error;
 mod export;
 mod manifest;
 mod payload;
 mod plugin;
+mod register;
 mod types;
 
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
+pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
-pub use manifest::{CommandDecl, Dependency, HookDecl, Manifest, MiddlewareDecl, ProviderDecl};
+pub use manifest::{
+    CommandDecl, Dependency, HookDecl, Manifest, MethodDecl, MiddlewareDecl, ProviderDecl,
+};
 pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
+pub use register::{manifest_of, NoArgs, ProviderRegistrar, Registrar};
 pub use types::{
     BatchOp, CollectedReply, CommandRequest, Entry, Event, HookOutcome, Message, MiddlewareAction,
     StorageScope,
@@ -103,7 +135,7 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, Payload, Plugin, PluginError, PluginResult,
+        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, Registrar,
     };
 }
 

@@ -53,6 +53,10 @@ pub struct Manifest {
     pub middleware: Option<MiddlewareDecl>,
     /// Whether the plugin answers direct messages and RPC calls.
     pub accepts_messages: bool,
+    /// RPC methods the plugin answers, with their help text (added in 1.1; filled in from
+    /// [`Registrar::rpc`](crate::Registrar::rpc)). Informational: a 1.0 plugin lists none and
+    /// still answers its methods.
+    pub rpc: Vec<MethodDecl>,
     /// Capabilities this plugin uses (see the crate docs for the list).
     pub capabilities: Vec<String>,
 }
@@ -96,6 +100,29 @@ pub struct ProviderDecl {
     /// When two plugins provide the same name, the higher priority wins; equal priorities are
     /// refused.
     pub priority: i32,
+    /// The provider's methods with their help text (added in 1.1; filled in from
+    /// [`ProviderRegistrar::method`](crate::ProviderRegistrar::method)). Informational.
+    pub methods: Vec<MethodDecl>,
+}
+
+/// A declared RPC or provider method (added in 1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MethodDecl {
+    /// The method's name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+}
+
+impl MethodDecl {
+    /// A method named `name` with help text `description`.
+    pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
+        MethodDecl {
+            name: name.into(),
+            description: description.into(),
+        }
+    }
 }
 
 /// A declared middleware.
@@ -183,6 +210,7 @@ impl Manifest {
         self.providers.push(ProviderDecl {
             name: name.into(),
             priority,
+            methods: Vec::new(),
         });
         self
     }
@@ -197,6 +225,12 @@ impl Manifest {
     pub fn accepts_messages(mut self) -> Self {
         self.accepts_messages = true;
         self
+    }
+
+    /// Declares capability `capability` in its typed form (added in 1.1); the same as
+    /// [`Manifest::uses`] with its wire form.
+    pub fn uses_capability(self, capability: &crate::Capability) -> Self {
+        self.uses(capability.to_string())
     }
 
     /// Declares a capability the plugin uses, for example `call:greeter:*`,
@@ -230,7 +264,13 @@ impl Manifest {
     }
 
     /// Every capability the manifest declares, including those implied by `emits` and
-    /// `subscribes`, in a stable order.
+    /// `subscribes`, each once, in the order first declared.
+    ///
+    /// ```
+    /// use plugin_api::Manifest;
+    /// let m = Manifest::new("p").emits("a:b").subscribes("c").uses("emit:a:b");
+    /// assert_eq!(m.declared_capabilities(), ["emit:a:b", "subscribe:c"]);
+    /// ```
     pub fn declared_capabilities(&self) -> Vec<String> {
         let mut all: Vec<String> = Vec::new();
         all.extend(self.emits.iter().map(|p| format!("emit:{p}")));
@@ -239,7 +279,8 @@ impl Manifest {
         if self.middleware.is_some() {
             all.push("middleware".to_owned());
         }
-        all.dedup();
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|c| seen.insert(c.clone()));
         all
     }
 

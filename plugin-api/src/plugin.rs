@@ -5,6 +5,7 @@ use crate::{
     error::{ErrorKind, PluginError, PluginResult},
     manifest::Manifest,
     payload::Payload,
+    register::Registrar,
     types::{CommandRequest, Event, HookOutcome, Message, MiddlewareAction},
 };
 
@@ -52,6 +53,15 @@ pub trait Plugin: Send + 'static {
     fn manifest() -> Manifest
     where
         Self: Sized;
+
+    /// Registers the plugin's handlers, each named once (added in 1.1). What is registered here
+    /// is added to [`Plugin::manifest`]'s declarations and dispatched before the string-based
+    /// methods below, which still serve whatever is not registered. See [`Registrar`].
+    fn register(_api: &mut Registrar<Self>)
+    where
+        Self: Sized,
+    {
+    }
 
     /// Called once before any other handler.
     ///

@@ -205,3 +205,36 @@ fn every_undeclared_capability_is_denied_naming_it() {
         .expect("scan")
         .is_empty());
 }
+
+#[test]
+fn a_wildcard_grants_everything_unless_the_host_config_refuses_it() {
+    let dir = PluginDir::with_fixtures(&["greedy"]);
+    let host = dir.load_ok();
+    host.execute("greedy:emit", json("null"))
+        .expect("\"*\" allows an event type declared nowhere");
+    drop(host);
+    let (host, report) = dir.load_with_config("allow_wildcard = false");
+    let err = report
+        .error_for_plugin("greedy")
+        .expect("greedy is refused");
+    assert!(
+        matches!(err, LoadError::WildcardRefused { plugin } if plugin == "greedy"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("allow_wildcard = false"), "{err}");
+    assert!(host.execute("greedy:emit", json("null")).is_err());
+}
+
+#[test]
+fn a_misspelt_capability_refuses_the_plugin_naming_it() {
+    let dir = PluginDir::with_fixtures(&["typo-cap"]);
+    let (_host, report) = dir.load();
+    assert!(report.activated().is_empty());
+    let entry = &report.entries[0];
+    let err = entry.error.as_deref().expect("typo-cap is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin typo-cap declares an unknown capability \"storage:shared:reed\""),
+        "{text}"
+    );
+}

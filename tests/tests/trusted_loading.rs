@@ -11,11 +11,14 @@ use std::{fs, path::Path, time::Duration};
 
 use loader::{Host, LoadError, LoadOptions};
 use tests::{
-    assert_greeter_serves, assert_names_file, error_for, example_lib, library_file_name,
-    load_beside_greeter, set_mode, temp_dir, PluginDir, ROOT_SYMBOL,
+    assert_greeter_serves, assert_names_file, error_for, library_file_name, load_beside_greeter,
+    set_mode, temp_dir, PluginDir,
 };
+#[cfg(target_os = "linux")]
+use tests::{example_lib, ROOT_SYMBOL};
 
 /// The SHA-256 of a file, as allowlists hold it.
+#[cfg(target_os = "linux")]
 fn sha256_of(path: &Path) -> String {
     loader::sha256_hex(&fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())))
 }

@@ -7,6 +7,10 @@ use serde::Serialize;
 
 use crate::{error::error_chain, safe, session::Session};
 
+/// The state `list` shows for a library without abi_stable's root symbol: not a failure (a
+/// dependency DLL beside the plugins on Windows, say), and never opened by the loader.
+pub const NOT_A_PLUGIN: &str = "not a plugin";
+
 /// One plugin file in `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListRow {
@@ -14,7 +18,7 @@ pub struct ListRow {
     pub name: String,
     /// Plugin version, when known.
     pub version: Option<String>,
-    /// Lifecycle state (`active`, `failed`, ...).
+    /// Lifecycle state (`active`, `failed`, ...), or [`NOT_A_PLUGIN`].
     pub state: String,
     /// The plugin file.
     pub file: String,
@@ -31,10 +35,14 @@ pub fn list(session: &Session) -> Vec<ListRow> {
         .map(|info| {
             // A failed file's error comes with its causes.
             let error = info.error;
+            let state = match info.load_error.as_deref() {
+                Some(e) => state_of(info.state, e),
+                None => info.state.as_str(),
+            };
             ListRow {
                 name: info.name,
                 version: info.version,
-                state: info.state.as_str().to_owned(),
+                state: state.to_owned(),
                 file: info.file.display().to_string(),
                 error,
             }
@@ -55,7 +63,7 @@ pub fn list(session: &Session) -> Vec<ListRow> {
                 .clone()
                 .unwrap_or_else(|| file_name(&entry.file)),
             version: entry.version.clone(),
-            state: PluginState::Failed.as_str().to_owned(),
+            state: state_of(PluginState::Failed, error).to_owned(),
             file,
             error: Some(error_chain(error)),
         });
@@ -80,6 +88,16 @@ const SYMLINK_HINT: &str = " (it is a symbolic link: the host loads only regular
 
 fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// The state shown for a file that did not load with `error`: [`NOT_A_PLUGIN`] for a library
+/// without the root symbol, else `state`.
+fn state_of(state: PluginState, error: &LoadError) -> &'static str {
+    if matches!(error, LoadError::NotAPlugin { .. }) {
+        NOT_A_PLUGIN
+    } else {
+        state.as_str()
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -140,7 +158,8 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .iter()
         .filter(|r| r.state == PluginState::Disabled.as_str())
         .count();
-    let other = rows.len() - serving - failed - disabled;
+    let not_plugins = rows.iter().filter(|r| r.state == NOT_A_PLUGIN).count();
+    let other = rows.len() - serving - failed - disabled - not_plugins;
     let _ = write!(
         out,
         "{} plugin file{} in {}: {serving} active, {failed} failed",
@@ -150,6 +169,9 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     );
     if disabled > 0 {
         let _ = write!(out, ", {disabled} disabled");
+    }
+    if not_plugins > 0 {
+        let _ = write!(out, ", {not_plugins} not a plugin");
     }
     if other > 0 {
         let _ = write!(out, ", {other} other");
@@ -203,6 +225,28 @@ mod tests {
             "    error: /p/libbroken.so is not a plugin: symbol x not found"
         );
         assert_eq!(lines[4], "2 plugin files in /p: 1 active, 1 failed");
+    }
+
+    #[test]
+    fn libraries_that_are_not_plugins_are_not_failures() {
+        let rows = [
+            row("greeter", "active", None),
+            row(
+                "dependency.dll",
+                NOT_A_PLUGIN,
+                Some("/p/dependency.dll is not a plugin: no root module"),
+            ),
+        ];
+        let table = render_list(&rows, Path::new("/p"));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "dependency.dll  -        not a plugin  libdependency.dll.so"
+        );
+        assert_eq!(
+            lines[4],
+            "2 plugin files in /p: 1 active, 0 failed, 1 not a plugin"
+        );
     }
 
     #[test]

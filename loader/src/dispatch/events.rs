@@ -35,6 +35,10 @@ fn now_ms() -> u64 {
 /// Whether `event_type` is a well-formed event type: not empty, no spaces or control
 /// characters.
 fn check_event_type(event_type: &str) -> Result<(), PluginError> {
+    // Nearly every type is printable ASCII: one pass over the bytes decides it.
+    if !event_type.is_empty() && event_type.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
     if event_type.is_empty() {
         return Err(PluginError::invalid("event type must not be empty"));
     }

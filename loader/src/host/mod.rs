@@ -97,7 +97,14 @@ impl HostBuilder {
                     path: d.display().to_string(),
                     message: e.to_string(),
                 })?;
-                (Some(d.clone()), (d.join("shadow"), None))
+                let shadow = d.join("shadow");
+                // Copies earlier runs could not delete (Windows keeps mapped files) go now. A
+                // folder that is not private is refused here and by every load, naming it.
+                #[cfg(windows)]
+                if let Err(e) = crate::load::shadow::ShadowDir::at(&shadow) {
+                    log::warn!("{e}");
+                }
+                (Some(d.clone()), (shadow, None))
             }
             None => {
                 // Copies a host could not delete (Windows keeps mapped files) go once their

@@ -182,6 +182,7 @@ impl Lifecycle {
                 running: &running,
                 quarantined: &quarantined,
                 disabled: &disabled,
+                allow_wildcard: self.config.allow_wildcard,
                 replacing: None,
             };
             let proposals: Vec<Proposal<'_>> = libraries

@@ -227,6 +227,7 @@ impl Lifecycle {
             running: &running,
             quarantined: &[],
             disabled: &disabled,
+            allow_wildcard: self.config.allow_wildcard,
             replacing: Some(&lib.manifest.name),
         };
         let proposal = Proposal {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use abi_stable::library::{LibHeader, LibraryError};
-use plugin_api::{Manifest, PluginModRef, API_VERSION};
+use plugin_api::{Capability, Manifest, PluginModRef, API_VERSION};
 use tempfile::TempPath;
 
 use crate::{
@@ -295,6 +295,10 @@ pub fn checked_module_with(
         path: source.clone(),
         message,
     })?;
+    validate_capabilities(&manifest).map_err(|message| LoadError::Manifest {
+        path: source.clone(),
+        message,
+    })?;
     let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
         path: source.clone(),
         plugin: manifest.name.clone(),
@@ -309,6 +313,18 @@ pub fn checked_module_with(
         fingerprint: String::new(),
         sha256: None,
     })
+}
+
+/// Every capability a manifest declares must be one of the known forms ([`Capability`]): a
+/// misspelt one would otherwise never be granted, and the plugin fail later with a permission
+/// error that hides the typo.
+pub(crate) fn validate_capabilities(manifest: &Manifest) -> Result<(), String> {
+    for declared in &manifest.capabilities {
+        if let Err(e) = declared.parse::<Capability>() {
+            return Err(format!("plugin {} declares an {e}", manifest.name));
+        }
+    }
+    Ok(())
 }
 
 /// Plugin names are command namespaces and storage scopes: keep them plain.

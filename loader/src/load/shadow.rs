@@ -15,7 +15,9 @@
 //! - [`remove_stale`] deletes `native-plugins-*` folders whose host is gone (Windows cannot
 //!   delete a mapped DLL, so a host leaves its copies behind). A host holds a lock on the
 //!   folder's marker file for as long as it lives; a folder whose marker can be locked belongs to
-//!   a dead process. Folders without a marker are never touched.
+//!   a dead process. Folders without a marker are never touched, and a folder is removed marker
+//!   last ([`remove_all_but_marker`]): one whose copies cannot all be deleted yet keeps its
+//!   marker, so that a later host removes it.
 
 use std::{
     env::consts::DLL_SUFFIX,
@@ -24,7 +26,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tempfile::{TempDir, TempPath};
+use tempfile::TempPath;
 
 use crate::error::LoadError;
 
@@ -43,15 +45,14 @@ const RANDOM_CHARS: usize = 12;
 /// ([`ShadowDir::at`]). Copies in it get random names; [`remove_stale`] removes the folders of
 /// hosts that are gone.
 ///
-/// A folder made by [`ShadowDir::private`] is removed when this is dropped (on Windows, copies
-/// still mapped stay behind until [`remove_stale`] runs in a later host).
+/// A folder made by [`ShadowDir::private`] is removed when this is dropped. On Windows a copy
+/// that is still mapped cannot be deleted: the folder then stays with its marker, and
+/// [`remove_stale`] in a later host removes it once this process is gone.
 #[derive(Debug)]
 pub struct ShadowDir {
     path: PathBuf,
-    /// Locked while this host lives. Declared before `temp`, so it is closed before the folder
-    /// is removed.
-    _marker: Option<File>,
-    _temp: Option<TempDir>,
+    /// For a private folder: the marker file, locked while this host lives.
+    marker: Option<File>,
 }
 
 impl ShadowDir {
@@ -84,13 +85,13 @@ impl ShadowDir {
             path: parent.to_owned(),
             source,
         })?;
-        let path = temp.path().to_owned();
-        ensure_private(&path)?;
-        let marker = lock_marker(&path)?;
+        ensure_private(temp.path())?;
+        let marker = lock_marker(temp.path())?;
+        // From here on `Drop for ShadowDir` removes the folder, marker last (`TempDir` would
+        // delete the marker even when mapped copies keep the folder alive).
         Ok(ShadowDir {
-            path,
-            _marker: Some(marker),
-            _temp: Some(temp),
+            path: temp.keep(),
+            marker: Some(marker),
         })
     }
 
@@ -111,8 +112,7 @@ impl ShadowDir {
         remove_leftover_copies(dir);
         Ok(ShadowDir {
             path: dir.to_owned(),
-            _marker: None,
-            _temp: None,
+            marker: None,
         })
     }
 
@@ -120,6 +120,52 @@ impl ShadowDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl Drop for ShadowDir {
+    fn drop(&mut self) {
+        let Some(marker) = self.marker.take() else {
+            return;
+        };
+        // The copies go while the marker is still locked, so no other host looks at the folder
+        // meanwhile; the handle is closed before the marker itself is deleted.
+        let copies = remove_all_but_marker(&self.path);
+        drop(marker);
+        if let Err(e) = copies.and_then(|()| fs::remove_dir_all(&self.path)) {
+            log::debug!(
+                "shadow folder {} stays until a later host removes it: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Removes everything in a private shadow folder but its marker, so that a folder that keeps a
+/// copy (mapped by a live process, on Windows) keeps its marker too and [`remove_stale`] can
+/// recognise it later. The caller removes the folder, marker included, only after this
+/// succeeded.
+///
+/// # Errors
+/// The first entry that could not be removed (the others are still tried).
+fn remove_all_but_marker(dir: &Path) -> std::io::Result<()> {
+    let mut first_error = None;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == MARKER {
+            continue;
+        }
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(entry.path()),
+            _ => fs::remove_file(entry.path()),
+        };
+        if let Err(e) = removed {
+            first_error.get_or_insert(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", entry.path().display()),
+            ));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Creates `dir` with mode 0700 if it does not exist, then refuses it unless it is a real folder
@@ -250,8 +296,9 @@ pub fn remove_stale(parent: &Path) -> Vec<PathBuf> {
             // Held by a live host, or a file system without locks: leave it.
             continue;
         }
+        let copies = remove_all_but_marker(&dir);
         drop(marker);
-        match fs::remove_dir_all(&dir) {
+        match copies.and_then(|()| fs::remove_dir_all(&dir)) {
             Ok(()) => removed.push(dir),
             Err(e) => log::debug!("cannot remove stale shadow folder {}: {e}", dir.display()),
         }

@@ -43,6 +43,8 @@ pub(crate) struct World<'a> {
     pub disabled: &'a dyn Fn(&str) -> bool,
     /// On reload: the running plugin that the (single) proposal replaces.
     pub replacing: Option<&'a str>,
+    /// The host config's `allow_wildcard`: whether a plugin may declare capability `*`.
+    pub allow_wildcard: bool,
 }
 
 /// What may run.
@@ -165,6 +167,11 @@ fn check_one(
             plugin: name.clone(),
         });
     }
+    if !world.allow_wildcard && p.manifest.capabilities.iter().any(|c| c == "*") {
+        return Some(LoadError::WildcardRefused {
+            plugin: name.clone(),
+        });
+    }
     if let Err(e) = host_requirement(world.host_version, p) {
         return Some(e);
     }
@@ -273,6 +280,7 @@ mod tests {
         b.manifest.providers.push(ProviderDecl {
             name: provider.to_owned(),
             priority,
+            ..ProviderDecl::default()
         });
         b
     }
@@ -301,6 +309,7 @@ mod tests {
             running,
             quarantined: &[("sick", "3 restarts in 300 s")],
             disabled: &|name: &str| name == "off" || no(name),
+            allow_wildcard: false,
             replacing,
         };
         let proposals: Vec<Proposal<'_>> = proposed.iter().map(|b| proposal(b)).collect();
@@ -353,6 +362,19 @@ mod tests {
             admission.refusal(4),
             Some(LoadError::HostRequirement { .. })
         ));
+    }
+
+    #[test]
+    fn a_wildcard_capability_is_refused_when_the_host_says_so() {
+        let mut greedy = build("greedy", "1.0.0");
+        greedy.manifest.capabilities.push("*".to_owned());
+        let plain = build("plain", "1.0.0");
+        let a = decide(&[], None, &[&greedy, &plain]);
+        assert!(matches!(
+            a.refusal(0),
+            Some(LoadError::WildcardRefused { plugin }) if plugin == "greedy"
+        ));
+        assert_eq!(a.order, [1]);
     }
 
     #[test]

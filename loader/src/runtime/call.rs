@@ -19,7 +19,10 @@
 //!
 //! Both enums derive serde, so the same values can travel to a plugin in another process.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use abi_stable::std_types::RVec;
 use plugin_api::{
@@ -265,7 +268,7 @@ impl<'a> Invoker<'a> {
         if let Some(event) = event {
             self.slot.metrics.record_event(took, failed);
             if let Some((id, name)) = event {
-                self.record_delivery((id, name), work, (started, finished), &result);
+                self.record_delivery((id, name), work, (started, finished, took), &result);
             }
         } else if handler {
             self.slot.metrics.record_call(took, failed);
@@ -301,15 +304,14 @@ impl<'a> Invoker<'a> {
         &mut self,
         (event_id, event_type): (u64, Label),
         work: u64,
-        (started, finished): (Instant, Instant),
+        (started, finished, took): (Instant, Instant, Duration),
         result: &Result<Answer, PluginError>,
     ) {
         let started_us = match self.last {
             Some((at, us)) if at == started => us,
             _ => self.recorder.micros(started),
         };
-        let took_us =
-            u64::try_from(finished.saturating_duration_since(started).as_micros()).unwrap_or(0);
+        let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.last = Some((finished, started_us.saturating_add(took_us)));
         self.pending.push(Entry {
             id: work,

@@ -23,7 +23,7 @@ use std::{
     time::Instant,
 };
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use plugin_api::PluginError;
 
 use super::call::Answer;
@@ -97,25 +97,41 @@ impl Waiter {
         }
     }
 
-    /// Waits until `deadline` (crossbeam's `recv` spins briefly before it parks: most answers
-    /// come within microseconds).
+    /// Polls for the answer for a few microseconds, then blocks until `deadline`.
+    ///
+    /// crossbeam's `recv` spins before it parks too, but for less time than a round trip
+    /// through a plugin's thread takes on two CPUs (about 4 µs): without this first poll the
+    /// caller parks on most calls, and every answer then pays a futex wake-up. Measured with
+    /// `demo-app bench`: without it the round trip went bimodal, 0.69–2.18 of the raw pair
+    /// depending on which mode a run fell into (BENCHMARKS.md).
     pub fn wait(&self, deadline: Instant) -> Waited {
         let Some(rx) = &self.rx else {
             return Waited::Cancelled;
         };
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            match rx.try_recv() {
+                Ok(reply) if reply.work == self.work => return Self::unpack(reply),
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => backoff.snooze(),
+                // The port holds its own sender: never disconnected.
+                Err(TryRecvError::Disconnected) => return Waited::Cancelled,
+            }
+        }
         loop {
             match rx.recv_deadline(deadline) {
-                Ok(reply) if reply.work == self.work => {
-                    return match reply.result {
-                        None => Waited::Cancelled,
-                        Some(result) => Waited::Answer(result),
-                    }
-                }
+                Ok(reply) if reply.work == self.work => return Self::unpack(reply),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => return Waited::TimedOut,
-                // The port holds its own sender: never disconnected.
                 Err(RecvTimeoutError::Disconnected) => return Waited::Cancelled,
             }
+        }
+    }
+
+    fn unpack(reply: Reply) -> Waited {
+        match reply.result {
+            None => Waited::Cancelled,
+            Some(result) => Waited::Answer(result),
         }
     }
 }

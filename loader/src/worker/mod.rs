@@ -28,8 +28,9 @@ pub const WORKER_ARG: &str = "--native-plugins-worker";
 /// ```no_run
 /// fn main() {
 ///     loader::worker::run_if_worker();
-///     // ... the host's own main ...
+///     run_the_host();
 /// }
+/// # fn run_the_host() {}
 /// ```
 pub fn run_if_worker() {
     let mut args = std::env::args_os().skip(1);

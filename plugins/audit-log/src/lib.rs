@@ -262,41 +262,39 @@ impl Default for AuditLog {
     }
 }
 
-impl Plugin for AuditLog {
-    fn manifest() -> Manifest {
-        Manifest::new("audit-log")
-            .command_with_help("recent", r#"the newest events, {"limit": n} (default 20)"#)
-            .command_with_help(
-                "commands",
-                r#"the newest command runs, {"limit": n} (default 20)"#,
-            )
-            .subscribes("*")
-            .middleware(0)
+/// Raw handlers: no arguments at all, in either codec, mean the default limit.
+impl AuditLog {
+    fn recent(&mut self, _: &Context, args: &Payload) -> PluginResult<Payload> {
+        let limit = decode_or_default::<Limit>(args)?.resolve();
+        args.reply_with(&RecentEvents {
+            events: self.events.newest(limit).cloned().collect(),
+        })
     }
 
-    fn handle_command(
-        &mut self,
-        _ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "recent" => {
-                let limit = decode_or_default::<Limit>(args)?.resolve();
-                args.reply_with(&RecentEvents {
-                    events: self.events.newest(limit).cloned().collect(),
-                })
-            }
-            "commands" => {
-                let limit = decode_or_default::<Limit>(args)?.resolve();
-                args.reply_with(&RecentCommands {
-                    commands: self.commands.newest(limit).cloned().collect(),
-                })
-            }
-            other => Err(PluginError::not_found(format!(
-                "command not found: audit-log:{other}"
-            ))),
-        }
+    fn recent_commands(&mut self, _: &Context, args: &Payload) -> PluginResult<Payload> {
+        let limit = decode_or_default::<Limit>(args)?.resolve();
+        args.reply_with(&RecentCommands {
+            commands: self.commands.newest(limit).cloned().collect(),
+        })
+    }
+}
+
+impl Plugin for AuditLog {
+    fn manifest() -> Manifest {
+        Manifest::new("audit-log").subscribes("*").middleware(0)
+    }
+
+    fn register(api: &mut Registrar<Self>) {
+        api.command_raw(
+            "recent",
+            r#"the newest events, {"limit": n} (default 20)"#,
+            Self::recent,
+        )
+        .command_raw(
+            "commands",
+            r#"the newest command runs, {"limit": n} (default 20)"#,
+            Self::recent_commands,
+        );
     }
 
     fn on_event(&mut self, _ctx: &Context, event: &Event) -> PluginResult<Option<Payload>> {
@@ -448,7 +446,7 @@ mod tests {
 
     #[test]
     fn manifest_declares_middleware_and_wildcard_subscription() {
-        let caps = AuditLog::manifest().declared_capabilities();
+        let caps = plugin_api::manifest_of::<AuditLog>().declared_capabilities();
         assert!(caps.contains(&"subscribe:*".to_owned()));
         assert!(caps.contains(&"middleware".to_owned()));
     }

@@ -79,47 +79,47 @@ impl Counter {
     fn total(ctx: &Context) -> PluginResult<u64> {
         Ok(ctx.storage().get::<u64>(TOTAL_KEY)?.unwrap_or(0))
     }
+
+    /// Raw, because no arguments at all (an empty payload, in either codec) means `by: 1`.
+    fn increment(&mut self, ctx: &Context, args: &Payload) -> PluginResult<Payload> {
+        let Increment { by } = if args.is_empty() {
+            Increment::default()
+        } else {
+            args.decode()?
+        };
+        let value = add(Self::total(ctx)?, by)?;
+        ctx.storage().set(TOTAL_KEY, &value)?;
+        self.tally = self.tally.saturating_add(1);
+        args.reply_with(&Count {
+            value,
+            session: self.tally,
+        })
+    }
+
+    fn get(&mut self, ctx: &Context, _: NoArgs) -> PluginResult<Count> {
+        Ok(Count {
+            value: Self::total(ctx)?,
+            session: self.tally,
+        })
+    }
 }
 
 impl Plugin for Counter {
     fn manifest() -> Manifest {
         Manifest::new("counter")
-            .command_with_help(
-                "increment",
-                r#"adds {"by": n} (default 1) to the stored total"#,
-            )
-            .command_with_help("get", "the stored total and this session's tally")
     }
 
-    fn handle_command(
-        &mut self,
-        ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "increment" => {
-                let Increment { by } = if args.is_empty() {
-                    Increment::default()
-                } else {
-                    args.decode()?
-                };
-                let value = add(Self::total(ctx)?, by)?;
-                ctx.storage().set(TOTAL_KEY, &value)?;
-                self.tally = self.tally.saturating_add(1);
-                args.reply_with(&Count {
-                    value,
-                    session: self.tally,
-                })
-            }
-            "get" => args.reply_with(&Count {
-                value: Self::total(ctx)?,
-                session: self.tally,
-            }),
-            other => Err(PluginError::not_found(format!(
-                "command not found: counter:{other}"
-            ))),
-        }
+    fn register(api: &mut Registrar<Self>) {
+        api.command_raw(
+            "increment",
+            r#"adds {"by": n} (default 1) to the stored total"#,
+            Self::increment,
+        )
+        .command(
+            "get",
+            "the stored total and this session's tally",
+            Self::get,
+        );
     }
 
     fn save_state(&mut self, _ctx: &Context) -> PluginResult<Option<Vec<u8>>> {

@@ -22,53 +22,43 @@ pub fn reverse(text: &str) -> String {
     text.chars().rev().collect()
 }
 
-/// Serves RPC method `method` with `args`, answering in the caller's codec.
-///
-/// # Errors
-/// [`ErrorKind::NotFound`] for an unknown method; a codec error when a string was expected and
-/// `args` is not one.
-pub fn dispatch(method: &str, args: &Payload) -> PluginResult<Payload> {
-    match method {
-        "reverse" => args.reply_with(&reverse(&args.decode::<String>()?)),
-        "upper" => args.reply_with(&args.decode::<String>()?.to_uppercase()),
-        "ping" => args.reply_with("pong"),
-        other => Err(PluginError::not_found(format!(
-            "echo has no method {other}"
-        ))),
-    }
-}
-
 /// The echo plugin; it keeps no state.
 #[derive(Debug, Default)]
 pub struct Echo;
 
+impl Echo {
+    fn reverse(&mut self, _: &Context, text: String) -> PluginResult<String> {
+        Ok(reverse(&text))
+    }
+
+    fn upper(&mut self, _: &Context, text: String) -> PluginResult<String> {
+        Ok(text.to_uppercase())
+    }
+
+    fn ping(&mut self, _: &Context, args: &Payload) -> PluginResult<Payload> {
+        args.reply_with("pong")
+    }
+
+    fn echo(&mut self, _: &Context, message: &Message) -> PluginResult<Option<Payload>> {
+        Ok(Some(message.payload.clone()))
+    }
+}
+
 impl Plugin for Echo {
     fn manifest() -> Manifest {
         Manifest::new("echo")
-            .accepts_messages()
-            .command_with_help("reverse", "reverses a string, like the reverse RPC method")
     }
 
-    fn handle_command(
-        &mut self,
-        _ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "reverse" => dispatch("reverse", args),
-            other => Err(PluginError::not_found(format!(
-                "command not found: echo:{other}"
-            ))),
-        }
-    }
-
-    fn on_message(&mut self, _ctx: &Context, message: &Message) -> PluginResult<Option<Payload>> {
-        Ok(Some(message.payload.clone()))
-    }
-
-    fn on_call(&mut self, _ctx: &Context, method: &str, args: &Payload) -> PluginResult<Payload> {
-        dispatch(method, args)
+    fn register(api: &mut Registrar<Self>) {
+        api.command(
+            "reverse",
+            "reverses a string, like the reverse RPC method",
+            Self::reverse,
+        )
+        .rpc("reverse", "the string reversed (by char)", Self::reverse)
+        .rpc("upper", "the string in upper case", Self::upper)
+        .rpc_raw("ping", "answers \"pong\" to anything", Self::ping)
+        .on_message(Self::echo);
     }
 }
 
@@ -82,32 +72,5 @@ mod tests {
     fn reverses_by_char() {
         assert_eq!(reverse(""), "");
         assert_eq!(reverse("héllo"), "olléh");
-    }
-
-    #[test]
-    fn methods_answer_in_the_callers_codec() -> PluginResult<()> {
-        let json = Payload::from_json_str(r#""abc""#)?;
-        assert_eq!(dispatch("reverse", &json)?.to_json_string()?, r#""cba""#);
-        assert_eq!(dispatch("upper", &json)?.to_json_string()?, r#""ABC""#);
-        assert_eq!(dispatch("ping", &json)?.to_json_string()?, r#""pong""#);
-
-        let bincode = Payload::encode("abc")?;
-        assert_eq!(dispatch("upper", &bincode)?.decode::<String>()?, "ABC");
-        assert_eq!(
-            dispatch("ping", &Payload::empty())?.decode::<String>()?,
-            "pong"
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn unknown_methods_and_bad_arguments_fail() -> PluginResult<()> {
-        let err = dispatch("shout", &Payload::empty()).expect_err("no such method");
-        assert_eq!(err.kind, ErrorKind::NotFound);
-        assert_eq!(err.message(), "echo has no method shout");
-        let not_a_string = Payload::from_json_str("42")?;
-        let err = dispatch("reverse", &not_a_string).expect_err("not a string");
-        assert_eq!(err.kind, ErrorKind::Codec);
-        Ok(())
     }
 }

@@ -73,52 +73,40 @@ pub fn greeting(name: &str) -> PluginResult<String> {
 pub struct Greeter;
 
 impl Greeter {
-    fn greet(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
-        // A missing or non-string `name` is a decode error; report it the same way as a blank one.
-        let Greet { name } = args
-            .decode()
-            .map_err(|e| PluginError::invalid(format!("name must be a non-empty string ({e})")))?;
+    fn greet(&mut self, ctx: &Context, Greet { name }: Greet) -> PluginResult<Greeting> {
         let message = greeting(&name)?;
         let name = name.trim().to_owned();
         log::info!("greeting {name}");
         ctx.emit("greeter:greeted", &Greeted { name })?;
-        args.reply_with(&Greeting { message })
+        Ok(Greeting { message })
     }
 
-    fn greet_user(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
-        let id: UserId = args.decode()?;
+    fn greet_user(&mut self, ctx: &Context, id: UserId) -> PluginResult<Greeting> {
         let user: User = ctx.provider_call("users", "get", &id)?;
         let message = greeting(&user.name)?;
         log::info!("greeting user {} ({})", user.id, user.name);
-        args.reply_with(&Greeting { message })
+        Ok(Greeting { message })
     }
 }
 
 impl Plugin for Greeter {
     fn manifest() -> Manifest {
         Manifest::new("greeter")
-            .command_with_help("greet", r#"greets {"name": ...} and emits greeter:greeted"#)
-            .command_with_help(
-                "greet-user",
-                r#"greets user {"id": n} from the users provider"#,
-            )
             .emits("greeter:greeted")
             .uses_provider("users")
     }
 
-    fn handle_command(
-        &mut self,
-        ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "greet" => Self::greet(ctx, args),
-            "greet-user" => Self::greet_user(ctx, args),
-            other => Err(PluginError::not_found(format!(
-                "command not found: greeter:{other}"
-            ))),
-        }
+    fn register(api: &mut Registrar<Self>) {
+        api.command(
+            "greet",
+            r#"greets {"name": ...} and emits greeter:greeted"#,
+            Self::greet,
+        )
+        .command(
+            "greet-user",
+            r#"greets user {"id": n} from the users provider"#,
+            Self::greet_user,
+        );
     }
 }
 
@@ -157,7 +145,7 @@ mod tests {
 
     #[test]
     fn manifest_declares_what_the_plugin_uses() {
-        let m = Greeter::manifest();
+        let m = plugin_api::manifest_of::<Greeter>();
         assert_eq!(m.name, "greeter");
         let commands: Vec<_> = m.commands.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(commands, ["greet", "greet-user"]);

@@ -84,8 +84,7 @@ impl Notes {
         Ok(ctx.storage().get::<u64>(NEXT_ID_KEY)?.unwrap_or(1))
     }
 
-    fn save(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
-        let note: Note = args.decode()?;
+    fn save(&mut self, ctx: &Context, note: Note) -> PluginResult<Saved> {
         let note: Note = ctx.run_hook(BEFORE_SAVE, &note)?;
         let id = Self::next_id(ctx)?;
         let following = id
@@ -109,10 +108,10 @@ impl Notes {
         if let Err(e) = ctx.run_hook(AFTER_SAVE, &stored) {
             log::warn!("note {id} saved, but hook {AFTER_SAVE} failed: {e}");
         }
-        args.reply_with(&saved)
+        Ok(saved)
     }
 
-    fn list(ctx: &Context, args: &Payload) -> PluginResult<Payload> {
+    fn list(&mut self, ctx: &Context, _: NoArgs) -> PluginResult<NoteList> {
         let next = Self::next_id(ctx)?;
         let mut notes = Vec::new();
         for id in 1..next {
@@ -120,7 +119,7 @@ impl Notes {
                 notes.push(SavedNote { id, title, body });
             }
         }
-        args.reply_with(&NoteList { notes })
+        Ok(NoteList { notes })
     }
 }
 
@@ -128,26 +127,18 @@ impl Plugin for Notes {
     fn manifest() -> Manifest {
         Manifest::new("notes")
             .depends_on("validator", "^0.1")
-            .command_with_help("save", r#"saves {"title", "body"} through the save hooks"#)
-            .command_with_help("list", "lists every stored note")
             .emits(SAVED_EVENT)
             .runs_hook(BEFORE_SAVE)
             .runs_hook(AFTER_SAVE)
     }
 
-    fn handle_command(
-        &mut self,
-        ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "save" => Self::save(ctx, args),
-            "list" => Self::list(ctx, args),
-            other => Err(PluginError::not_found(format!(
-                "command not found: notes:{other}"
-            ))),
-        }
+    fn register(api: &mut Registrar<Self>) {
+        api.command(
+            "save",
+            r#"saves {"title", "body"} through the save hooks"#,
+            Self::save,
+        )
+        .command("list", "lists every stored note", Self::list);
     }
 }
 
@@ -179,7 +170,7 @@ mod tests {
 
     #[test]
     fn manifest_declares_hooks_event_and_dependency() {
-        let m = Notes::manifest();
+        let m = plugin_api::manifest_of::<Notes>();
         assert_eq!(m.dependencies[0].name, "validator");
         assert!(m.hooks.is_empty(), "notes runs hooks but handles none");
         let caps = m.declared_capabilities();

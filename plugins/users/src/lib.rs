@@ -71,58 +71,30 @@ pub fn all() -> UserList {
     }
 }
 
-/// Serves provider method `method`, answering in the caller's codec.
-///
-/// # Errors
-/// [`ErrorKind::NotFound`] for an unknown method or user; a codec error for bad arguments.
-pub fn serve(method: &str, args: &Payload) -> PluginResult<Payload> {
-    match method {
-        "get" => args.reply_with(&find(args.decode::<UserId>()?.id)?),
-        "list" => args.reply_with(&all()),
-        other => Err(PluginError::not_found(format!(
-            "provider users has no method {other}"
-        ))),
-    }
-}
-
-/// The users plugin; its table is built in.
+/// The users plugin; it keeps no state.
 #[derive(Debug, Default)]
 pub struct Users;
+
+impl Users {
+    fn get(&mut self, _: &Context, UserId { id }: UserId) -> PluginResult<User> {
+        find(id)
+    }
+
+    fn list(&mut self, _: &Context, _: NoArgs) -> PluginResult<UserList> {
+        Ok(all())
+    }
+}
 
 impl Plugin for Users {
     fn manifest() -> Manifest {
         Manifest::new("users")
-            .provides("users", 0)
-            .command_with_help("list", "lists every user")
     }
 
-    fn handle_command(
-        &mut self,
-        _ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "list" => serve("list", args),
-            other => Err(PluginError::not_found(format!(
-                "command not found: users:{other}"
-            ))),
-        }
-    }
-
-    fn provide(
-        &mut self,
-        _ctx: &Context,
-        provider: &str,
-        method: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match provider {
-            "users" => serve(method, args),
-            other => Err(PluginError::not_found(format!(
-                "users does not provide {other}"
-            ))),
-        }
+    fn register(api: &mut Registrar<Self>) {
+        api.command("list", "lists every user", Self::list);
+        api.provider("users", 0)
+            .method("get", r#"the user {"id": n}"#, Self::get)
+            .method("list", "every user, by id", Self::list);
     }
 }
 
@@ -144,29 +116,5 @@ mod tests {
         let err = find(7).expect_err("no user 7");
         assert_eq!(err.kind, ErrorKind::NotFound);
         assert_eq!(err.message(), "no user with id 7");
-    }
-
-    #[test]
-    fn serves_json_and_bincode() -> PluginResult<()> {
-        let json = Payload::from_json_str(r#"{"id":2}"#)?;
-        assert_eq!(
-            serve("get", &json)?.to_json_string()?,
-            r#"{"id":2,"name":"Grace Hopper"}"#
-        );
-        let bincode = Payload::encode(&UserId { id: 1 })?;
-        assert_eq!(
-            serve("get", &bincode)?.decode::<User>()?.name,
-            "Ada Lovelace"
-        );
-        assert_eq!(
-            serve("list", &Payload::empty())?
-                .decode::<UserList>()?
-                .users
-                .len(),
-            3
-        );
-        let err = serve("delete", &json).expect_err("no such method");
-        assert_eq!(err.kind, ErrorKind::NotFound);
-        Ok(())
     }
 }

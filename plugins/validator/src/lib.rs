@@ -60,16 +60,19 @@ pub fn before_save(data: &Payload) -> PluginResult<HookOutcome> {
 #[derive(Debug, Default)]
 pub struct Validator;
 
+impl Validator {
+    fn before_save(&mut self, _: &Context, data: &Payload) -> PluginResult<HookOutcome> {
+        before_save(data)
+    }
+}
+
 impl Plugin for Validator {
     fn manifest() -> Manifest {
-        Manifest::new("validator").hook(BEFORE_SAVE, 10)
+        Manifest::new("validator")
     }
 
-    fn on_hook(&mut self, _ctx: &Context, hook: &str, data: &Payload) -> PluginResult<HookOutcome> {
-        match hook {
-            BEFORE_SAVE => before_save(data),
-            _ => Ok(HookOutcome::Continue(data.clone())),
-        }
+    fn register(api: &mut Registrar<Self>) {
+        api.hook(BEFORE_SAVE, 10, Self::before_save);
     }
 }
 

@@ -85,54 +85,48 @@ impl Welcome {
     }
 }
 
+impl Welcome {
+    fn welcome(&mut self, ctx: &Context, greet: Greet) -> PluginResult<Greeting> {
+        let greeting: Greeting = ctx.execute("greeter:greet", &greet)?;
+        Ok(Greeting {
+            message: welcome_message(&greeting.message),
+        })
+    }
+
+    fn list_seen(&mut self, _: &Context, _: NoArgs) -> PluginResult<Seen> {
+        Ok(self.seen())
+    }
+
+    fn activated(&mut self, _: &Context, event: &Event) -> PluginResult<Option<Payload>> {
+        // Lifecycle events come from the host; one we cannot read is not this plugin's
+        // failure, so it is skipped rather than reported back.
+        match event.data.decode::<Lifecycle>() {
+            Ok(lifecycle) => self.record_activation(lifecycle.plugin),
+            Err(e) => log::debug!(
+                "ignoring unreadable plugin:activated event {}: {e}",
+                event.id
+            ),
+        }
+        Ok(None)
+    }
+}
+
 impl Plugin for Welcome {
     fn manifest() -> Manifest {
         Manifest::new("welcome")
             .version("0.1.0")
             .depends_on("greeter", "^0.1")
-            .command_with_help(
-                "welcome",
-                r#"welcomes {"name": ...} with greeter's greeting"#,
-            )
-            .command_with_help("seen", "lists the plugins seen activating")
-            .subscribes("plugin:activated")
             .calls("greeter:*")
     }
 
-    fn handle_command(
-        &mut self,
-        ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {
-        match command {
-            "welcome" => {
-                let greet = args.decode::<Greet>()?;
-                let greeting: Greeting = ctx.execute("greeter:greet", &greet)?;
-                args.reply_with(&Greeting {
-                    message: welcome_message(&greeting.message),
-                })
-            }
-            "seen" => args.reply_with(&self.seen()),
-            other => Err(PluginError::not_found(format!(
-                "command not found: welcome:{other}"
-            ))),
-        }
-    }
-
-    fn on_event(&mut self, _ctx: &Context, event: &Event) -> PluginResult<Option<Payload>> {
-        if event.event_type.as_str() == "plugin:activated" {
-            // Lifecycle events come from the host; one we cannot read is not this plugin's
-            // failure, so it is skipped rather than reported back.
-            match event.data.decode::<Lifecycle>() {
-                Ok(lifecycle) => self.record_activation(lifecycle.plugin),
-                Err(e) => log::debug!(
-                    "ignoring unreadable plugin:activated event {}: {e}",
-                    event.id
-                ),
-            }
-        }
-        Ok(None)
+    fn register(api: &mut Registrar<Self>) {
+        api.command(
+            "welcome",
+            r#"welcomes {"name": ...} with greeter's greeting"#,
+            Self::welcome,
+        )
+        .command("seen", "lists the plugins seen activating", Self::list_seen)
+        .on_event("plugin:activated", Self::activated);
     }
 }
 
@@ -171,7 +165,7 @@ mod tests {
 
     #[test]
     fn manifest_declares_dependency_and_capabilities() {
-        let m = Welcome::manifest();
+        let m = plugin_api::manifest_of::<Welcome>();
         assert_eq!(m.version, "0.1.0");
         assert_eq!(m.dependencies[0].name, "greeter");
         assert_eq!(m.dependencies[0].requirement, "^0.1");

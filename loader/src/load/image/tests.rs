@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::load::test_support::{plugin_bytes, system_library};
+use crate::load::test_support::plugin_bytes;
+#[cfg(target_os = "linux")]
+use crate::load::test_support::system_library;
 
 const ELF_X86_64: Target = Target {
     format: BinaryFormat::Elf,
@@ -45,6 +47,7 @@ fn synth(phdrs: &[(u32, u64, u64)], len: usize) -> Vec<u8> {
 }
 
 /// The shortest prefix of `bytes` that passes (acceptance is monotonic in length).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn shortest_valid_prefix(bytes: &[u8]) -> usize {
     let (mut lo, mut hi) = (0, bytes.len());
     while lo < hi {
