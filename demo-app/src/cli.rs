@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// `demo-app [--plugins DIR] [--data DIR] [--config FILE] [-v] <COMMAND>`
 #[derive(Debug, Parser)]
-#[command(name = "demo-app", version, about, long_about = None)]
+#[command(name = "demo-app", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     /// Where the host finds its settings and plugins.
     #[command(flatten)]
@@ -17,6 +17,75 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--version`: this program's, the loader's, and the plugin-api version plugins are checked
+/// against (same major; for 0.x the same minor).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (loader {}, plugin-api {})",
+        env!("CARGO_PKG_VERSION"),
+        loader::HOST_VERSION,
+        plugin_api::API_VERSION
+    )
+});
+
+impl Cli {
+    /// Parses the process's arguments.
+    ///
+    /// `trace` and `stats` take the rest of the line as the command they run first, which would
+    /// swallow their own options typed after it (`trace call greeter:greet {} --json`). The
+    /// first word of that rest that is one of their own or the global options starts the
+    /// options again: those words are moved in front of the command line and the arguments
+    /// parsed once more.
+    pub fn parse_args() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        Cli::parse_from(Self::with_options_first(args))
+    }
+
+    /// `args` with the options typed after the command line of `trace`/`stats` moved before it.
+    fn with_options_first(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+        let Ok(cli) = Cli::try_parse_from(&args) else {
+            return args;
+        };
+        let (Command::Trace(observe) | Command::Stats(observe)) = &cli.command else {
+            return args;
+        };
+        let Some(first_option) = observe.command.iter().position(|w| is_observe_option(w)) else {
+            return args;
+        };
+        // The command line is the last words of `args`.
+        let words = observe.command.len();
+        let (Some(start), Some(options_start)) = (
+            args.len().checked_sub(words),
+            args.len().checked_sub(words - first_option),
+        ) else {
+            return args;
+        };
+        let mut moved = args[..start].to_vec();
+        moved.extend_from_slice(&args[options_start..]);
+        moved.extend_from_slice(&args[start..options_start]);
+        moved
+    }
+}
+
+/// Whether `word` is an option of `trace`/`stats` or a global one (`--json`, `--plugins`, ...),
+/// rather than one of the command they run (`--pretty`, `--collect`).
+fn is_observe_option(word: &str) -> bool {
+    let name = word.split('=').next().unwrap_or(word);
+    matches!(
+        name,
+        "--json"
+            | "--plugins"
+            | "--data"
+            | "--config"
+            | "--color"
+            | "--verbose"
+            | "--quiet"
+            | "-v"
+            | "-vv"
+            | "-q"
+    )
 }
 
 /// Options every subcommand shares. They are `global` so they may also follow the subcommand
@@ -36,6 +105,24 @@ pub struct GlobalArgs {
     /// Log more: -v info, -vv debug (`RUST_LOG` refines it)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Print only results and errors: no progress bar, no warnings, no shell banner
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Colour on stderr and in the shell [default: auto, on a terminal unless NO_COLOR is set]
+    #[arg(long, value_name = "WHEN", global = true, default_value = "auto")]
+    pub color: ColorWhen,
+}
+
+/// `--color auto|always|never`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set
+    #[default]
+    Auto,
+    /// Always, even into a pipe
+    Always,
+    /// Never
+    Never,
 }
 
 /// The subcommands.
@@ -69,6 +156,17 @@ pub enum Command {
     /// the raw baseline measured in the same run, their ratio and its target (build with
     /// --release for meaningful numbers; ignores --plugins, --data and --config)
     Bench(BenchArgs),
+    /// Print a completion script for a shell (`demo-app completions bash > /etc/bash_completion.d/demo-app`)
+    Completions(CompletionsArgs),
+    /// Print the manual page in roff (`demo-app man | man -l -`)
+    Man,
+}
+
+/// `completions <shell>`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    pub shell: clap_complete::Shell,
 }
 
 /// `list [--json]`
@@ -106,6 +204,9 @@ pub struct CallArgs {
     /// Indent the result
     #[arg(long)]
     pub pretty: bool,
+    /// Accepted everywhere for scripts' sake: the result is JSON already
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `emit <type> [JSON] [--collect]`
@@ -124,6 +225,9 @@ pub struct EmitArgs {
     /// Wait for every subscriber and print their answers
     #[arg(long)]
     pub collect: bool,
+    /// Accepted everywhere for scripts' sake: the answer is JSON already
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `watch [--json] [--debounce-ms N] [--for-ms N]`
@@ -184,7 +288,8 @@ pub struct BenchArgs {
     /// Print one JSON object `{"machine", "cases": [...], "scaling": [...]}` instead of tables
     #[arg(long)]
     pub json: bool,
-    /// Few repetitions: a smoke test that every case runs (seconds), not a measurement
+    /// Few repetitions: a smoke test that every case runs, not a measurement (seconds in a
+    /// release build; about a minute in a debug build, whose plugins are ~15 MB each)
     #[arg(long)]
     pub quick: bool,
 }
@@ -296,6 +401,46 @@ mod tests {
             panic!("not bench");
         };
         assert!(!args.quick && !args.json);
+    }
+
+    #[test]
+    fn options_after_the_command_line_of_trace_are_traces() {
+        let args = |words: &[&str]| -> Vec<std::ffi::OsString> {
+            std::iter::once("demo-app")
+                .chain(words.iter().copied())
+                .map(Into::into)
+                .collect()
+        };
+        let moved = Cli::with_options_first(args(&[
+            "--data",
+            "d",
+            "trace",
+            "call",
+            "echo:reverse",
+            "\"a\"",
+            "--pretty",
+            "--json",
+            "-v",
+        ]));
+        let cli = Cli::parse_from(moved);
+        let Command::Trace(trace) = cli.command else {
+            panic!("not a trace");
+        };
+        assert!(trace.json);
+        assert_eq!(trace.command, ["call", "echo:reverse", "\"a\"", "--pretty"]);
+        assert_eq!(cli.global.verbose, 1);
+        assert_eq!(cli.global.data, Some(PathBuf::from("d")));
+        let plain = args(&["stats", "emit", "x:y", "--collect"]);
+        assert_eq!(Cli::with_options_first(plain.clone()), plain);
+    }
+
+    #[test]
+    fn version_names_the_plugin_api() {
+        let version = Cli::command().render_version();
+        assert!(
+            version.contains(&format!("plugin-api {}", plugin_api::API_VERSION)),
+            "{version}"
+        );
     }
 
     #[test]

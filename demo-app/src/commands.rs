@@ -83,12 +83,15 @@ pub fn run(session: &Session, command: &Command) -> Result<(), AppError> {
             }
         }
         // These never load the folder; main hands them over before getting here.
-        Command::Shell | Command::Doctor(_) | Command::NewPlugin(_) | Command::Bench(_) => {
-            Err(AppError::usage(
-                ErrorKind::InvalidInput,
-                "this command does not run on a loaded host",
-            ))
-        }
+        Command::Shell
+        | Command::Doctor(_)
+        | Command::NewPlugin(_)
+        | Command::Bench(_)
+        | Command::Completions(_)
+        | Command::Man => Err(AppError::usage(
+            ErrorKind::InvalidInput,
+            "this command does not run on a loaded host",
+        )),
     }
 }
 
@@ -111,7 +114,9 @@ pub fn check_usage(command: &Command) -> Result<(), AppError> {
         | Command::Watch(_)
         | Command::Doctor(_)
         | Command::DeadLetters(_)
-        | Command::Bench(_) => Ok(()),
+        | Command::Bench(_)
+        | Command::Completions(_)
+        | Command::Man => Ok(()),
     }
 }
 
@@ -175,7 +180,19 @@ pub fn print_text(text: &str) -> Result<(), AppError> {
 /// # Errors
 /// A usage error (exit 2) with the parser's message and position.
 pub fn parse_json(text: &str) -> Result<Payload, AppError> {
-    Payload::from_json_str(text).map_err(|e| AppError::usage(e.kind, e.message.as_str()))
+    Payload::from_json_str(text).map_err(|e| {
+        // A bare word (`call echo:reverse abc`) is the usual slip: JSON wants it quoted.
+        let bare = text
+            .trim_start()
+            .starts_with(|c: char| c.is_alphabetic() || c == '\'')
+            && !["true", "false", "null"].contains(&text.trim());
+        let hint = if bare {
+            "; to pass a string, quote it: \"abc\" (on a command line '\"abc\"')"
+        } else {
+            ""
+        };
+        AppError::usage(e.kind, format!("{}{hint}", e.message))
+    })
 }
 
 #[cfg(test)]
@@ -187,5 +204,9 @@ mod tests {
         let err = parse_json("{name").expect_err("invalid");
         assert!(matches!(err, AppError::Usage { .. }));
         assert!(err.to_string().starts_with("invalid json"), "{err}");
+        assert!(!err.to_string().contains("quoted"), "{err}");
+        let err = parse_json("abc").expect_err("a bare word");
+        assert!(err.to_string().contains("quote it"), "{err}");
+        assert!(parse_json("\"abc\"").is_ok());
     }
 }

@@ -24,6 +24,17 @@ pub enum AppError {
         /// One line, complete on its own.
         message: String,
     },
+    /// stdout or stderr was closed by its reader (`demo-app list | head -1`): not a failure, so
+    /// the process ends quietly with status 0, as ripgrep and the coreutils do.
+    #[error("output closed")]
+    Closed,
+    /// SIGINT or SIGTERM (Ctrl-C) stopped the command; the plugins were shut down. Exit code
+    /// 128 plus the signal's number, as shells report it (130, 143).
+    #[error("interrupted")]
+    Interrupted {
+        /// The exit code.
+        code: u8,
+    },
 }
 
 impl AppError {
@@ -54,6 +65,7 @@ impl AppError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             AppError::Usage { kind, .. } | AppError::Failed { kind, .. } => *kind,
+            AppError::Closed | AppError::Interrupted { .. } => ErrorKind::Cancelled,
         }
     }
 
@@ -62,6 +74,8 @@ impl AppError {
         match self {
             AppError::Usage { .. } => ExitCode::from(2),
             AppError::Failed { .. } => ExitCode::from(1),
+            AppError::Closed => ExitCode::SUCCESS,
+            AppError::Interrupted { code } => ExitCode::from(*code),
         }
     }
 
@@ -81,8 +95,13 @@ impl From<PluginError> for AppError {
 }
 
 impl From<std::io::Error> for AppError {
+    /// A broken pipe is [`AppError::Closed`]; anything else is a failed operation.
     fn from(error: std::io::Error) -> Self {
-        AppError::failed(ErrorKind::Failed, error.to_string())
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            AppError::Closed
+        } else {
+            AppError::failed(ErrorKind::Failed, error.to_string())
+        }
     }
 }
 
@@ -124,6 +143,9 @@ mod tests {
         );
         let failed: AppError = PluginError::not_found("command not found: nope:x").into();
         assert_eq!(failed.exit_code(), ExitCode::from(1));
+        let closed: AppError = std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
+        assert!(matches!(closed, AppError::Closed));
+        assert_eq!(closed.exit_code(), ExitCode::SUCCESS);
         assert_eq!(
             failed.to_json(),
             serde_json::json!({"error": "command not found: nope:x", "kind": "not found"})

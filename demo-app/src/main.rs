@@ -25,10 +25,16 @@
 //! next to this binary are copied into `plugins/` beside it and loaded from there, so
 //! `cargo run -p demo-app -- list` works on a fresh clone.
 //!
-//! Exit codes: 0 success, 1 failed operation, 2 bad usage. Errors are one line on stderr,
+//! Exit codes: 0 success, 1 failed operation, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
+//! Errors are one line on stderr,
 //! `error: <message>`; logs go to stderr too (`-v`, `RUST_LOG`).
 //!
-//! Progress notes ("loading 8 plugins…") go to stderr, and only when it is a terminal.
+//! Progress bars ("loading 37/100") go to stderr, and only when it is a terminal.
+//!
+//! Everything a plugin wrote (names, descriptions, errors, log messages) is printed
+//! terminal-safe (`safe`). A closed stdout or stderr ends the process quietly with status 0.
+//! Ctrl-C and SIGTERM deactivate the plugins and remove the temporary folder before the exit
+//! with 130 or 143 (`stop`).
 //!
 //! How the pieces fit: `cli` is the command line, `session` resolves settings and loads the
 //! host, `staging` fills the default plugins folder, `commands` computes and prints each
@@ -40,17 +46,21 @@ mod clock;
 mod commands;
 mod error;
 mod json;
+mod output;
 mod progress;
+mod safe;
 mod session;
 mod shell;
 mod staging;
+mod stop;
+mod suggest;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::CommandFactory;
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{Cli, ColorWhen, Command},
     error::AppError,
     session::{Session, Unloaded},
 };
@@ -59,12 +69,28 @@ fn main() -> ExitCode {
     // A worker process the loader started (doctor's manifest reader, an isolated plugin) does
     // its job and exits here.
     loader::worker::run_if_worker();
-    let cli = Cli::parse();
-    init_logging(cli.global.verbose);
-    match run(&cli) {
+    let cli = Cli::parse_args();
+    anstream::ColorChoice::write_global(match cli.global.color {
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    });
+    output::init_logging(cli.global.verbose, cli.global.quiet);
+    progress::set_quiet(cli.global.quiet);
+    stop::install();
+    let result = run(&cli);
+    // After a signal the command's own outcome (often a cancelled call) is not news: the
+    // plugins were shut down on purpose.
+    let result = match stop::interrupted() {
+        Some(code) => Err(AppError::Interrupted { code }),
+        None => result,
+    };
+    stop::finish();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error @ (AppError::Closed | AppError::Interrupted { .. })) => error.exit_code(),
         Err(error) => {
-            eprintln!("error: {error}");
+            output::error(&error.to_string());
             error.exit_code()
         }
     }
@@ -91,21 +117,17 @@ fn run(cli: &Cli) -> Result<(), AppError> {
             }
             commands::doctor::unhealthy(&report).map_or(Ok(()), Err)
         }
-        Command::Shell => shell::run(&Session::open(&cli.global)?),
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "demo-app", &mut out);
+            commands::print_text(&String::from_utf8_lossy(&out))
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            commands::print_text(&String::from_utf8_lossy(&out))
+        }
+        Command::Shell => shell::run(&Session::open(&cli.global)?, cli.global.quiet),
         command => commands::run(&Session::open(&cli.global)?, command),
     }
-}
-
-/// Warnings by default, info with `-v`, debug with `-vv`; `RUST_LOG` directives are applied on
-/// top, so `RUST_LOG=greeter=debug` adds one plugin's detail without silencing the rest.
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
-    };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .init();
 }

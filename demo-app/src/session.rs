@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use loader::{Host, HostConfig, LoadReport};
 use plugin_api::ErrorKind;
 
-use crate::{cli::GlobalArgs, error::AppError, progress::Progress, staging};
+use crate::{cli::GlobalArgs, error::AppError, progress::Progress, staging, stop};
 
 /// The host with its plugins loaded, and what the load reported.
 ///
 /// Every subcommand works on one; the shell keeps one for its whole run, so plugin state
 /// (events seen, counters, subscriptions) carries from one typed command to the next.
 pub struct Session {
+    /// Shuts the host down on Ctrl-C or SIGTERM. Declared first, so it is dropped before the
+    /// host and the host's last clone is this session's.
+    _stop: stop::Registration,
     /// The host; dropping the session shuts the plugins down.
     pub host: Host,
     /// The report of the initial load, which keeps each failure's full error.
@@ -26,6 +29,10 @@ pub struct Session {
 /// A host built from the flags and config, with nothing loaded yet: what `doctor` examines
 /// the folder with, and what [`Session::open`] loads.
 pub struct Unloaded {
+    /// Shuts the host down on Ctrl-C or SIGTERM (before the host is dropped).
+    _stop: stop::Registration,
+    /// `--quiet`: no progress bar, no warnings.
+    quiet: bool,
     /// The host, no plugin active.
     pub host: Host,
     /// The folder the plugins are (to be) loaded from.
@@ -56,7 +63,10 @@ impl Unloaded {
         }
         let plugins_dir = match &config.plugins_dir {
             // A folder the user named is theirs: never write into it.
-            Some(dir) => dir.clone(),
+            Some(dir) => {
+                check_plugins_dir(dir, args)?;
+                dir.clone()
+            }
             None => {
                 let dir = staging::default_plugins_dir()?;
                 staging::stage_examples(&dir).map_err(|e| {
@@ -76,6 +86,8 @@ impl Unloaded {
             .build()
             .map_err(|e| AppError::from_error(&e))?;
         Ok(Unloaded {
+            _stop: stop::register(&host),
+            quiet: args.quiet,
             host,
             plugins_dir,
             data_dir,
@@ -88,15 +100,12 @@ impl Unloaded {
     /// The plugins folder cannot be listed. Plugins that fail to load are not errors here:
     /// they are in [`Session::report`] and in `host.plugins()`.
     pub fn load(self) -> Result<Session, AppError> {
-        // 0 when the folder cannot be listed: the load reports that properly.
-        let count = loader::discover(&self.plugins_dir).map_or(0, |files| files.len());
-        let progress = Progress::show(&format!(
-            "loading {count} plugin{}…",
-            if count == 1 { "" } else { "s" }
-        ));
-        let report = self.host.load_dir().map_err(|e| AppError::from_error(&e));
-        drop(progress);
-        let report = report?;
+        let report = load_with_progress(&self.host, &self.plugins_dir)?;
+        // A signal during the load shut the host down: there is nothing left to run on.
+        stop::check()?;
+        if !self.quiet {
+            warn_unknown_plugins(&self.host, &self.plugins_dir);
+        }
         for entry in report.entries.iter().filter(|e| e.error.is_none()) {
             log::debug!(
                 "loaded {} from {}",
@@ -105,12 +114,102 @@ impl Unloaded {
             );
         }
         Ok(Session {
+            _stop: self._stop,
             host: self.host,
             report,
             plugins_dir: self.plugins_dir,
             data_dir: self.data_dir,
         })
     }
+}
+
+/// Loads the folder; on a terminal with a spinner while the files are checked and opened (the
+/// loader says nothing until that phase is over), then a count of the plugins activated as the
+/// host announces them (`plugin:activated`).
+fn load_with_progress(host: &Host, plugins_dir: &std::path::Path) -> Result<LoadReport, AppError> {
+    let load = || host.load_dir().map_err(|e| AppError::from_error(&e));
+    if !Progress::visible() {
+        return load();
+    }
+    // 0 when the folder cannot be listed: the load reports that properly.
+    let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
+    let events = host.subscribe("plugin:*", 4 * count + 16);
+    let progress = Progress::spinner(&format!(
+        "loading {count} plugin file{}",
+        if count == 1 { "" } else { "s" }
+    ));
+    let (done, finished) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut activated = 0;
+            loop {
+                crossbeam_channel::select! {
+                    recv(events.receiver()) -> event => match event {
+                        Ok(event) if event.event_type.as_str() == "plugin:activated" => {
+                            if activated == 0 {
+                                progress.count("activating", count as u64);
+                            }
+                            activated += 1;
+                            progress.set_position(activated);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    recv(finished) -> _ => return,
+                }
+            }
+        });
+        let report = load();
+        drop(done);
+        report
+    })
+}
+
+/// Warns about each `[plugins.<name>]` table of the config that names no plugin of the folder:
+/// its settings apply to nothing, which is most likely a typo.
+fn warn_unknown_plugins(host: &Host, plugins_dir: &std::path::Path) {
+    let plugins = host.plugins();
+    let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+    for name in host.config().unknown_plugins(&known) {
+        let hint = strsim_hint(name, &known);
+        crate::output::warning(&format!(
+            "the host config has [plugins.{name}], but no plugin in {} is named {name}{hint}",
+            plugins_dir.display()
+        ));
+    }
+}
+
+/// `" (did you mean greeter?)"` for the known name closest to `name`, if one is close.
+fn strsim_hint(name: &str, known: &[&str]) -> String {
+    crate::suggest::closest(name, known.iter().copied())
+        .map(|best| format!(" (did you mean {best}?)"))
+        .unwrap_or_default()
+}
+
+/// Refuses a plugins folder that is missing or not a folder, saying that it is the plugins
+/// folder and where it was named (the loader's own error names only the path).
+fn check_plugins_dir(dir: &std::path::Path, args: &GlobalArgs) -> Result<(), AppError> {
+    let named = if args.plugins.is_some() {
+        "--plugins".to_owned()
+    } else {
+        args.config.as_ref().map_or_else(
+            || "the config".to_owned(),
+            |c| format!("plugins_dir in {}", c.display()),
+        )
+    };
+    let problem = match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "is not a folder".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Err(AppError::failed(
+        ErrorKind::NotFound,
+        format!(
+            "plugins folder {} {problem} (named by {named})",
+            dir.display()
+        ),
+    ))
 }
 
 impl Session {

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use crossbeam_channel::{select, Receiver};
 use loader::LoadError;
 use plugin_api::ErrorKind;
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::{
     error::AppError,
     json,
     session::Session,
+    stop,
 };
 use line::{ShellCommand, TraceAction};
 
@@ -35,13 +37,44 @@ type SinkFactory = Box<dyn Fn() -> LineSink>;
 ///
 /// # Errors
 /// Only when stdin or stdout fails; a failing command prints its error and the shell goes on.
-pub fn run(session: &Session) -> Result<(), AppError> {
+pub fn run(session: &Session, quiet: bool) -> Result<(), AppError> {
     if io::stdin().is_terminal() {
-        editor::run(session)
+        editor::run(session, quiet)
     } else {
         let mut shell = Shell::new(session, None);
-        run_lines(&mut shell, io::stdin().lock(), io::stdout().lock())
+        run_lines(&mut shell, stdin_lines(), io::stdout().lock())
     }
+}
+
+/// The lines of stdin, read on a thread of their own so that the shell can also wait for a
+/// signal (a read from stdin cannot be woken). The channel disconnects at the end of input;
+/// a read error ends it too, after being sent.
+fn stdin_lines() -> Receiver<io::Result<Vec<u8>>> {
+    let (lines, receiver) = crossbeam_channel::bounded(0);
+    let reader = std::thread::Builder::new()
+        .name("shell-stdin".into())
+        .spawn(move || {
+            let mut input = io::stdin().lock();
+            loop {
+                let mut buf = Vec::new();
+                match input.read_until(b'\n', &mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if lines.send(Ok(buf)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = lines.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = reader {
+        log::error!("cannot start the thread that reads stdin: {e}");
+    }
+    receiver
 }
 
 /// What the shell keeps from one line to the next besides the host: the background watcher.
@@ -113,15 +146,20 @@ struct Reenabled {
 /// line, either the command's answer or `{"error": ..., "kind": ...}`.
 fn run_lines(
     shell: &mut Shell<'_>,
-    mut input: impl BufRead,
+    input: Receiver<io::Result<Vec<u8>>>,
     mut out: impl Write,
 ) -> Result<(), AppError> {
-    let mut buf = Vec::new();
+    let stop = stop::receiver();
     loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
-        }
+        let buf = select! {
+            recv(input) -> line => match line {
+                Ok(line) => line?,
+                // The end of input.
+                Err(_) => return Ok(()),
+            },
+            // Ctrl-C or SIGTERM: `main` reports it.
+            recv(stop) -> _ => return Ok(()),
+        };
         let (answer, quit) = match std::str::from_utf8(&buf) {
             Ok(text) => match line::parse(text) {
                 Ok(None) => continue,
@@ -183,7 +221,8 @@ fn json_answer(shell: &mut Shell<'_>, command: &ShellCommand<'_>) -> Result<Stri
         ShellCommand::DeadLetters { .. } => json::to_text(&commands::dead_letters(host), false),
         ShellCommand::Doctor { .. } => json::to_text(&shell.doctor()?, false),
         ShellCommand::Reenable { plugin } => json::to_text(&shell.reenable(plugin)?, false),
-        ShellCommand::Help => json::to_text(&help_json(), false),
+        ShellCommand::Help { topic } => json::to_text(&help_json(*topic), false),
+        ShellCommand::Clear => Ok(r#"{"cleared":false}"#.to_owned()),
         // Still one value per command line, so a reader counting answers is not left waiting.
         ShellCommand::Quit => Ok(r#"{"quit":true}"#.to_owned()),
     }
@@ -259,7 +298,9 @@ fn human_answer(shell: &mut Shell<'_>, command: &ShellCommand<'_>) -> Result<Str
             let done = shell.reenable(plugin)?;
             format!("{} re-enabled: {}", done.plugin, done.state)
         }
-        ShellCommand::Help => help_text(),
+        ShellCommand::Help { topic } => help_text(*topic),
+        // The editor clears the screen itself before asking for an answer.
+        ShellCommand::Clear => String::new(),
         ShellCommand::Quit => String::new(),
     };
     Ok(text.trim_end().to_owned())
@@ -277,21 +318,24 @@ struct HelpEntry {
     about: &'static str,
 }
 
-fn help_json() -> Help {
+fn help_json(topic: Option<&str>) -> Help {
     Help {
-        commands: line::HELP
-            .iter()
-            .map(|&(usage, about)| HelpEntry { usage, about })
+        commands: line::help_entries(topic)
+            .into_iter()
+            .map(|(usage, about)| HelpEntry { usage, about })
             .collect(),
     }
 }
 
-fn help_text() -> String {
-    let width = line::HELP.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
-    let mut text: String = line::HELP
+fn help_text(topic: Option<&str>) -> String {
+    let entries = line::help_entries(topic);
+    let width = entries.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+    let mut text: String = entries
         .iter()
         .map(|(usage, about)| format!("  {usage:<width$}  {about}\n"))
         .collect();
-    text.push_str("Tab completes command names, plugin names and registered commands.");
+    if topic.is_none() {
+        text.push_str("Tab completes command names, plugin names and registered commands; help <command> shows one.");
+    }
     text
 }

@@ -948,23 +948,15 @@ fn repository() -> PathBuf {
         .to_path_buf()
 }
 
-/// Scaffolds a plugin, builds it with cargo, loads the library with the demo and runs its
-/// command; runs the scaffold's own tests. The slowest test here (the first run compiles the
-/// scaffold's dependencies into `<target>/scaffold`).
+/// Scaffolds a plugin outside the repository without `--api-path`, builds it with cargo
+/// offline, loads the library with the demo and runs its command; runs the scaffold's own
+/// tests. The slowest test here (the first run compiles the scaffold's dependencies into
+/// `<target>/scaffold`).
 #[test]
 fn new_plugin_builds_loads_and_tests() {
     let parent = temp_dir("scaffold-");
-    let api = repository().join("plugin-api");
     let parent_arg = parent.path().to_str().expect("utf-8 temp path");
-    let api_arg = api.to_str().expect("utf-8 repository path");
-    let args = [
-        "new-plugin",
-        "hello-world",
-        "--path",
-        parent_arg,
-        "--api-path",
-        api_arg,
-    ];
+    let args = ["new-plugin", "hello-world", "--path", parent_arg];
     let created = run(demo(&args));
     created.ok();
     assert!(
@@ -979,17 +971,26 @@ fn new_plugin_builds_loads_and_tests() {
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
     let manifest: toml::Table = toml::from_str(&manifest).expect("valid TOML");
     assert_eq!(manifest["package"]["name"].as_str(), Some("hello-world"));
-
-    // The same dependency versions as this repository: no registry look-up, and the
-    // dependencies compiled by an earlier run are reused.
-    std::fs::copy(
-        repository().join("Cargo.lock"),
-        crate_dir.join("Cargo.lock"),
-    )
-    .expect("copy Cargo.lock");
+    // Outside the repository: this checkout's crates by absolute path, and it says so.
+    let api = repository()
+        .join("plugin-api")
+        .canonicalize()
+        .expect("plugin-api");
+    assert_eq!(
+        manifest["dependencies"]["plugin-api"]["path"].as_str(),
+        api.to_str()
+    );
+    assert!(
+        created.stdout.contains("this demo-app's source tree"),
+        "{}",
+        created.stdout
+    );
+    // This repository's lock came along: the same versions, so no registry look-up (the
+    // build below is offline) and the dependencies compiled by an earlier run are reused.
+    assert!(crate_dir.join("Cargo.lock").is_file(), "Cargo.lock copied");
 
     let mut build = cargo();
-    build.arg("build").current_dir(&crate_dir);
+    build.args(["build", "--offline"]).current_dir(&crate_dir);
     run_cargo(build, "cargo build");
     let library = target_dir()
         .join("scaffold")
@@ -1007,7 +1008,7 @@ fn new_plugin_builds_loads_and_tests() {
     assert_eq!(called.stdout, "{\"message\":\"hello from hello-world\"}\n");
 
     let mut test = cargo();
-    test.arg("test").current_dir(&crate_dir);
+    test.args(["test", "--offline"]).current_dir(&crate_dir);
     let tested = run_cargo(test, "cargo test");
     assert!(
         tested
@@ -1173,4 +1174,58 @@ fn bench_quick_json_is_one_object_with_every_case() {
         roundtrip["ours"].as_f64().is_some_and(|us| us > 0.0),
         "{roundtrip}"
     );
+}
+
+// ---- 12. polish --------------------------------------------------------------------------------
+
+#[test]
+fn completions_man_page_and_version() {
+    let out = run(demo(&["completions", "bash"]));
+    out.ok();
+    assert!(out.stdout.contains("complete -F"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("new-plugin"),
+        "the subcommands are offered"
+    );
+    let out = run(demo(&["man"]));
+    out.ok();
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH demo-app 1"),
+        "{}",
+        out.stdout
+    );
+    let out = run(demo(&["--version"]));
+    out.ok();
+    assert!(out.stdout.contains("plugin-api 1."), "{}", out.stdout);
+}
+
+#[test]
+fn trace_options_may_follow_its_command_line() {
+    let dir = PluginDir::with_examples(&["echo"]);
+    let out = run(demo_in(
+        dir.path(),
+        &["trace", "call", "echo:reverse", "\"ab\"", "--json"],
+    ));
+    out.ok();
+    let records = json_lines(&out.stdout);
+    assert!(
+        records.iter().any(|r| r["name"] == "echo:reverse"),
+        "--json was trace's: {}",
+        out.stdout
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_plugin_is_refused_with_a_hint() {
+    let dir = PluginDir::new();
+    std::os::unix::fs::symlink(
+        tests::example_lib("echo"),
+        dir.path().join(library_file_name("echo")),
+    )
+    .expect("symlink");
+    let out = run(demo_in(dir.path(), &["list"]));
+    out.ok();
+    assert!(out.stdout.contains("symbolic link"), "{}", out.stdout);
+    assert!(out.stdout.contains("cp -L"), "{}", out.stdout);
 }

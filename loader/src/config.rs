@@ -167,6 +167,16 @@ impl HostConfig {
         self.plugins.get(plugin).cloned().unwrap_or_default()
     }
 
+    /// The `[plugins.<name>]` tables whose name is none of `known` (the plugins the host found),
+    /// sorted: most likely a typo, since such settings apply to nothing.
+    pub fn unknown_plugins<'a>(&'a self, known: &[&str]) -> Vec<&'a str> {
+        self.plugins
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !known.contains(name))
+            .collect()
+    }
+
     /// The allowlist as a set, or `None` when no allowlist is configured.
     pub fn allowlist_set(&self) -> Option<HashSet<String>> {
         (!self.allowlist.is_empty()).then(|| {
@@ -202,6 +212,18 @@ impl PluginSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_of_plugins_not_found_are_named() {
+        let c = HostConfig::from_toml_str(
+            "[plugins.greeter]\nenabled = false\n[plugins.nosuch]\n[plugins.alpha.config]\nx = 1\n",
+        )
+        .expect("valid");
+        assert_eq!(c.unknown_plugins(&["greeter", "echo"]), ["alpha", "nosuch"]);
+        assert!(c
+            .unknown_plugins(&["alpha", "greeter", "nosuch"])
+            .is_empty());
+    }
 
     #[test]
     fn defaults_without_file() {

@@ -976,6 +976,11 @@ fn case_22_plugin_crashing_on_every_start_is_quarantined() {
         .execute("faulty:instance", json("null"))
         .expect_err("quarantined");
     assert_eq!(err.kind, ErrorKind::NotFound);
+    assert_eq!(
+        err.message.as_str(),
+        "plugin faulty is quarantined after 3 restarts in 5 min: reenable it with 'reenable faulty'",
+        "a call says why, not just \"not found\""
+    );
     let replies = host
         .emit_and_collect("test:fine", json("{}"), Some(WAIT_LIMIT))
         .expect("emit");

@@ -6,8 +6,6 @@
 //! its own hosts over scratch folders, and it runs in this fresh process so that
 //! `memory_per_plugin` and `idle_cpu` see nothing else loaded.
 
-use std::time::Instant;
-
 use loader_bench::{
     format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
 };
@@ -40,9 +38,9 @@ const BUILD_AND_RUN: &str = "cargo run --release -p demo-app -- bench";
 /// The suite could not run (a plugin library is missing, a case failed to set up): exit 1.
 pub fn run(args: &BenchArgs) -> Result<(), AppError> {
     if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build, whose numbers are not meaningful; measure with `{BUILD_AND_RUN}`"
-        );
+        crate::output::warning(&format!(
+            "this is a debug build, whose numbers are not meaningful; measure with `{BUILD_AND_RUN}`"
+        ));
     }
     let env = BenchEnv::beside_executable().map_err(|e| bench_error(&e))?;
     let options = if args.quick {
@@ -50,7 +48,7 @@ pub fn run(args: &BenchArgs) -> Result<(), AppError> {
     } else {
         SuiteOptions::default()
     };
-    let mut notes = ProgressNotes::start(&options, args.quick);
+    let mut notes = ProgressNotes::start(&options);
     let report = run_suite(&env, &options, |case| notes.finished(case));
     drop(notes);
     let report = report.map_err(|e| bench_error(&e))?;
@@ -78,52 +76,63 @@ fn bench_error(error: &BenchError) -> AppError {
     }
 }
 
-/// The transient progress line on stderr (only on a terminal): cases done, time so far and the
-/// last case's outcome.
+/// The order in which `loader_bench::run_suite` runs its cases (it reports them in another
+/// order), so the progress bar can name the case that is running rather than the one that just
+/// finished. Should the suite change its order, the bar names the wrong case, nothing worse.
+const RUN_ORDER: [&str; SUITE_CASES] = [
+    "memory_per_plugin",
+    "idle_cpu",
+    "command_roundtrip",
+    "recorder_overhead",
+    "direct_call",
+    "event_fanout_4",
+    "load_one",
+    "load_100",
+    "reload_swap",
+];
+
+/// The progress bar on stderr (only on a terminal): cases done out of all, the time so far,
+/// the case running now and how the last one came out.
 struct ProgressNotes {
-    started: Instant,
     done: usize,
     scaling: bool,
-    line: Option<Progress>,
+    bar: Progress,
 }
 
 impl ProgressNotes {
-    fn start(options: &SuiteOptions, quick: bool) -> Self {
-        let expected = if quick {
-            "a few seconds"
-        } else {
-            "about a minute"
-        };
+    fn start(options: &SuiteOptions) -> Self {
+        let bar = Progress::counter(&running(0, None), SUITE_CASES as u64);
         ProgressNotes {
-            started: Instant::now(),
             done: 0,
             scaling: options.scaling,
-            line: Some(Progress::show(&format!(
-                "bench: running {SUITE_CASES} cases ({expected})…"
-            ))),
+            bar,
         }
     }
 
     fn finished(&mut self, case: &CaseResult) {
         self.done += 1;
-        // Erase the previous line before showing the next.
-        self.line = None;
-        let elapsed = self.started.elapsed().as_secs();
+        self.bar.set_position(self.done as u64);
         let message = if self.done >= SUITE_CASES && self.scaling {
-            format!(
-                "bench: {} cases done ({elapsed} s); measuring how the costs grow…",
-                self.done
-            )
+            "bench: measuring how the costs grow".to_owned()
+        } else if self.done >= SUITE_CASES {
+            "bench: done".to_owned()
         } else {
-            format!(
-                "bench: {}/{} cases done ({elapsed} s); {}: {}…",
-                self.done,
-                SUITE_CASES.max(self.done),
-                case.name,
-                outcome(case)
-            )
+            running(self.done, Some(case))
         };
-        self.line = Some(Progress::show(&message));
+        self.bar.set_message(&message);
+    }
+}
+
+/// `bench: running load_one (last: load_100 ratio 1.20, met)`.
+fn running(done: usize, last: Option<&CaseResult>) -> String {
+    let next = RUN_ORDER.get(done).copied().unwrap_or("the next case");
+    match last {
+        Some(case) => format!(
+            "bench: running {next} (last: {} {})",
+            case.name,
+            outcome(case)
+        ),
+        None => format!("bench: running {next}"),
     }
 }
 

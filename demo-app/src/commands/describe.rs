@@ -6,7 +6,11 @@ use loader::PluginInfo;
 use plugin_api::{CommandDecl, Dependency, ErrorKind, HookDecl, MiddlewareDecl, ProviderDecl};
 use serde::Serialize;
 
-use crate::{error::AppError, session::Session};
+use crate::{
+    error::AppError,
+    safe::{self, Safe},
+    session::Session,
+};
 
 /// What `describe` shows about one plugin.
 #[derive(Debug, Clone, Serialize)]
@@ -78,9 +82,13 @@ pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> 
         } else {
             active.join(", ")
         };
+        let plugins = session.host.plugins();
+        let hint = crate::suggest::closest(name, plugins.iter().map(|p| p.name.as_str()))
+            .map(|best| format!("did you mean {best}? "))
+            .unwrap_or_default();
         AppError::failed(
             ErrorKind::NotFound,
-            format!("no plugin named {name} (loaded: {active})"),
+            format!("no plugin named {name} ({hint}loaded: {active})"),
         )
     })?;
     // The host keeps a failed file's error with its causes.
@@ -124,13 +132,20 @@ impl Description {
     }
 }
 
-/// `describe` as text for people.
+/// `describe` as text for people. Everything the plugin wrote is shown terminal-safe
+/// ([`safe::text`]).
 pub fn render_description(d: &Description) -> String {
     let mut out = String::new();
     let version = d.version.as_deref().unwrap_or("(unknown version)");
-    let _ = writeln!(out, "{} {version} ({})", d.name, d.state);
+    let _ = writeln!(
+        out,
+        "{} {} ({})",
+        Safe(&d.name),
+        Safe(version),
+        Safe(&d.state)
+    );
     let mut field = |label: &str, value: &str| {
-        let _ = writeln!(out, "  {label:<17}{value}");
+        let _ = writeln!(out, "  {label:<17}{}", safe::text(value));
     };
     if let Some(m) = &d.manifest {
         if !m.description.is_empty() {
@@ -199,11 +214,11 @@ fn push_commands(out: &mut String, plugin: &str, commands: &[CommandDecl]) {
     let _ = writeln!(out, "  commands:");
     let names: Vec<String> = commands
         .iter()
-        .map(|c| format!("{plugin}:{}", c.name))
+        .map(|c| safe::text(&format!("{plugin}:{}", c.name)).into_owned())
         .collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     for (name, command) in names.iter().zip(commands) {
-        let line = format!("    {name:<width$}  {}", command.description);
+        let line = format!("    {name:<width$}  {}", Safe(&command.description));
         let _ = writeln!(out, "{}", line.trim_end());
     }
 }
@@ -214,18 +229,22 @@ fn push_capabilities(out: &mut String, caps: &Capabilities) {
         return;
     }
     let _ = writeln!(out, "  capabilities:");
-    let width = caps
+    let declared: Vec<String> = caps
         .declared
+        .iter()
+        .map(|c| safe::text(c).into_owned())
+        .collect();
+    let width = declared
         .iter()
         .map(|c| c.chars().count())
         .max()
         .unwrap_or(0);
-    for capability in &caps.declared {
+    for (capability, shown) in caps.declared.iter().zip(&declared) {
         let verdict = if caps.granted.contains(capability) {
             "granted"
         } else {
             "denied by the host config"
         };
-        let _ = writeln!(out, "    {capability:<width$}  {verdict}");
+        let _ = writeln!(out, "    {shown:<width$}  {verdict}");
     }
 }

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use loader::{DoctorReport, FileDiagnosis, Host, ImageFacts};
 use plugin_api::ErrorKind;
 
-use crate::{error::AppError, progress::Progress};
+use crate::{error::AppError, progress::Progress, safe};
 
 /// How many hex digits of a SHA-256 the text output shows.
 const SHORT_SHA: usize = 12;
@@ -18,8 +18,8 @@ const SHORT_SHA: usize = 12;
 /// The folder cannot be listed.
 pub fn diagnose(host: &Host, plugins_dir: &Path) -> Result<DoctorReport, AppError> {
     let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
-    let _progress = Progress::show(&format!(
-        "examining {count} file{}…",
+    let _progress = Progress::spinner(&format!(
+        "examining {count} file{}",
         if count == 1 { "" } else { "s" }
     ));
     host.diagnose(None).map_err(|e| AppError::from_error(&e))
@@ -73,7 +73,7 @@ pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
     let _ = writeln!(
         out,
         "\nactivation order: {}",
-        joined(&report.activation_order)
+        safe::text(&joined(&report.activation_order))
     );
     let _ = writeln!(
         out,
@@ -97,9 +97,15 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
         1 => "1 problem".to_owned(),
         n => format!("{n} problems"),
     };
-    let _ = writeln!(out, "{}: {what}: {verdict}", file_name(&f.file));
+    // Names, versions and error texts come from the file: shown terminal-safe.
+    let _ = writeln!(
+        out,
+        "{}: {}: {verdict}",
+        safe::text(&file_name(&f.file)),
+        safe::text(&what)
+    );
     let mut field = |label: &str, value: &str| {
-        let _ = writeln!(out, "  {label:<15}{value}");
+        let _ = writeln!(out, "  {label:<15}{}", safe::text(value));
     };
     if let Some(image) = &f.image {
         field("image:", &image_line(image));
@@ -116,11 +122,11 @@ fn push_file(out: &mut String, f: &FileDiagnosis, verbose: bool) {
         field("granted:", &joined(&f.granted));
     }
     for problem in &f.problems {
-        let _ = writeln!(out, "  problem: {}", problem.error);
-        let _ = writeln!(out, "      fix: {}", problem.fix);
+        let _ = writeln!(out, "  problem: {}", safe::text(&problem.error));
+        let _ = writeln!(out, "      fix: {}", safe::text(&problem.fix));
         if let (true, Some(detail)) = (verbose, &problem.detail) {
             for line in detail.lines() {
-                let _ = writeln!(out, "           {line}");
+                let _ = writeln!(out, "           {}", safe::text(line));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 use loader::{LoadError, PluginState};
 use serde::Serialize;
 
-use crate::{error::error_chain, session::Session};
+use crate::{error::error_chain, safe, session::Session};
 
 /// The state `list` shows for a library without abi_stable's root symbol: not a failure (a
 /// dependency DLL beside the plugins on Windows, say), and never opened by the loader.
@@ -68,8 +68,26 @@ pub fn list(session: &Session) -> Vec<ListRow> {
             error: Some(error_chain(error)),
         });
     }
+    for row in &mut rows {
+        if let Some(error) = row
+            .error
+            .as_mut()
+            .filter(|_| is_symlink(Path::new(&row.file)))
+        {
+            error.push_str(SYMLINK_HINT);
+        }
+    }
     rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.file.cmp(&b.file)));
     rows
+}
+
+/// Added to the error of a plugin file that is a symbolic link, which the loader refuses.
+const SYMLINK_HINT: &str = " (it is a symbolic link: the host loads only regular files, \
+     so that a link cannot be pointed elsewhere after the checks; copy the library in instead, \
+     `cp -L`)";
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// The state shown for a file that did not load with `error`: [`NOT_A_PLUGIN`] for a library
@@ -95,10 +113,10 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
-                r.version.clone().unwrap_or_else(|| "-".to_owned()),
+                safe::text(&r.name).into_owned(),
+                safe::text(r.version.as_deref().unwrap_or("-")).into_owned(),
                 r.state.clone(),
-                file_name(Path::new(&r.file)),
+                safe::text(&file_name(Path::new(&r.file))).into_owned(),
             ]
         })
         .collect();
@@ -113,8 +131,19 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     push_row(&mut out, &header, &widths);
     for (row, cells) in rows.iter().zip(&cells) {
         push_row(&mut out, cells, &widths);
-        if let Some(error) = &row.error {
-            let _ = writeln!(out, "    error: {error}");
+        match &row.error {
+            // Switched off on purpose: not a failure, and the state says it all.
+            Some(_) if row.state == PluginState::Disabled.as_str() => {
+                let _ = writeln!(
+                    out,
+                    "    enabled = false under [plugins.{}] in the host config",
+                    safe::text(&row.name)
+                );
+            }
+            Some(error) => {
+                let _ = writeln!(out, "    error: {}", safe::text(error));
+            }
+            None => {}
         }
     }
     let serving = rows
@@ -125,8 +154,12 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .iter()
         .filter(|r| r.state == PluginState::Failed.as_str())
         .count();
+    let disabled = rows
+        .iter()
+        .filter(|r| r.state == PluginState::Disabled.as_str())
+        .count();
     let not_plugins = rows.iter().filter(|r| r.state == NOT_A_PLUGIN).count();
-    let other = rows.len() - serving - failed - not_plugins;
+    let other = rows.len() - serving - failed - disabled - not_plugins;
     let _ = write!(
         out,
         "{} plugin file{} in {}: {serving} active, {failed} failed",
@@ -134,6 +167,9 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         if rows.len() == 1 { "" } else { "s" },
         plugins_dir.display()
     );
+    if disabled > 0 {
+        let _ = write!(out, ", {disabled} disabled");
+    }
     if not_plugins > 0 {
         let _ = write!(out, ", {not_plugins} not a plugin");
     }

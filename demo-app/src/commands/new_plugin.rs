@@ -23,7 +23,7 @@ const REPOSITORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// empty, or a file that cannot be written (exit 1).
 pub fn run(args: &NewPluginArgs) -> Result<(), AppError> {
     let created = create(args)?;
-    super::print_text(&next_steps(&args.name, &created))
+    super::print_text(&next_steps(&args.name, &created.dir, &created.api.origin))
 }
 
 /// Checks what can be checked before touching the file system.
@@ -40,7 +40,7 @@ pub fn check_usage(args: &NewPluginArgs) -> Result<(), AppError> {
 }
 
 /// Writes the crate's files; returns its folder.
-fn create(args: &NewPluginArgs) -> Result<PathBuf, AppError> {
+fn create(args: &NewPluginArgs) -> Result<Created, AppError> {
     check_usage(args)?;
     let parent = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let target = parent.join(&args.name);
@@ -48,22 +48,10 @@ fn create(args: &NewPluginArgs) -> Result<PathBuf, AppError> {
     fs::create_dir_all(target.join("src")).map_err(|e| io_failure("cannot create", &target, &e))?;
     let target =
         fs::canonicalize(&target).map_err(|e| io_failure("cannot resolve", &target, &e))?;
-    let (plugin_api, loader) = match &args.api_path {
-        Some(api) => {
-            let (api, loader) = api_folders(api)?;
-            (Some(api), Some(loader))
-        }
-        None => match repository_folders() {
-            Some((root, api, loader)) if target.starts_with(&root) => (
-                Some(relative(&target, &api)),
-                Some(relative(&target, &loader)),
-            ),
-            _ => (None, None),
-        },
-    };
-    let source = match (&plugin_api, &loader) {
-        (Some(plugin_api), Some(loader)) => ApiSource::Path { plugin_api, loader },
-        _ => ApiSource::Registry,
+    let chosen = choose_api(args, &target)?;
+    let source = ApiSource {
+        plugin_api: &chosen.plugin_api,
+        loader: &chosen.loader,
     };
     let files = [
         ("Cargo.toml", template::cargo_toml(&args.name, &source)),
@@ -74,7 +62,87 @@ fn create(args: &NewPluginArgs) -> Result<PathBuf, AppError> {
         let path = target.join(name);
         fs::write(&path, text).map_err(|e| io_failure("cannot write", &path, &e))?;
     }
-    Ok(target)
+    // The checkout's lock file: the new crate builds with the versions the checkout was tested
+    // with, which cargo already has when the checkout was built (no registry look-up, so it
+    // builds offline too). Missing in a source tree that was never built: cargo resolves then.
+    if let Some(lock) = chosen.lock.as_ref().filter(|lock| lock.is_file()) {
+        let path = target.join("Cargo.lock");
+        fs::copy(lock, &path).map_err(|e| io_failure("cannot write", &path, &e))?;
+    }
+    Ok(Created {
+        dir: target,
+        api: chosen,
+    })
+}
+
+/// What `new-plugin` made.
+struct Created {
+    /// The crate's folder.
+    dir: PathBuf,
+    /// What it depends on.
+    api: ChosenApi,
+}
+
+/// The plugin-api and loader folders the new crate depends on, as written into its Cargo.toml,
+/// and what they are.
+struct ChosenApi {
+    plugin_api: PathBuf,
+    loader: PathBuf,
+    /// The Cargo.lock of the checkout, copied into the new crate.
+    lock: Option<PathBuf>,
+    /// Where they come from, for the message.
+    origin: String,
+}
+
+/// `--api-path` when given; else the source tree this binary was built from, by a relative
+/// path inside it and an absolute one outside.
+///
+/// # Errors
+/// A usage error when `--api-path` is wrong, or when it is missing and the source tree is gone.
+fn choose_api(args: &NewPluginArgs, target: &Path) -> Result<ChosenApi, AppError> {
+    if let Some(api) = &args.api_path {
+        let (plugin_api, loader) = api_folders(api)?;
+        let lock = plugin_api.parent().map(|root| root.join("Cargo.lock"));
+        return Ok(ChosenApi {
+            origin: format!(
+                "the checkout at {} (--api-path)",
+                display_parent(&plugin_api)
+            ),
+            plugin_api,
+            loader,
+            lock,
+        });
+    }
+    let Some((root, api, loader)) = repository_folders() else {
+        return Err(AppError::usage(
+            ErrorKind::InvalidInput,
+            format!(
+                "the source tree this demo-app was built from ({REPOSITORY}) is gone: pass \
+                 --api-path <checkout>/plugin-api (plugin-api and loader are not on crates.io)"
+            ),
+        ));
+    };
+    let inside = target.starts_with(&root);
+    let (plugin_api, loader) = if inside {
+        (relative(target, &api), relative(target, &loader))
+    } else {
+        (api, loader)
+    };
+    Ok(ChosenApi {
+        plugin_api,
+        loader,
+        lock: Some(root.join("Cargo.lock")),
+        origin: format!(
+            "this demo-app's source tree {} ({} path; --api-path chooses another checkout)",
+            root.display(),
+            if inside { "by relative" } else { "by absolute" }
+        ),
+    })
+}
+
+/// The folder above `path`, for messages.
+fn display_parent(path: &Path) -> String {
+    path.parent().unwrap_or(path).display().to_string()
 }
 
 /// Refuses a target that exists and is not an empty folder: nothing of the user's is
@@ -150,28 +218,33 @@ fn io_failure(what: &str, path: &Path, error: &std::io::Error) -> AppError {
     )
 }
 
-/// What to do next, with the commands spelled out for this crate.
-fn next_steps(name: &str, dir: &Path) -> String {
+/// What to do next, with the commands spelled out for this crate: one command per line, each
+/// of which works in a Unix shell and in PowerShell alike (no `&&`, no `-p`).
+fn next_steps(name: &str, dir: &Path, origin: &str) -> String {
     let library = loader::library_file_name(name);
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
+    // Relative to the crate folder unless cargo was told to build elsewhere.
+    let built = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new("target").join("debug").join(&library),
+        |target| PathBuf::from(target).join("debug").join(&library),
+    );
     let demo =
         std::env::current_exe().map_or_else(|_| "demo-app".to_owned(), |p| p.display().to_string());
     format!(
         "created plugin crate {name} in {dir}
+plugin-api and loader: {origin}
 
-next steps:
+next steps (each line works in sh and in PowerShell):
   cd {dir}
   cargo test            # runs the plugin in process with loader::testing::Harness
-  cargo build           # builds {lib}
-  mkdir -p plugins && chmod 700 plugins && cp {lib} plugins/
+  cargo build           # builds {built}
+  mkdir plugins
+  chmod 700 plugins     # Unix: the host refuses a plugins folder others may write to
+  cp {built} plugins
   {demo} --plugins plugins call {name}:hello
                         # {{\"message\":\"hello from {name}\"}}
-
-The plugins folder must not be writable by others (the host refuses it), hence the chmod.
 ",
         dir = dir.display(),
-        lib = target.join("debug").join(&library).display(),
+        built = built.display(),
     )
 }
 
@@ -207,7 +280,7 @@ mod tests {
 
     #[test]
     fn next_steps_name_the_library_and_the_command() {
-        let text = next_steps("hello-world", Path::new("/w/hello-world"));
+        let text = next_steps("hello-world", Path::new("/w/hello-world"), "a checkout");
         assert!(
             text.contains(&loader::library_file_name("hello-world")),
             "{text}"

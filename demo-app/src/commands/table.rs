@@ -1,5 +1,7 @@
 //! Plain-text tables with aligned columns, for the human output of `stats` and `dead-letters`.
 
+use crate::safe;
+
 /// How a column's cells line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -10,8 +12,14 @@ pub enum Align {
 }
 
 /// `header` and `rows` as lines of columns two spaces apart, each line ending in a newline and
-/// without trailing spaces. Widths count characters, so `µs` lines up.
+/// without trailing spaces. Widths count characters, so `µs` lines up. Every cell is shown
+/// terminal-safe ([`safe::text`]): tables are where plugins' names and reasons end up.
 pub fn render(header: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| safe::text(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

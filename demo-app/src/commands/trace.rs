@@ -1,10 +1,10 @@
 //! `trace`: the host's flight recorder, as a causal tree or as JSON.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
-use loader::{RecordKind, TraceRecord};
+use loader::{RecordKind, TraceOutcome, TraceRecord};
 
-use crate::{error::AppError, json};
+use crate::{error::AppError, json, safe};
 
 /// The records caused by work started after record id `before`: new records whose chain of
 /// parents does not lead back to older work.
@@ -52,7 +52,29 @@ pub fn render_trace(records: &[TraceRecord], recording: bool) -> String {
             "no trace records (the flight recorder is off)\n".to_owned()
         };
     }
-    loader::render_tree(records)
+    let shown: Vec<TraceRecord> = records.iter().map(terminal_safe).collect();
+    loader::render_tree(&shown)
+}
+
+/// `record` with the strings plugins chose (command and event names, plugin names, error
+/// messages) made terminal-safe, for the tree.
+fn terminal_safe(record: &TraceRecord) -> TraceRecord {
+    let shown = |s: &Arc<str>| match safe::text(s) {
+        Cow::Borrowed(_) => s.clone(),
+        Cow::Owned(escaped) => Arc::from(escaped),
+    };
+    TraceRecord {
+        name: shown(&record.name),
+        caller: shown(&record.caller),
+        plugin: shown(&record.plugin),
+        outcome: match &record.outcome {
+            TraceOutcome::Failed { message } => TraceOutcome::Failed {
+                message: shown(message),
+            },
+            other => other.clone(),
+        },
+        ..record.clone()
+    }
 }
 
 /// The records as JSON lines: one object per record, each line ending in a newline.
@@ -119,6 +141,18 @@ mod tests {
             "{}",
             lines[0]
         );
+    }
+
+    #[test]
+    fn tree_escapes_what_plugins_named() {
+        let mut bad = record(1, 0, RecordKind::Command, "evil:\u{1b}[2J");
+        bad.outcome = TraceOutcome::Failed {
+            message: "\r\nerror: forged".into(),
+        };
+        let tree = render_trace(&[bad], true);
+        assert!(!tree.contains('\u{1b}') && !tree.contains('\r'), "{tree}");
+        assert!(tree.contains(r"evil:\u{1b}[2J"), "{tree}");
+        assert_eq!(tree.lines().count(), 1, "{tree}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use plugin_api::{ErrorKind, Event};
 use serde::Serialize;
 
 use super::{list, render_list, ListRow};
-use crate::{cli::WatchArgs, clock, error::AppError, json, session::Session};
+use crate::{cli::WatchArgs, clock, error::AppError, json, session::Session, stop};
 
 /// Events the subscription holds before the oldest are dropped.
 const EVENT_BACKLOG: usize = 1024;
@@ -39,7 +39,7 @@ struct Watching<'a> {
     timestamp: u64,
 }
 
-/// Runs `watch` on a loaded session until `--for-ms` passes, or forever.
+/// Runs `watch` on a loaded session until `--for-ms` passes or a signal comes.
 ///
 /// # Errors
 /// The folder cannot be watched (exit 1), or stdout is closed.
@@ -81,18 +81,26 @@ pub fn run(session: &Session, args: &WatchArgs) -> Result<(), AppError> {
         .for_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     let json = args.json;
-    let result = pump(host, &events, &failures, &never(), deadline, |line| {
-        let text = if json {
-            json::to_text(line, false)?
-        } else {
-            line.human()
-        };
-        let mut out = io::stdout().lock();
-        writeln!(out, "{text}")?;
-        // Flushed per line: whoever reads the pipe sees each change as it happens.
-        out.flush()?;
-        Ok(())
-    });
+    // Ctrl-C and SIGTERM end the loop; `main` then reports the signal's exit code.
+    let result = pump(
+        host,
+        &events,
+        &failures,
+        &stop::receiver(),
+        deadline,
+        |line| {
+            let text = if json {
+                json::to_text(line, false)?
+            } else {
+                line.human()
+            };
+            let mut out = io::stdout().lock();
+            writeln!(out, "{text}")?;
+            // Flushed per line: whoever reads the pipe sees each change as it happens.
+            out.flush()?;
+            Ok(())
+        },
+    );
     drop(watcher);
     result
 }
@@ -103,8 +111,8 @@ fn start_watcher(
     debounce: Duration,
     failures: Sender<ApplyFailure>,
 ) -> Result<FolderWatcher, AppError> {
-    let on_change: ChangeCallback = Box::new(move |path, outcome| {
-        for failure in lines::failures(path, outcome, clock::now_ms()) {
+    let on_change: ChangeCallback = Box::new(move |_path, outcome| {
+        for failure in lines::failures(outcome, clock::now_ms()) {
             // The receiver goes away only when the watch is stopping.
             let _ = failures.send(failure);
         }

@@ -19,7 +19,10 @@ use rustyline::{
 };
 
 use super::{human_answer, line, line::ShellCommand, Shell, SinkFactory};
-use crate::{commands::print_line, commands::watch::LineSink, error::AppError, session::Session};
+use crate::{
+    commands::print_line, commands::watch::LineSink, error::AppError, output, session::Session,
+    stop,
+};
 
 const PROMPT: &str = "demo> ";
 
@@ -30,7 +33,7 @@ const HISTORY_FILE: &str = "shell_history";
 ///
 /// # Errors
 /// The terminal cannot be set up or read, or stdout is closed.
-pub fn run(session: &Session) -> Result<(), AppError> {
+pub fn run(session: &Session, quiet: bool) -> Result<(), AppError> {
     let config = Config::builder()
         .auto_add_history(true)
         .completion_type(CompletionType::List)
@@ -40,36 +43,60 @@ pub fn run(session: &Session) -> Result<(), AppError> {
     editor.set_helper(Some(ShellHelper {
         host: session.host.clone(),
     }));
-    // History only persists with a data folder: without one nothing else of the session
-    // survives it either.
-    let history: Option<PathBuf> = session.data_dir.as_ref().map(|d| d.join(HISTORY_FILE));
+    let history = history_file(session);
     if let Some(path) = history.as_ref().filter(|p| p.exists()) {
         if let Err(e) = editor.load_history(path) {
             log::warn!("cannot read shell history {}: {e}", path.display());
         }
     }
-    print_line(&format!(
-        "demo-app shell: {} plugins active from {}. Type help, or quit to leave.",
-        session.active_plugin_names().len(),
-        session.plugins_dir.display()
-    ))?;
+    if !quiet {
+        let active = session.active_plugin_names().len();
+        print_line(&format!(
+            "demo-app shell: {active} plugin{} active from {}. Type help, or quit to leave.",
+            if active == 1 { "" } else { "s" },
+            session.plugins_dir.display()
+        ))?;
+    }
     // Lines from `watch on` go through rustyline's printer, which redraws the prompt and the
     // half-typed line below them.
-    let sinks = match editor.create_external_printer() {
-        Ok(printer) => printer_sinks(printer),
+    let (sinks, printer) = match editor.create_external_printer() {
+        Ok(printer) => (printer_sinks(printer), true),
         Err(e) => {
             log::debug!("no external printer ({e}); watch lines go straight to stdout");
-            stdout_sinks()
+            (stdout_sinks(), false)
         }
     };
+    // Log records too, while the editor runs; then back to stderr.
+    if printer {
+        output::set_log_printer(Some(sinks()));
+    }
     let mut shell = Shell::new(session, Some(sinks));
     let result = read_eval_print(&mut shell, &mut editor);
+    output::set_log_printer(None);
     if let Some(path) = &history {
         if let Err(e) = editor.save_history(path) {
             log::warn!("cannot save shell history {}: {e}", path.display());
         }
     }
     result
+}
+
+/// Where the history is kept: `<data>/shell_history` with `--data`, else in the user's data
+/// folder (`$XDG_DATA_HOME/native-plugins/` or `~/.local/share/native-plugins/` on Linux,
+/// `~/Library/Application Support/native-plugins/` on macOS, `%APPDATA%\native-plugins\data\`
+/// on Windows), created when missing. None when there is no home folder.
+fn history_file(session: &Session) -> Option<PathBuf> {
+    let dir = match &session.data_dir {
+        Some(data) => data.clone(),
+        None => directories::ProjectDirs::from("", "", "native-plugins")?
+            .data_dir()
+            .to_owned(),
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        log::warn!("no shell history: cannot create {}: {e}", dir.display());
+        return None;
+    }
+    Some(dir.join(HISTORY_FILE))
 }
 
 /// Sinks that share one rustyline printer.
@@ -102,7 +129,7 @@ fn read_eval_print(
     editor: &mut Editor<ShellHelper, FileHistory>,
 ) -> Result<(), AppError> {
     loop {
-        let typed = match editor.readline(PROMPT) {
+        let typed = match stop::at_prompt(|| editor.readline(PROMPT)) {
             Ok(typed) => typed,
             // Ctrl-C abandons the line being typed, as in other shells; Ctrl-D leaves.
             Err(ReadlineError::Interrupted) => continue,
@@ -112,13 +139,33 @@ fn read_eval_print(
         match line::parse(&typed) {
             Ok(None) => {}
             Ok(Some(ShellCommand::Quit)) => return Ok(()),
+            Ok(Some(ShellCommand::Clear)) => {
+                if let Err(e) = editor.clear_screen() {
+                    output::error(&format!("cannot clear the screen: {e}"));
+                }
+            }
             Ok(Some(command)) => match human_answer(shell, &command) {
-                Ok(text) => print_line(&text)?,
-                Err(e) => eprintln!("error: {e}"),
+                Ok(text) => print_answer(&text)?,
+                Err(e @ AppError::Closed) => return Err(e),
+                Err(e) => output::error(&e.to_string()),
             },
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => output::error(&e.to_string()),
         }
     }
+}
+
+/// Prints an answer through anstream, which keeps its colour only on a terminal that wants it
+/// (`NO_COLOR`, `--color`); JSON answers get their keys painted.
+fn print_answer(text: &str) -> Result<(), AppError> {
+    let painted = if text.starts_with(['{', '[']) {
+        output::paint_json_keys(text)
+    } else {
+        text.to_owned()
+    };
+    let mut out = anstream::stdout().lock();
+    writeln!(out, "{painted}")?;
+    out.flush()?;
+    Ok(())
 }
 
 fn readline_error(error: ReadlineError) -> AppError {

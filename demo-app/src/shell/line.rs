@@ -5,10 +5,10 @@
 
 use plugin_api::ErrorKind;
 
-use crate::error::AppError;
+use crate::{error::AppError, suggest};
 
 /// The shell's command names, for `help` and completion.
-pub const COMMAND_NAMES: [&str; 13] = [
+pub const COMMAND_NAMES: [&str; 14] = [
     "call",
     "emit",
     "list",
@@ -19,6 +19,7 @@ pub const COMMAND_NAMES: [&str; 13] = [
     "dead-letters",
     "doctor",
     "reenable",
+    "clear",
     "help",
     "quit",
     "exit",
@@ -82,8 +83,13 @@ pub enum ShellCommand<'a> {
         /// The plugin name.
         plugin: &'a str,
     },
-    /// `help`
-    Help,
+    /// `help [command]`
+    Help {
+        /// The command to explain; every command when absent.
+        topic: Option<&'a str>,
+    },
+    /// `clear`: empty the screen (on a terminal).
+    Clear,
     /// `quit` or `exit`
     Quit,
 }
@@ -103,7 +109,7 @@ pub enum TraceAction {
 }
 
 /// What `help` prints: each command's synopsis and what it does.
-pub const HELP: [(&str, &str); 12] = [
+pub const HELP: [(&str, &str); 13] = [
     (
         "call <plugin:command> [JSON]",
         "run a command; JSON is the rest of the line (default {})",
@@ -144,7 +150,8 @@ pub const HELP: [(&str, &str); 12] = [
         "reenable <plugin>",
         "bring back a quarantined or deactivated plugin",
     ),
-    ("help", "this list"),
+    ("clear", "empty the screen"),
+    ("help [command]", "this list, or one command's"),
     ("quit | exit", "leave the shell (end of input also does)"),
 ];
 
@@ -228,19 +235,49 @@ pub fn parse(line: &str) -> Result<Option<ShellCommand<'_>>, AppError> {
             }
             ShellCommand::Reenable { plugin }
         }
-        "help" => ShellCommand::Help,
-        "quit" | "exit" => ShellCommand::Quit,
-        other => {
-            return Err(AppError::usage(
-                ErrorKind::InvalidInput,
-                format!(
-                    "unknown command {other:?} (commands: {})",
-                    COMMAND_NAMES.join(", ")
-                ),
-            ))
+        "help" => {
+            let (topic, rest) = split_word(rest);
+            no_more(rest, "help [command]")?;
+            if !topic.is_empty() && !COMMAND_NAMES.contains(&topic) {
+                return Err(unknown_command(topic));
+            }
+            ShellCommand::Help {
+                topic: (!topic.is_empty()).then_some(topic),
+            }
         }
+        "clear" => {
+            no_more(rest, "clear")?;
+            ShellCommand::Clear
+        }
+        "quit" | "exit" => ShellCommand::Quit,
+        other => return Err(unknown_command(other)),
     };
     Ok(Some(command))
+}
+
+/// The help entries of `topic` (`quit` and `exit` share one), or all of them.
+pub fn help_entries(topic: Option<&str>) -> Vec<(&'static str, &'static str)> {
+    HELP.iter()
+        .copied()
+        .filter(|(usage, _)| {
+            topic.is_none_or(|topic| {
+                let name = if topic == "exit" { "quit" } else { topic };
+                usage.split_whitespace().next() == Some(name)
+            })
+        })
+        .collect()
+}
+
+/// An unknown command name, with the closest known one or the list of all.
+fn unknown_command(typed: &str) -> AppError {
+    let message = match suggest::closest(typed, COMMAND_NAMES) {
+        Some(best) => format!("unknown command {typed:?}: did you mean {best}? (help lists all)"),
+        None => format!(
+            "unknown command {typed:?} (commands: {})",
+            COMMAND_NAMES.join(", ")
+        ),
+    };
+    AppError::usage(ErrorKind::InvalidInput, message)
 }
 
 /// The first whitespace-separated word of `text` and the trimmed rest.
@@ -387,7 +424,21 @@ mod tests {
                 json: true,
             }
         );
-        assert_eq!(ok("help"), ShellCommand::Help);
+        assert_eq!(ok("help"), ShellCommand::Help { topic: None });
+        assert_eq!(
+            ok("help call"),
+            ShellCommand::Help {
+                topic: Some("call")
+            }
+        );
+        assert_eq!(ok("clear"), ShellCommand::Clear);
+        let err = parse("help cal").expect_err("unknown topic");
+        assert!(err.to_string().contains("did you mean call?"), "{err}");
+        assert_eq!(help_entries(Some("call")).len(), 1);
+        assert!(help_entries(Some("call"))[0].0.starts_with("call "));
+        assert!(help_entries(Some("exit"))[0].0.starts_with("quit"));
+        assert!(help_entries(Some("trace"))[0].0.starts_with("trace"));
+        assert_eq!(help_entries(None).len(), HELP.len());
         assert_eq!(ok("quit"), ShellCommand::Quit);
         assert_eq!(ok("exit"), ShellCommand::Quit);
         assert!(parse("list everything").is_err());
@@ -439,8 +490,10 @@ mod tests {
     fn unknown_command_names_the_known_ones() {
         let err = parse("cal greeter:greet").expect_err("unknown");
         assert!(err.to_string().contains("\"cal\""), "{err}");
-        assert!(err.to_string().contains("call, emit"), "{err}");
+        assert!(err.to_string().contains("did you mean call?"), "{err}");
         assert!(matches!(err, AppError::Usage { .. }));
+        let err = parse("zzzz").expect_err("unknown");
+        assert!(err.to_string().contains("call, emit"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,9 @@ impl Dispatcher {
             // either: that is a cycle, whether or not the command is registered yet.
             if let Some((plugin, _)) = command.split_once(':') {
                 caller.cycle_to(plugin)?;
+                if let Some(quarantined) = self.quarantined(plugin) {
+                    return Err(quarantined);
+                }
             }
             return Err(PluginError::not_found(format!(
                 "command not found: {command}"

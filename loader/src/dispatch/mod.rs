@@ -71,6 +71,9 @@ pub(crate) struct Dispatcher {
     clock: Arc<Clock>,
     dead_letters: DeadLetters,
     store: Store,
+    /// Why each quarantined plugin is out of service, so that a call to it says so instead of
+    /// "not found" (its routes are gone). Read only on that cold path.
+    quarantined: parking_lot::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Dispatcher {
@@ -85,6 +88,7 @@ impl Dispatcher {
             dead_letters: DeadLetters::new(config.dead_letter_capacity),
             store,
             config,
+            quarantined: parking_lot::Mutex::default(),
         }
     }
 
@@ -136,12 +140,28 @@ impl Dispatcher {
 
     /// Makes what `manifest` declares reachable through `slot`.
     pub fn install(&self, manifest: &Manifest, granted: &[String], slot: &Arc<Slot>) {
+        self.quarantined.lock().remove(&manifest.name);
         self.routes.write().install(manifest, granted, slot);
+    }
+
+    /// Records that `plugin` is quarantined and why (`message`, a whole sentence for the
+    /// caller); the note goes when the plugin is installed again.
+    pub fn set_quarantined(&self, plugin: &str, message: String) {
+        self.quarantined.lock().insert(plugin.to_owned(), message);
+    }
+
+    /// The error for a call to `plugin` that found no route: why it is quarantined, if it is.
+    pub fn quarantined(&self, plugin: &str) -> Option<PluginError> {
+        self.quarantined
+            .lock()
+            .get(plugin)
+            .map(|message| PluginError::not_found(message.clone()))
     }
 
     /// Replaces what `manifest`'s plugin registered with what `manifest` declares, in one step
     /// (no call sees the plugin missing in between).
     pub fn reinstall(&self, manifest: &Manifest, granted: &[String], slot: &Arc<Slot>) {
+        self.quarantined.lock().remove(&manifest.name);
         let mut routes = self.routes.write();
         routes.remove_plugin(&manifest.name);
         routes.install(manifest, granted, slot);
@@ -250,9 +270,9 @@ impl Dispatcher {
                 "plugin {plugin} is not active (state {})",
                 reach.slot.state()
             ))),
-            None => Err(PluginError::not_found(format!(
-                "plugin not found: {plugin}"
-            ))),
+            None => Err(self
+                .quarantined(plugin)
+                .unwrap_or_else(|| PluginError::not_found(format!("plugin not found: {plugin}")))),
         }
     }
 

@@ -40,7 +40,9 @@ impl Lifecycle {
             let Some(entry) = registry.get_mut(plugin) else {
                 return;
             };
-            if !entry.slot.state().is_serving() {
+            // A plugin being quarantined is marked so before it is stopped (supervisor.rs).
+            let state = entry.slot.state();
+            if !state.is_serving() && state != PluginState::Quarantined {
                 return;
             }
             (
@@ -59,7 +61,12 @@ impl Lifecycle {
         } else {
             Ok(())
         };
-        *slot.state.write() = PluginState::Deactivated;
+        {
+            let mut state = slot.state.write();
+            if *state != PluginState::Quarantined {
+                *state = PluginState::Deactivated;
+            }
+        }
         // The context dies with the instance, whether deactivate returned or not.
         seal.retire();
         match result {

@@ -69,6 +69,15 @@ impl RestartPolicy {
     }
 }
 
+/// A restart window for people: `5 min`, `90 s`, `250 ms`.
+fn window_text(ms: u64) -> String {
+    match ms {
+        ms if ms >= 60_000 && ms.is_multiple_of(60_000) => format!("{} min", ms / 60_000),
+        ms if ms >= 1000 && ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
+        ms => format!("{ms} ms"),
+    }
+}
+
 /// Keeps the supervisor thread alive as long as the host.
 pub(crate) struct SupervisorHandle {
     _stop: Sender<()>,
@@ -206,19 +215,29 @@ impl Lifecycle {
     }
 
     /// Takes a plugin that keeps faulting out of service until it is re-enabled.
+    ///
+    /// The plugin reads as quarantined from the start, before its `deactivate` has run: `list`
+    /// never shows it active meanwhile, and a call to it says why it cannot be served instead
+    /// of "not found".
     fn quarantine(&self, turn: &Turn<'_>, plugin: &str, reason: &str) {
         let version = self.version_of(plugin).unwrap_or_default();
         let (max_restarts, window_ms) = (self.config.max_restarts, self.config.restart_window_ms);
-        log::error!("plugin {plugin} quarantined after {max_restarts} restarts in {} s (last fault: {reason}); re-enable it to try again", window_ms / 1000);
+        let window = window_text(window_ms);
+        log::error!("plugin {plugin} quarantined after {max_restarts} restarts in {window} (last fault: {reason}); re-enable it to try again");
+        let slot = match self.registry.read().get(plugin) {
+            Some(entry) if entry.slot.state().is_serving() => entry.slot.clone(),
+            _ => return,
+        };
+        self.dispatcher.set_quarantined(
+            plugin,
+            format!("plugin {plugin} is quarantined after {max_restarts} restarts in {window}: reenable it with 'reenable {plugin}'"),
+        );
+        *slot.last_error.lock() = Some(format!(
+            "quarantined after {max_restarts} restarts in {window}; last fault: {reason}"
+        ));
+        *slot.state.write() = PluginState::Quarantined;
         if self.deactivate(turn, plugin, "quarantined").is_err() {
             return;
-        }
-        if let Some(entry) = self.registry.read().get(plugin) {
-            *entry.slot.state.write() = PluginState::Quarantined;
-            *entry.slot.last_error.lock() = Some(format!(
-                "quarantined after {max_restarts} restarts in {} s; last fault: {reason}",
-                window_ms / 1000
-            ));
         }
         self.announce(LifecycleEvent::Quarantined {
             plugin: plugin.to_owned(),
@@ -271,6 +290,13 @@ mod tests {
         use Verdict::{Quarantine as Q, Restart as R};
         // At 12 s the restarts at 0 and 1 s are out of the window; at 14 s two are in it.
         assert_eq!(verdicts, [R, R, R, R, Q]);
+    }
+
+    #[test]
+    fn windows_read_in_the_largest_whole_unit() {
+        assert_eq!(window_text(300_000), "5 min");
+        assert_eq!(window_text(90_000), "90 s");
+        assert_eq!(window_text(250), "250 ms");
     }
 
     #[test]

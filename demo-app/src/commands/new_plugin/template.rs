@@ -2,18 +2,15 @@
 
 use std::path::Path;
 
-/// Where the new crate gets `plugin-api` and `loader` from.
+/// Where the new crate gets `plugin-api` and `loader` from: path dependencies on a checkout of
+/// this repository. (Nothing is published: `plugin_api` and `loader` on crates.io are other
+/// people's crates.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiSource<'a> {
-    /// Path dependencies: the `plugin-api` folder and the `loader` folder beside it.
-    Path {
-        /// The plugin-api crate folder, as written into Cargo.toml.
-        plugin_api: &'a Path,
-        /// The loader crate folder.
-        loader: &'a Path,
-    },
-    /// The published crates.
-    Registry,
+pub struct ApiSource<'a> {
+    /// The plugin-api crate folder, as written into Cargo.toml.
+    pub plugin_api: &'a Path,
+    /// The loader crate folder.
+    pub loader: &'a Path,
 }
 
 /// Rust keywords and the names of the standard crates: cargo refuses them as package names.
@@ -152,19 +149,11 @@ pub fn type_name(name: &str) -> String {
 
 /// `Cargo.toml` of the new crate.
 pub fn cargo_toml(name: &str, api: &ApiSource<'_>) -> String {
-    let (plugin_api, loader) = match api {
-        ApiSource::Path { plugin_api, loader } => (
-            format!("{{ path = {} }}", toml_string(&path_text(plugin_api))),
-            format!(
-                "{{ path = {}, features = [\"testing\"] }}",
-                toml_string(&path_text(loader))
-            ),
-        ),
-        ApiSource::Registry => (
-            "\"1\"".to_owned(),
-            "{ version = \"0.1\", features = [\"testing\"] }".to_owned(),
-        ),
-    };
+    let plugin_api = format!("{{ path = {} }}", toml_string(&path_text(api.plugin_api)));
+    let loader = format!(
+        "{{ path = {}, features = [\"testing\"] }}",
+        toml_string(&path_text(api.loader))
+    );
     format!(
         r#"[package]
 name = "{name}"
@@ -340,7 +329,7 @@ mod tests {
     fn cargo_toml_by_path() {
         let text = cargo_toml(
             "hello",
-            &ApiSource::Path {
+            &ApiSource {
                 plugin_api: Path::new("../plugin-api"),
                 loader: Path::new("../loader"),
             },
@@ -352,15 +341,6 @@ mod tests {
         assert!(text.contains("loader = { path = \"../loader\", features = [\"testing\"] }\n"));
         assert!(text.trim_end().ends_with("[workspace]"));
         assert!(toml::from_str::<toml::Table>(&text).is_ok(), "{text}");
-    }
-
-    #[test]
-    fn cargo_toml_by_version() {
-        let text = cargo_toml("hello", &ApiSource::Registry);
-        assert!(text.contains("plugin-api = \"1\"\n"));
-        assert!(text.contains("loader = { version = \"0.1\", features = [\"testing\"] }\n"));
-        let table: toml::Table = toml::from_str(&text).expect("toml");
-        assert!(table.contains_key("workspace"));
     }
 
     #[test]

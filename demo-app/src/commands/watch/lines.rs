@@ -7,7 +7,7 @@ use loader::{FileChange, LifecycleEvent, LoadError};
 use plugin_api::Event;
 use serde::Serialize;
 
-use crate::error::error_chain;
+use crate::{error::error_chain, safe};
 
 /// Width of the first column of the text lines; fits `deactivated` and `quarantined`.
 const VERB_WIDTH: usize = 12;
@@ -96,8 +96,13 @@ impl ImageCounts {
 
 impl WatchLine {
     /// The line as text for people (no trailing newline), e.g.
-    /// `reloaded    greeter 0.1.0 -> 0.2.0`.
+    /// `reloaded    greeter 0.1.0 -> 0.2.0`; terminal-safe ([`safe::text`]), since names,
+    /// versions and reasons come from plugins.
     pub fn human(&self) -> String {
+        safe::text(&self.raw_human()).into_owned()
+    }
+
+    fn raw_human(&self) -> String {
         match self {
             WatchLine::Lifecycle(l) => {
                 let verb = l.event.strip_prefix("plugin:").unwrap_or(l.event);
@@ -168,15 +173,13 @@ impl WatchLine {
     }
 }
 
-/// The errors in what the watcher reports for one applied change.
+/// The errors in what the watcher reports for one applied change that no lifecycle event
+/// reports already (one failure, one line).
 ///
-/// A refused reload is the `Err`; a new file that failed shows up inside `Ok(Loaded(report))`.
-/// Activation failures are left out: the host announces them as `plugin:error` events.
-pub fn failures(
-    path: &Path,
-    outcome: &Result<FileChange, LoadError>,
-    timestamp: u64,
-) -> Vec<ApplyFailure> {
+/// A new file that failed shows up inside `Ok(Loaded(report))`, and only here. A refused
+/// reload (the `Err`) and an activation failure are left out: the host announces both as
+/// `plugin:error` events, and a plugin disabled in the config is no failure at all.
+pub fn failures(outcome: &Result<FileChange, LoadError>, timestamp: u64) -> Vec<ApplyFailure> {
     let failure = |file: &Path, error: &LoadError| ApplyFailure {
         event: "watch:error",
         file: file.to_owned(),
@@ -184,7 +187,7 @@ pub fn failures(
         timestamp,
     };
     match outcome {
-        Err(error) => vec![failure(path, error)],
+        Err(_) => Vec::new(),
         Ok(FileChange::Loaded(report)) => report
             .entries
             .iter()
@@ -322,7 +325,21 @@ mod tests {
         let refused: Result<FileChange, LoadError> = Err(LoadError::Cycle {
             cycle: "a -> b -> a".to_owned(),
         });
-        let found = failures(Path::new("/p/liba.so"), &refused, 9);
+        assert!(
+            failures(&refused, 9).is_empty(),
+            "a refused reload is a plugin:error event already"
+        );
+        let report = LoadReport {
+            entries: vec![LoadEntry {
+                file: PathBuf::from("/p/liba.so"),
+                plugin: None,
+                version: None,
+                error: Some(std::sync::Arc::new(LoadError::Cycle {
+                    cycle: "a -> b -> a".to_owned(),
+                })),
+            }],
+        };
+        let found = failures(&Ok(FileChange::Loaded(report)), 9);
         assert_eq!(found.len(), 1);
         let failed = WatchLine::Failed(found[0].clone());
         assert_eq!(
@@ -360,12 +377,12 @@ mod tests {
                 ),
             ],
         };
-        let found = failures(Path::new("/p/libc.so"), &Ok(FileChange::Loaded(report)), 0);
+        let found = failures(&Ok(FileChange::Loaded(report)), 0);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].file, PathBuf::from("/p/libc.so"));
         let unchanged = Ok(FileChange::Unchanged {
             plugin: "x".to_owned(),
         });
-        assert!(failures(Path::new("/p/libx.so"), &unchanged, 0).is_empty());
+        assert!(failures(&unchanged, 0).is_empty());
     }
 }
