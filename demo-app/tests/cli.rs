@@ -350,6 +350,36 @@ fn describe_shows_commands_emits_and_capabilities() {
 }
 
 #[test]
+fn describe_lists_rpc_and_provider_methods_with_their_help() {
+    let dir = PluginDir::with_examples(&["echo", "users"]);
+    let out = run(demo_in(dir.path(), &["describe", "echo"]));
+    out.ok();
+    assert!(out.stdout.contains("  rpc methods:\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("    upper    the string in upper case\n"),
+        "{}",
+        out.stdout
+    );
+    let out = run(demo_in(dir.path(), &["describe", "users", "--json"]));
+    out.ok();
+    let d = out.json();
+    let methods: Vec<&str> = d["providers"][0]["methods"]
+        .as_array()
+        .expect("provider methods")
+        .iter()
+        .map(|m| m["name"].as_str().expect("method name"))
+        .collect();
+    assert_eq!(methods, ["get", "list"]);
+    let text = run(demo_in(dir.path(), &["describe", "users"]));
+    assert!(
+        text.stdout.contains("  provider users methods:\n    get "),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
 fn describe_unknown_plugin_fails_with_one_line() {
     let dir = PluginDir::with_examples(&["greeter"]);
     let out = run(demo_in(dir.path(), &["describe", "nope"]));

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use loader::PluginInfo;
-use plugin_api::{CommandDecl, Dependency, ErrorKind, HookDecl, MiddlewareDecl, ProviderDecl};
+use plugin_api::{
+    CommandDecl, Dependency, ErrorKind, HookDecl, MethodDecl, MiddlewareDecl, ProviderDecl,
+};
 use serde::Serialize;
 
 use crate::{
@@ -51,8 +53,10 @@ pub struct ManifestView {
     pub subscribes: Vec<String>,
     /// Hooks it handles, with priorities.
     pub hooks: Vec<HookDecl>,
-    /// Providers it offers, with priorities.
+    /// Providers it offers, with priorities and their methods.
     pub providers: Vec<ProviderDecl>,
+    /// RPC methods it declares, with their help (plugins built with typed registration).
+    pub rpc: Vec<MethodDecl>,
     /// Its middleware, when it installs one.
     pub middleware: Option<MiddlewareDecl>,
     /// Whether it answers direct messages and RPC.
@@ -120,6 +124,7 @@ impl Description {
                 subscribes: m.subscribes,
                 hooks: m.hooks,
                 providers: m.providers,
+                rpc: m.rpc,
                 middleware: m.middleware,
                 accepts_messages: m.accepts_messages,
             }),
@@ -193,6 +198,20 @@ pub fn render_description(d: &Description) -> String {
             },
         );
         push_commands(&mut out, &d.name, &m.commands);
+        let rpc: Vec<(String, &str)> = m
+            .rpc
+            .iter()
+            .map(|r| (r.name.clone(), r.description.as_str()))
+            .collect();
+        push_rows(&mut out, "rpc methods:", &rpc);
+        for p in m.providers.iter().filter(|p| !p.methods.is_empty()) {
+            let methods: Vec<(String, &str)> = p
+                .methods
+                .iter()
+                .map(|r| (r.name.clone(), r.description.as_str()))
+                .collect();
+            push_rows(&mut out, &format!("provider {} methods:", p.name), &methods);
+        }
     }
     push_capabilities(&mut out, &d.capabilities);
     out
@@ -207,18 +226,27 @@ fn joined(items: &[String]) -> String {
 }
 
 fn push_commands(out: &mut String, plugin: &str, commands: &[CommandDecl]) {
-    if commands.is_empty() {
-        let _ = writeln!(out, "  {:<17}-", "commands:");
+    let rows: Vec<(String, &str)> = commands
+        .iter()
+        .map(|c| (format!("{plugin}:{}", c.name), c.description.as_str()))
+        .collect();
+    push_rows(out, "commands:", &rows);
+}
+
+/// A heading, then one row per item: its name and help, aligned (`-` when there are none).
+fn push_rows(out: &mut String, heading: &str, rows: &[(String, &str)]) {
+    if rows.is_empty() {
+        let _ = writeln!(out, "  {:<17}-", heading);
         return;
     }
-    let _ = writeln!(out, "  commands:");
-    let names: Vec<String> = commands
+    let _ = writeln!(out, "  {}", safe::text(heading));
+    let names: Vec<String> = rows
         .iter()
-        .map(|c| safe::text(&format!("{plugin}:{}", c.name)).into_owned())
+        .map(|(name, _)| safe::text(name).into_owned())
         .collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-    for (name, command) in names.iter().zip(commands) {
-        let line = format!("    {name:<width$}  {}", Safe(&command.description));
+    for (name, (_, help)) in names.iter().zip(rows) {
+        let line = format!("    {name:<width$}  {}", Safe(help));
         let _ = writeln!(out, "{}", line.trim_end());
     }
 }
