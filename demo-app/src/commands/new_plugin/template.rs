@@ -211,26 +211,25 @@ pub struct HelloReply {{
 #[derive(Debug, Default)]
 pub struct {ty};
 
+impl {ty} {{
+    /// `{name}:hello`: takes no arguments, answers in the caller's codec (JSON to the CLI,
+    /// bincode to Rust callers).
+    fn hello(&mut self, _ctx: &Context, _: NoArgs) -> PluginResult<HelloReply> {{
+        Ok(HelloReply {{
+            message: format!("hello from {{NAME}}"),
+        }})
+    }}
+}}
+
 impl Plugin for {ty} {{
     fn manifest() -> Manifest {{
-        Manifest::new(NAME).command_with_help("hello", "answers with a greeting")
+        Manifest::new(NAME)
     }}
 
-    fn handle_command(
-        &mut self,
-        _ctx: &Context,
-        command: &str,
-        args: &Payload,
-    ) -> PluginResult<Payload> {{
-        match command {{
-            // Answers in the caller's codec: JSON to the CLI, bincode to Rust callers.
-            "hello" => args.reply_with(&HelloReply {{
-                message: format!("hello from {{NAME}}"),
-            }}),
-            other => Err(PluginError::not_found(format!(
-                "command not found: {{NAME}}:{{other}}"
-            ))),
-        }}
+    // Each command named once, with its help and its handler; unknown commands are answered
+    // "not found" by plugin-api.
+    fn register(api: &mut Registrar<Self>) {{
+        api.command("hello", "answers with a greeting", Self::hello);
     }}
 }}
 
