@@ -355,11 +355,11 @@ mod tests {
         assert!(text.contains(r#"message: format!("hello from {NAME}"),"#));
         assert!(text.contains("pub struct HelloWorld;"));
         assert!(text.contains("impl Plugin for HelloWorld {"));
-        assert!(text.contains("Manifest::new(NAME).command_with_help(\"hello\""));
+        assert!(text.contains(r#"api.command("hello", "answers with a greeting", Self::hello);"#));
         assert!(text.contains("export_plugin!(HelloWorld);"));
         assert!(text.contains("type Subject = HelloWorld;"));
         assert!(text.contains("Harness::new(plugin_api::static_plugin!(Subject))"));
         assert!(text.contains(r#"serde_json::json!({"message": format!("hello from {NAME}")})"#));
-        assert!(text.contains(r#""command not found: {NAME}:{other}""#));
+        assert!(!text.contains("match command"), "no hand-written dispatch");
     }
 }
