@@ -97,6 +97,35 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The worker program of isolated plugins in these tests (the `plugin-worker` binary of this
+/// crate, which cargo builds before the integration tests).
+pub fn worker_program() -> PathBuf {
+    let name = format!("plugin-worker{}", std::env::consts::EXE_SUFFIX);
+    let path = deps_dir()
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent", deps_dir().display()))
+        .join(name);
+    assert!(path.is_file(), "{} not found", path.display());
+    path
+}
+
+/// Runs `plugins` (or, with `["*"]`, every plugin) in child processes of their own, started
+/// from [`worker_program`].
+pub fn isolate(config: &mut HostConfig, plugins: &[&str]) {
+    config.worker_program = Some(worker_program());
+    for plugin in plugins {
+        if *plugin == "*" {
+            config.isolation = loader::Isolation::Process;
+        } else {
+            config
+                .plugins
+                .entry((*plugin).to_owned())
+                .or_default()
+                .isolation = Some(loader::Isolation::Process);
+        }
+    }
+}
+
 /// The example plugin library of crate `crate_name` (for example `"audit-log"`), as cargo built
 /// it for this test run.
 ///

@@ -73,6 +73,32 @@ impl HostBuilder {
         self
     }
 
+    /// Runs plugin `plugin` in a child process of its own (process isolation), whatever the
+    /// host-wide default is.
+    pub fn isolate(mut self, plugin: &str) -> Self {
+        self.config
+            .plugins
+            .entry(plugin.to_owned())
+            .or_default()
+            .isolation = Some(crate::Isolation::Process);
+        self
+    }
+
+    /// Where plugins run unless their own settings say otherwise ([`HostConfig::isolation`]):
+    /// `Isolation::Process` isolates every plugin.
+    pub fn isolation(mut self, default: crate::Isolation) -> Self {
+        self.config.isolation = default;
+        self
+    }
+
+    /// The program started as the worker of isolated plugins ([`HostConfig::worker_program`]);
+    /// by default the host's own executable. The program must call
+    /// [`run_if_worker`](crate::worker::run_if_worker) first in `main`.
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.config.worker_program = Some(program.into());
+        self
+    }
+
     /// Changes the configuration in place.
     pub fn configure(mut self, f: impl FnOnce(&mut HostConfig)) -> Self {
         f(&mut self.config);
@@ -431,6 +457,17 @@ impl Host {
     /// returned.
     pub fn detached_threads(&self) -> u64 {
         self.lifecycle().detached() + crate::load::manifest::detached_manifest_readers()
+    }
+
+    /// Child processes of isolated plugins that the host killed (a call or `deactivate` missed
+    /// its deadline, or a child would not exit).
+    pub fn killed_processes(&self) -> u64 {
+        self.lifecycle().children().kills()
+    }
+
+    /// Process ids of the isolated plugins' child processes alive now.
+    pub fn worker_processes(&self) -> Vec<u32> {
+        self.lifecycle().children().pids()
     }
 
     /// Libraries this process has mapped and how many of them no longer serve a plugin

@@ -10,9 +10,11 @@
 //!
 //! The modes, one file each:
 //!
-//! (none yet: each feature that runs work out of process adds its mode here)
+//! - `serve` ([`serve`]): the child process of one isolated plugin (process isolation).
 
-use std::{ffi::OsStr, process::Command};
+mod serve;
+
+use std::{ffi::OsStr, path::Path, process::Command};
 
 /// The hidden argument that marks a worker process. It is followed by the mode's name and the
 /// mode's own arguments.
@@ -31,6 +33,10 @@ pub const WORKER_ARG: &str = "--native-plugins-worker";
 ///     // ... the host's own main ...
 /// }
 /// ```
+#[allow(
+    clippy::needless_doctest_main,
+    reason = "the example is about what goes first in `main`"
+)]
 pub fn run_if_worker() {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(WORKER_ARG)) {
@@ -38,6 +44,7 @@ pub fn run_if_worker() {
     }
     let mode = args.next();
     let code = match mode.as_deref().and_then(OsStr::to_str) {
+        Some("serve") => serve::serve(),
         Some(other) => {
             eprintln!("loader worker: unknown mode {other:?}");
             2
@@ -57,7 +64,20 @@ pub fn run_if_worker() {
 /// The path of the running executable cannot be found.
 #[allow(dead_code)] // used by the modes as they are added
 pub(crate) fn command(mode: &str) -> std::io::Result<Command> {
-    let mut command = Command::new(std::env::current_exe()?);
+    command_at(None, mode)
+}
+
+/// A command that starts `program` (or, when `None`, this executable) as a worker in `mode`.
+/// Hosts whose own `main` cannot call [`run_if_worker`] (test binaries) name a small program
+/// that does.
+///
+/// # Errors
+/// `program` is `None` and the path of the running executable cannot be found.
+pub(crate) fn command_at(program: Option<&Path>, mode: &str) -> std::io::Result<Command> {
+    let mut command = match program {
+        Some(program) => Command::new(program),
+        None => Command::new(std::env::current_exe()?),
+    };
     command.arg(WORKER_ARG).arg(mode);
     Ok(command)
 }
