@@ -114,3 +114,40 @@ fn shutdown_deactivates_and_reaps_every_child() {
     assert!(host.worker_processes().is_empty());
     assert_eq!(host.killed_processes(), 0);
 }
+
+#[test]
+fn the_builder_isolates_named_plugins_and_the_host_reports_where_each_runs() {
+    let dir = PluginDir::with_examples(&["greeter", "echo"]);
+    let host = loader::Host::builder()
+        .plugins_dir(dir.path())
+        .in_memory_storage()
+        .worker_program(tests::worker_program())
+        .isolate("greeter")
+        .build()
+        .expect("host");
+    let report = host.load_dir().expect("load");
+    assert!(report.is_ok(), "{report:?}");
+    let greeter = tests::info(&host, "greeter");
+    assert_eq!(greeter.isolation, loader::Isolation::Process);
+    let pid = greeter.process_id.expect("greeter has a process");
+    assert_eq!(host.worker_processes(), vec![pid]);
+    let echo = tests::info(&host, "echo");
+    assert_eq!(echo.isolation, loader::Isolation::InProcess);
+    assert_eq!(echo.process_id, None);
+    // And host-wide, from the config file.
+    let dir = PluginDir::with_examples(&["greeter", "echo"]);
+    let (host, report) = dir.load_with_config(&format!(
+        "isolation = \"process\"\nworker_program = {:?}\n[plugins.echo]\nisolation = \"in-process\"\n",
+        tests::worker_program()
+    ));
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(
+        tests::info(&host, "greeter").isolation,
+        loader::Isolation::Process
+    );
+    assert_eq!(
+        tests::info(&host, "echo").isolation,
+        loader::Isolation::InProcess
+    );
+    assert_eq!(host.worker_processes().len(), 1);
+}

@@ -277,7 +277,9 @@ impl Host {
 
     /// Every plugin the host knows: active, stopped and failed (failed files included).
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        report::plugins(&self.lifecycle().registry().read())
+        let mut plugins = report::plugins(&self.lifecycle().registry().read());
+        report::add_isolation(&mut plugins, self.config(), self.lifecycle().children());
+        plugins
     }
 
     /// One plugin's information.

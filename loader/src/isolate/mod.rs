@@ -85,6 +85,11 @@ impl Children {
             .collect()
     }
 
+    /// The process id of `plugin`'s current child, if it has one.
+    pub fn pid_of(&self, plugin: &str) -> Option<u32> {
+        self.current(plugin).map(|p| p.pid)
+    }
+
     /// The current child of `plugin`, if it is isolated and running.
     fn current(&self, plugin: &str) -> Option<Arc<Process>> {
         self.live.lock().get(plugin).and_then(Weak::upgrade)
