@@ -109,6 +109,19 @@ pub fn worker_program() -> PathBuf {
     path
 }
 
+/// Whether this test binary runs every plugin isolated: the test files named `isolated_*.rs`
+/// re-run the tests of other files (included as `#[path]` modules) that way, so the same
+/// assertions hold in both modes.
+pub fn isolates_everything() -> bool {
+    static ISOLATED: OnceLock<bool> = OnceLock::new();
+    *ISOLATED.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .is_some_and(|name| name.starts_with("isolated_"))
+    })
+}
+
 /// Runs `plugins` (or, with `["*"]`, every plugin) in child processes of their own, started
 /// from [`worker_program`].
 pub fn isolate(config: &mut HostConfig, plugins: &[&str]) {
@@ -360,12 +373,21 @@ impl PluginDir {
 
     /// A host for this folder with in-memory storage, after `configure` changed its settings
     /// (queue bounds, deadlines...); nothing loaded yet.
+    ///
+    /// In a test binary that [`isolates_everything`], every plugin runs in a child process of
+    /// its own (unless the test's config says otherwise for a plugin).
     pub fn host_with(&self, configure: impl FnOnce(&mut HostConfig)) -> Host {
         Host::builder()
             .plugins_dir(self.path())
             .data_dir(self.data.path())
             .in_memory_storage()
             .configure(configure)
+            .configure(|config| {
+                if isolates_everything() {
+                    config.isolation = loader::Isolation::Process;
+                    config.worker_program.get_or_insert_with(worker_program);
+                }
+            })
             .build()
             .expect("an in-memory host builds")
     }

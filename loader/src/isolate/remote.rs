@@ -29,6 +29,9 @@ use crate::{
     runtime::call::{mismatch, Answer, Call},
 };
 
+/// How long a dropped instance's process may take to exit before it is killed.
+const EXIT_BOUND: Duration = Duration::from_secs(5);
+
 /// The host's handle on an instance living in a child process.
 pub(crate) struct RemoteInstance {
     pub process: Arc<Process>,
@@ -100,7 +103,9 @@ impl RemoteInstance {
 impl Drop for RemoteInstance {
     fn drop(&mut self) {
         self.process.close();
-        if !self.process.wait_reaped(self.grace) {
+        // A worker exits as soon as it reads the end of its input; one that does not within a
+        // few seconds (or the grace, if shorter) is not going to.
+        if !self.process.wait_reaped(self.grace.min(EXIT_BOUND)) {
             self.process
                 .kill("it did not exit after the host closed its input");
             self.process.wait_reaped(self.grace);

@@ -121,22 +121,36 @@ pub(super) fn serve() -> i32 {
         match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
             Ok(Some(ToChild::Call(call))) => {
                 if calls_tx.send(call).is_err() {
-                    return 1;
+                    leave(shadow, calls_tx, 1);
                 }
             }
             Ok(Some(ToChild::Reply { id, reply })) => link.settle(id, reply),
             Ok(Some(ToChild::Start(_))) => {
                 eprintln!("loader worker: a second start frame");
-                return PROTOCOL_ERROR;
+                leave(shadow, calls_tx, PROTOCOL_ERROR);
             }
             // The host closed our input: it is done with us (or gone).
-            Ok(None) => return 0,
+            Ok(None) => leave(shadow, calls_tx, 0),
             Err(e) => {
                 eprintln!("loader worker: {e}");
-                return PROTOCOL_ERROR;
+                leave(shadow, calls_tx, PROTOCOL_ERROR);
             }
         }
     }
+}
+
+/// Exits with `code` once the shadow folder is removed, with the executor thread still
+/// blocked on `calls` (which is why it is passed in and never dropped).
+///
+/// Letting the executor see its channel close would have it drop the instance and end while
+/// this thread runs the process's exit handlers: a thread that ends runs its thread-local
+/// destructors, the plugin's included, which take the dynamic loader's lock that the exit
+/// handlers hold while they finalise the libraries. The two then wait for each other (seen:
+/// a worker that never exited after its stdin closed).
+fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Call>, code: i32) -> ! {
+    drop(shadow);
+    let _keep_the_executor_waiting = calls;
+    std::process::exit(code)
 }
 
 /// Loads the plugin, makes its instance and runs the host's calls on it, in order.
