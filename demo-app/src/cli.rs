@@ -105,6 +105,10 @@ pub struct GlobalArgs {
     /// Log more: -v info, -vv debug (`RUST_LOG` refines it)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Run PLUGIN in a child process of its own, which the host survives whatever the plugin
+    /// does (repeatable; `all` isolates every plugin)
+    #[arg(long, value_name = "PLUGIN", global = true)]
+    pub isolate: Vec<String>,
     /// Print only results and errors: no progress bar, no warnings, no shell banner
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,

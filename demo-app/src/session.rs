@@ -61,6 +61,14 @@ impl Unloaded {
         if let Some(dir) = &args.data {
             config.data_dir = Some(dir.clone());
         }
+        for plugin in &args.isolate {
+            if plugin == "all" {
+                config.isolation = loader::Isolation::Process;
+            } else {
+                config.plugins.entry(plugin.clone()).or_default().isolation =
+                    Some(loader::Isolation::Process);
+            }
+        }
         let plugins_dir = match &config.plugins_dir {
             // A folder the user named is theirs: never write into it.
             Some(dir) => {

@@ -12,6 +12,10 @@
 //! revoke = []                         # or take some away
 //! [plugins.greeter.config]
 //! salutation = "Hello"
+//!
+//! [plugins.untrusted]
+//! isolation = "process"               # run it in a child process of its own
+//! memory_limit_mb = 256               # and limit that process's address space (Unix)
 //! ```
 
 use std::{
@@ -70,6 +74,41 @@ pub struct HostConfig {
     pub allow_wildcard: bool,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Where plugins run unless their own settings say otherwise.
+    pub isolation: Isolation,
+    /// The program started as an isolated plugin's worker process; by default the host's own
+    /// executable, which must then call [`loader::worker::run_if_worker`](crate::worker::run_if_worker)
+    /// first in `main`.
+    pub worker_program: Option<PathBuf>,
+}
+
+/// Where a plugin's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In the host's process, on a thread of its own (the fastest; a crash of the plugin is a
+    /// crash of the host).
+    #[default]
+    InProcess,
+    /// In a child process of its own, which the host survives whatever the plugin does; every
+    /// call and context call crosses a pipe.
+    Process,
+}
+
+impl Isolation {
+    /// The name used in config files and reports (`in-process`, `process`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::InProcess => "in-process",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Settings of one plugin.
@@ -84,6 +123,11 @@ pub struct PluginSettings {
     pub revoke: Vec<String>,
     /// The table the plugin reads through `Context::config`.
     pub config: toml::Table,
+    /// Where the plugin runs; `None`: the host-wide [`HostConfig::isolation`].
+    pub isolation: Option<Isolation>,
+    /// Address-space limit of the plugin's process in MiB, when it runs isolated (Unix only:
+    /// `RLIMIT_AS`). A plugin that exceeds it is reported as such and restarted.
+    pub memory_limit_mb: Option<u64>,
 }
 
 impl Default for PluginSettings {
@@ -93,6 +137,8 @@ impl Default for PluginSettings {
             capabilities: None,
             revoke: Vec::new(),
             config: toml::Table::new(),
+            isolation: None,
+            memory_limit_mb: None,
         }
     }
 }
@@ -118,6 +164,8 @@ impl Default for HostConfig {
             dead_letter_capacity: 1024,
             allow_wildcard: true,
             plugins: BTreeMap::new(),
+            isolation: Isolation::InProcess,
+            worker_program: None,
         }
     }
 }
@@ -175,6 +223,14 @@ impl HostConfig {
             .map(String::as_str)
             .filter(|name| !known.contains(name))
             .collect()
+    }
+
+    /// Where `plugin` runs: its own setting, else the host-wide default.
+    pub fn isolation_of(&self, plugin: &str) -> Isolation {
+        self.plugins
+            .get(plugin)
+            .and_then(|s| s.isolation)
+            .unwrap_or(self.isolation)
     }
 
     /// The allowlist as a set, or `None` when no allowlist is configured.
@@ -254,6 +310,31 @@ mod tests {
         ];
         assert_eq!(s.grant(&declared), vec!["emit:greeter:*".to_owned()]);
         assert_eq!(s.config_json()["salutation"], "Hi");
+    }
+
+    #[test]
+    fn isolation_per_plugin_and_host_wide() {
+        let c = HostConfig::from_toml_str(
+            r#"
+            [plugins.untrusted]
+            isolation = "process"
+            memory_limit_mb = 64
+            [plugins.trusted]
+            isolation = "in-process"
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(c.isolation_of("untrusted"), Isolation::Process);
+        assert_eq!(c.isolation_of("other"), Isolation::InProcess);
+        assert_eq!(c.plugin("untrusted").memory_limit_mb, Some(64));
+        let c = HostConfig::from_toml_str(
+            "isolation = \"process\"\n[plugins.trusted]\nisolation = \"in-process\"",
+        )
+        .expect("valid config");
+        assert_eq!(c.isolation_of("other"), Isolation::Process);
+        assert_eq!(c.isolation_of("trusted"), Isolation::InProcess);
+        let err = HostConfig::from_toml_str("isolation = \"sandbox\"").expect_err("unknown mode");
+        assert!(err.contains("sandbox"), "{err}");
     }
 
     #[test]

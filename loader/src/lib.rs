@@ -122,6 +122,7 @@ mod dispatch;
 mod doctor;
 mod error;
 mod host;
+mod isolate;
 mod lifecycle;
 mod load;
 mod observe;
@@ -133,7 +134,7 @@ pub mod testing;
 mod watch;
 pub mod worker;
 
-pub use config::{HostConfig, PluginSettings, HOST_VERSION};
+pub use config::{HostConfig, Isolation, PluginSettings, HOST_VERSION};
 pub use dispatch::{CollectedResults, TableSizes};
 pub use doctor::{fix_for, DoctorReport, FileDiagnosis, ImageFacts, Problem};
 pub use error::{ConfigError, LoadError, StorageError};

@@ -108,6 +108,48 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The worker program of these tests' hosts (isolated plugins, the doctor's manifest reader):
+/// the `worker-host` binary of this crate, which cargo builds before the integration tests.
+pub fn worker_program() -> PathBuf {
+    let name = format!("worker-host{}", std::env::consts::EXE_SUFFIX);
+    let path = deps_dir()
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent", deps_dir().display()))
+        .join(name);
+    assert!(path.is_file(), "{} not found", path.display());
+    path
+}
+
+/// Whether this test binary runs every plugin isolated: the test files named `isolated_*.rs`
+/// re-run the tests of other files (included as `#[path]` modules) that way, so the same
+/// assertions hold in both modes.
+pub fn isolates_everything() -> bool {
+    static ISOLATED: OnceLock<bool> = OnceLock::new();
+    *ISOLATED.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .is_some_and(|name| name.starts_with("isolated_"))
+    })
+}
+
+/// Runs `plugins` (or, with `["*"]`, every plugin) in child processes of their own, started
+/// from [`worker_program`].
+pub fn isolate(config: &mut HostConfig, plugins: &[&str]) {
+    config.worker_program = Some(worker_program());
+    for plugin in plugins {
+        if *plugin == "*" {
+            config.isolation = loader::Isolation::Process;
+        } else {
+            config
+                .plugins
+                .entry((*plugin).to_owned())
+                .or_default()
+                .isolation = Some(loader::Isolation::Process);
+        }
+    }
+}
+
 /// The example plugin library of crate `crate_name` (for example `"audit-log"`), as cargo built
 /// it for this test run.
 ///
@@ -342,12 +384,21 @@ impl PluginDir {
 
     /// A host for this folder with in-memory storage, after `configure` changed its settings
     /// (queue bounds, deadlines...); nothing loaded yet.
+    ///
+    /// In a test binary that [`isolates_everything`], every plugin runs in a child process of
+    /// its own (unless the test's config says otherwise for a plugin).
     pub fn host_with(&self, configure: impl FnOnce(&mut HostConfig)) -> Host {
         Host::builder()
             .plugins_dir(self.path())
             .data_dir(self.data.path())
             .in_memory_storage()
             .configure(configure)
+            .configure(|config| {
+                if isolates_everything() {
+                    config.isolation = loader::Isolation::Process;
+                    config.worker_program.get_or_insert_with(worker_program);
+                }
+            })
             .build()
             .expect("an in-memory host builds")
     }

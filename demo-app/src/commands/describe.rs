@@ -25,6 +25,10 @@ pub struct Description {
     pub state: String,
     /// The plugin file.
     pub file: String,
+    /// Where it runs (`in-process` or `process`), and its process id when isolated.
+    pub isolation: String,
+    /// The id of its child process, when it runs isolated.
+    pub process_id: Option<u32>,
     /// Why it is not serving, or its last fault.
     pub error: Option<String>,
     /// The manifest, absent when the file failed before it could be read.
@@ -113,6 +117,8 @@ impl Description {
             version: info.version,
             state: info.state.as_str().to_owned(),
             file: info.file.display().to_string(),
+            isolation: info.isolation.as_str().to_owned(),
+            process_id: info.process_id,
             error,
             manifest: info.manifest.map(|m| ManifestView {
                 description: m.description,
@@ -158,6 +164,10 @@ pub fn render_description(d: &Description) -> String {
         }
     }
     field("file:", &d.file);
+    match d.process_id {
+        Some(pid) => field("isolation:", &format!("{} (pid {pid})", d.isolation)),
+        None => field("isolation:", &d.isolation),
+    }
     if let Some(error) = &d.error {
         field("error:", error);
     }

@@ -24,6 +24,8 @@ pub struct ListRow {
     pub file: String,
     /// Why it is not serving (or its last fault), in full.
     pub error: Option<String>,
+    /// Where it runs: `in-process` or `process` (a child process of its own).
+    pub isolation: String,
 }
 
 /// Every plugin file the host knows, failures included, sorted by name.
@@ -45,6 +47,7 @@ pub fn list(session: &Session) -> Vec<ListRow> {
                 state: state.to_owned(),
                 file: info.file.display().to_string(),
                 error,
+                isolation: info.isolation.as_str().to_owned(),
             }
         })
         .collect();
@@ -57,15 +60,23 @@ pub fn list(session: &Session) -> Vec<ListRow> {
         {
             continue;
         }
+        let name = entry
+            .plugin
+            .clone()
+            .unwrap_or_else(|| file_name(&entry.file));
+        let isolation = session
+            .host
+            .config()
+            .isolation_of(&name)
+            .as_str()
+            .to_owned();
         rows.push(ListRow {
-            name: entry
-                .plugin
-                .clone()
-                .unwrap_or_else(|| file_name(&entry.file)),
+            name,
             version: entry.version.clone(),
             state: state_of(PluginState::Failed, error).to_owned(),
             file,
             error: Some(error_chain(error)),
+            isolation,
         });
     }
     for row in &mut rows {
@@ -202,6 +213,7 @@ mod tests {
             state: state.to_owned(),
             file: format!("/p/lib{name}.so"),
             error: error.map(str::to_owned),
+            isolation: "in-process".to_owned(),
         }
     }
 
@@ -254,7 +266,7 @@ mod tests {
         let text = json::to_text(&[row("greeter", "active", None)], false).expect("json");
         assert_eq!(
             text,
-            r#"[{"name":"greeter","version":"0.1.0","state":"active","file":"/p/libgreeter.so","error":null}]"#
+            r#"[{"name":"greeter","version":"0.1.0","state":"active","file":"/p/libgreeter.so","error":null,"isolation":"in-process"}]"#
         );
     }
 }

@@ -12,6 +12,8 @@ pub struct StatsRow {
     pub plugin: String,
     /// Lifecycle state.
     pub state: String,
+    /// Where it runs: `in-process` or `process` (a child process of its own).
+    pub isolation: String,
     /// Its counters.
     #[serde(flatten)]
     pub metrics: PluginMetrics,
@@ -25,6 +27,7 @@ pub fn stats(host: &Host) -> Vec<StatsRow> {
         .map(|info| StatsRow {
             plugin: info.name,
             state: info.state.as_str().to_owned(),
+            isolation: info.isolation.as_str().to_owned(),
             metrics: info.metrics,
         })
         .collect();
@@ -82,6 +85,7 @@ mod tests {
         StatsRow {
             plugin: "greeter".to_owned(),
             state: "active".to_owned(),
+            isolation: "process".to_owned(),
             metrics: PluginMetrics {
                 events_handled: 3,
                 calls_served: 2,
@@ -98,7 +102,9 @@ mod tests {
     fn json_flattens_the_metrics() {
         let text = json::to_text(&[row()], false).expect("json");
         assert!(
-            text.starts_with(r#"[{"plugin":"greeter","state":"active","events_handled":3,"#),
+            text.starts_with(
+                r#"[{"plugin":"greeter","state":"active","isolation":"process","events_handled":3,"#
+            ),
             "{text}"
         );
         assert!(text.contains(r#""queued_events":4"#), "{text}");

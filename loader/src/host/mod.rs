@@ -39,8 +39,6 @@ struct HostInner {
     _supervisor: Option<SupervisorHandle>,
     /// The private temporary shadow folder, removed with the host (none with a data folder).
     _shadow: Option<crate::load::shadow::ShadowDir>,
-    /// The program started for worker processes; `None`: this executable.
-    worker_program: Option<PathBuf>,
 }
 
 /// Builds a [`Host`].
@@ -48,7 +46,6 @@ struct HostInner {
 pub struct HostBuilder {
     config: HostConfig,
     in_memory: bool,
-    worker_program: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -76,12 +73,30 @@ impl HostBuilder {
         self
     }
 
-    /// Starts `program` for worker processes (such as [`Host::diagnose`]'s manifest reader)
-    /// instead of this executable. `program` must call
-    /// [`run_if_worker`](crate::worker::run_if_worker) first in its `main`; name one when this
-    /// executable does not (a test binary, say).
+    /// Runs plugin `plugin` in a child process of its own (process isolation), whatever the
+    /// host-wide default is.
+    pub fn isolate(mut self, plugin: &str) -> Self {
+        self.config
+            .plugins
+            .entry(plugin.to_owned())
+            .or_default()
+            .isolation = Some(crate::Isolation::Process);
+        self
+    }
+
+    /// Where plugins run unless their own settings say otherwise ([`HostConfig::isolation`]):
+    /// `Isolation::Process` isolates every plugin.
+    pub fn isolation(mut self, default: crate::Isolation) -> Self {
+        self.config.isolation = default;
+        self
+    }
+
+    /// The program started for worker processes (isolated plugins, [`Host::diagnose`]'s
+    /// manifest reader; [`HostConfig::worker_program`]) instead of this executable. The program
+    /// must call [`run_if_worker`](crate::worker::run_if_worker) first in `main`; name one when
+    /// this executable does not (a test binary, say).
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
-        self.worker_program = Some(program.into());
+        self.config.worker_program = Some(program.into());
         self
     }
 
@@ -143,7 +158,6 @@ impl HostBuilder {
                 lifecycle,
                 _supervisor: supervisor,
                 _shadow: shadow,
-                worker_program: self.worker_program,
             }),
         })
     }
@@ -271,7 +285,9 @@ impl Host {
 
     /// Every plugin the host knows: active, stopped and failed (failed files included).
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        report::plugins(&self.lifecycle().registry().read())
+        let mut plugins = report::plugins(&self.lifecycle().registry().read());
+        report::add_isolation(&mut plugins, self.config(), self.lifecycle().children());
+        plugins
     }
 
     /// One plugin's information.
@@ -453,6 +469,17 @@ impl Host {
         self.lifecycle().detached() + crate::load::manifest::detached_manifest_readers()
     }
 
+    /// Child processes of isolated plugins that the host killed (a call or `deactivate` missed
+    /// its deadline, or a child would not exit).
+    pub fn killed_processes(&self) -> u64 {
+        self.lifecycle().children().kills()
+    }
+
+    /// Process ids of the isolated plugins' child processes alive now.
+    pub fn worker_processes(&self) -> Vec<u32> {
+        self.lifecycle().children().pids()
+    }
+
     /// Libraries this process has mapped and how many of them no longer serve a plugin
     /// (retired by reloads, deactivation or failed checks). They are never unmapped.
     pub fn mapped_images(&self) -> (u64, u64) {
@@ -509,7 +536,7 @@ impl Host {
             &dir,
             self.config(),
             self.lifecycle().shadow_dir(),
-            self.inner.worker_program.as_deref(),
+            self.config().worker_program.as_deref(),
         )
     }
 

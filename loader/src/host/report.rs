@@ -6,7 +6,9 @@ use plugin_api::Manifest;
 use serde::Serialize;
 
 use crate::{
+    config::{HostConfig, Isolation},
     error::LoadError,
+    isolate::Children,
     lifecycle::{error_chain, registry::Registry},
     observe::metrics::PluginMetrics,
     runtime::slot::PluginState,
@@ -41,6 +43,24 @@ pub struct PluginInfo {
     pub granted: Vec<String>,
     /// Counters.
     pub metrics: PluginMetrics,
+    /// Where it runs: in the host's process or in a child process of its own.
+    pub isolation: Isolation,
+    /// The id of its child process, when it runs isolated and the process is alive.
+    pub process_id: Option<u32>,
+}
+
+/// Fills in where each plugin runs: what the config says (compiled-in plugins always run in
+/// process), and the child process that serves it now.
+pub(super) fn add_isolation(plugins: &mut [PluginInfo], config: &HostConfig, children: &Children) {
+    for info in plugins {
+        let in_file = !info.file.to_string_lossy().starts_with("static:");
+        if in_file {
+            info.isolation = config.isolation_of(&info.name);
+        }
+        if info.isolation == Isolation::Process && info.state.is_serving() {
+            info.process_id = children.pid_of(&info.name);
+        }
+    }
 }
 
 /// Every plugin and failed file of `registry`.
@@ -60,6 +80,8 @@ pub(super) fn plugins(registry: &Registry) -> Vec<PluginInfo> {
             declared: e.manifest().declared_capabilities(),
             granted: e.granted.to_vec(),
             metrics: e.slot.metrics.snapshot(e.slot.queue_depth()),
+            isolation: Isolation::InProcess,
+            process_id: None,
         })
         .collect();
     for (file, f) in registry.failures() {
@@ -89,6 +111,8 @@ pub(super) fn plugins(registry: &Registry) -> Vec<PluginInfo> {
             declared: Vec::new(),
             granted: Vec::new(),
             metrics: PluginMetrics::default(),
+            isolation: Isolation::InProcess,
+            process_id: None,
         });
     }
     out

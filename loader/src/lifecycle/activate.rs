@@ -13,7 +13,7 @@ use crate::{
     plan::admit::{self, Proposal, World},
     runtime::{
         serve,
-        slot::{Control, Fresh, PluginState, Seal, Slot},
+        slot::{Control, PluginState, Seal, Slot},
     },
 };
 
@@ -244,7 +244,6 @@ impl Lifecycle {
         }
         let granted: Arc<[String]> = settings.grant(&lib.manifest.declared_capabilities()).into();
         let seal = Seal::default();
-        let context = self.context_for(&name, &granted, &seal);
         let slot = Slot::new(
             &name,
             self.config.request_queue,
@@ -257,11 +256,7 @@ impl Lifecycle {
             self.config.max_payload_bytes,
         );
         let (ready_tx, ready_rx) = bounded::<Result<(), PluginError>>(1);
-        let fresh = Fresh {
-            module: lib.module,
-            context,
-            seal: seal.clone(),
-        };
+        let fresh = self.fresh(&lib, &granted, &seal, &slot);
         let worker = serve::spawn(
             slot.clone(),
             self.dispatcher.recorder().clone(),

@@ -36,7 +36,9 @@ use crate::{
     config::HostConfig,
     context::PluginContext,
     dispatch::{Caller, Dispatcher},
-    runtime::slot::{Fault, Seal},
+    isolate::{wire::Start, Children, Spec},
+    load::library::PluginLibrary,
+    runtime::slot::{Fault, Fresh, Seal, Slot},
 };
 
 /// The right to change what runs. Only [`Lifecycle::turn`] makes one, and only one exists at a
@@ -54,6 +56,8 @@ pub(crate) struct Lifecycle {
     host_version: semver::Version,
     shadow_dir: PathBuf,
     allowlist: Option<HashSet<String>>,
+    /// The child processes of isolated plugins.
+    children: Arc<Children>,
 }
 
 impl Lifecycle {
@@ -68,6 +72,7 @@ impl Lifecycle {
             semver::Version::parse(crate::HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
         Arc::new(Lifecycle {
             allowlist: config.allowlist_set(),
+            children: Children::new(config.worker_program.clone(), &dispatcher),
             config,
             dispatcher,
             registry: RwLock::new(Registry::default()),
@@ -117,6 +122,52 @@ impl Lifecycle {
             },
             TD_Opaque,
         )
+    }
+
+    /// What a new instance of `lib` is made from, for `slot`: its context, sealed by `seal`,
+    /// and, when the plugin is isolated, what its child process needs.
+    pub(crate) fn fresh(
+        &self,
+        lib: &PluginLibrary,
+        granted: &Arc<[String]>,
+        seal: &Seal,
+        slot: &Arc<Slot>,
+    ) -> Fresh {
+        let name = &lib.manifest.name;
+        let context = self.context_for(name, granted, seal);
+        let remote = (self.config.isolation_of(name) == crate::Isolation::Process
+            && !lib.fingerprint.is_empty())
+        .then(|| {
+            let settings = self.config.plugin(name);
+            Spec {
+                start: Start {
+                    plugin: name.clone(),
+                    file: lib.source.clone(),
+                    fingerprint: lib.fingerprint.clone(),
+                    config: Payload::json(&settings.config_json()).unwrap_or_default(),
+                    log_level: log::max_level() as u8,
+                    memory_limit_mb: settings.memory_limit_mb,
+                    manifest_deadline_ms: self.config.activation_timeout_ms,
+                },
+                version: lib.manifest.version.clone(),
+                activation_deadline: self.activation_deadline(),
+                grace: self.grace(),
+                frame_limit: self.config.max_payload_bytes.saturating_mul(2) + (1 << 20),
+                slot: Arc::downgrade(slot),
+                children: self.children.clone(),
+            }
+        });
+        Fresh {
+            module: lib.module,
+            context,
+            seal: seal.clone(),
+            remote,
+        }
+    }
+
+    /// The child processes of isolated plugins.
+    pub fn children(&self) -> &Children {
+        &self.children
     }
 
     /// Publishes a lifecycle event from the host.

@@ -33,7 +33,7 @@ use crate::{
         preflight::Checksum,
     },
     plan::admit::{self, Proposal, World},
-    runtime::slot::{not_serving, Control, Fresh, Seal},
+    runtime::slot::{not_serving, Control, Seal},
 };
 
 /// What [`Host::apply_file`](crate::Host::apply_file) did.
@@ -259,11 +259,7 @@ impl Lifecycle {
             .grant(&lib.manifest.declared_capabilities())
             .into();
         let seal = Seal::default();
-        let fresh = Fresh {
-            module: lib.module,
-            context: self.context_for(&name, &granted, &seal),
-            seal: seal.clone(),
-        };
+        let fresh = self.fresh(&lib, &granted, &seal, &slot);
         let (done_tx, done_rx) = bounded(1);
         slot.control
             .send(Control::Swap {

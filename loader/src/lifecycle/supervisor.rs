@@ -21,8 +21,12 @@ use plugin_api::PluginError;
 use super::{Lifecycle, LifecycleEvent, Turn};
 use crate::runtime::{
     serve,
-    slot::{not_serving, Control, Fault, Fresh, PluginState, Seal},
+    slot::{not_serving, Control, Fault, PluginState, Seal},
 };
+
+/// How long an isolated plugin's process may still answer after it missed a deadline, before
+/// it is killed.
+const KILL_GRACE: Duration = Duration::from_millis(200);
 
 /// What to do about a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,14 +152,17 @@ impl Lifecycle {
         };
         log::warn!("plugin {plugin} faulted ({reason}): restarting it with a fresh instance");
         let seal = Seal::default();
-        let fresh = Fresh {
-            module: library.module,
-            context: self.context_for(plugin, &granted, &seal),
-            seal: seal.clone(),
-        };
+        let fresh = self.fresh(&library, &granted, &seal, &slot);
         let deadline = self.activation_deadline();
         let mut new_worker = None;
-        let activated = if fault.stuck {
+        // An isolated plugin's stuck call ends when its process is killed (after a short
+        // grace, so an answer already on its way is not cut off): its thread is then free to
+        // take the restart order like after a panic, and no thread is left behind.
+        let stuck = fault.stuck
+            && !self
+                .children()
+                .kill_stuck(plugin, reason, KILL_GRACE.min(self.grace()));
+        let activated = if stuck {
             // The old thread may never come back from plugin code: leave it behind (it exits if
             // it ever returns) and serve the same queues from a new thread.
             old_seal.retire();

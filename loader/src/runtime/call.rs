@@ -338,8 +338,11 @@ impl Drop for Invoker<'_> {
     }
 }
 
-/// The vtable call itself.
-fn run(instance: &mut Option<PluginInstanceBox>, call: Call) -> Result<Answer, PluginError> {
+/// The vtable call itself (also what an isolated plugin's worker runs on its instance).
+pub(crate) fn run(
+    instance: &mut Option<PluginInstanceBox>,
+    call: Call,
+) -> Result<Answer, PluginError> {
     if let Call::Drop = call {
         // The plugin value itself was dropped at the end of `deactivate`, inside the plugin's
         // fence; what is dropped here is the fenced shell.

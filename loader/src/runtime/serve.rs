@@ -36,8 +36,12 @@ fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
         module,
         context,
         seal,
+        remote,
     } = fresh;
-    let made = with_current(Chain::empty(), 0, || (module.instantiate())(context));
+    let made = with_current(Chain::empty(), 0, || match remote {
+        Some(spec) => crate::isolate::instantiate(spec, context),
+        None => (module.instantiate())(context),
+    });
     match made.into_result() {
         Ok(instance) => Ok(Live {
             instance: Some(instance),

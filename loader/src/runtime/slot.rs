@@ -58,6 +58,8 @@ pub(crate) struct Fresh {
     pub context: HostContextBox,
     /// Retires `context` when the instance made from it ends.
     pub seal: Seal,
+    /// Set when the instance is to live in a child process (process isolation).
+    pub remote: Option<crate::isolate::Spec>,
 }
 
 /// Orders for the thread itself.

@@ -187,7 +187,7 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
     // The worker's own deadline only ends a worker whose doctor is gone; the doctor kills it
     // long before.
     let backstop = request.deadline.saturating_mul(2).saturating_add(STARTUP);
-    let mut command = super::command_for(request.program, MODE).map_err(cannot_start)?;
+    let mut command = super::command_at(request.program, MODE).map_err(cannot_start)?;
     command
         .arg(request.file)
         .arg(request.shadow_dir)

@@ -12,8 +12,10 @@
 //!
 //! 1. [`manifest`]: opens one plugin file and reads its manifest, for the doctor (which runs
 //!    none of the author's code in the host).
+//! 2. `serve` ([`serve`]): the child process of one isolated plugin (process isolation).
 
 pub(crate) mod manifest;
+mod serve;
 
 use std::{ffi::OsStr, path::Path, process::Command};
 
@@ -35,6 +37,10 @@ pub const WORKER_ARG: &str = "--native-plugins-worker";
 /// }
 /// # fn run_the_host() {}
 /// ```
+#[allow(
+    clippy::needless_doctest_main,
+    reason = "the example is about what goes first in `main`"
+)]
 pub fn run_if_worker() {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(WORKER_ARG)) {
@@ -43,6 +49,7 @@ pub fn run_if_worker() {
     let mode = args.next();
     let code = match mode.as_deref().and_then(OsStr::to_str) {
         Some(manifest::MODE) => manifest::run(args),
+        Some("serve") => serve::serve(),
         Some(other) => {
             eprintln!("loader worker: unknown mode {other:?}");
             2
@@ -55,29 +62,17 @@ pub fn run_if_worker() {
     std::process::exit(code);
 }
 
-/// A command that starts this executable as a worker in `mode` (the caller adds the mode's
-/// arguments and its stdio).
+/// A command that starts `program` (or, when `None`, this executable) as a worker in `mode`.
+/// Hosts whose own `main` cannot call [`run_if_worker`] (test binaries) name a small program
+/// that does.
 ///
 /// # Errors
-/// The path of the running executable cannot be found.
-pub(crate) fn command(mode: &str) -> std::io::Result<Command> {
-    let mut command = Command::new(std::env::current_exe()?);
+/// `program` is `None` and the path of the running executable cannot be found.
+pub(crate) fn command_at(program: Option<&Path>, mode: &str) -> std::io::Result<Command> {
+    let mut command = match program {
+        Some(program) => Command::new(program),
+        None => Command::new(std::env::current_exe()?),
+    };
     command.arg(WORKER_ARG).arg(mode);
     Ok(command)
-}
-
-/// [`command`], or the same for `program` when the host named its worker program (a test
-/// binary, say, which is no host that calls [`run_if_worker`]).
-///
-/// # Errors
-/// As [`command`] when `program` is `None`.
-pub(crate) fn command_for(program: Option<&Path>, mode: &str) -> std::io::Result<Command> {
-    match program {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.arg(WORKER_ARG).arg(mode);
-            Ok(command)
-        }
-        None => command(mode),
-    }
 }

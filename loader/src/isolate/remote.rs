@@ -1,0 +1,227 @@
+//! An isolated plugin's instance as the host's plugin thread holds it: a
+//! [`PluginInstance`] whose every method sends the [`Call`] to the child and waits for the
+//! [`Answer`], serving the child's context requests meanwhile on the waiting thread.
+//!
+//! Being a `PluginInstance` like any other, it goes through the same `invoke` as an in-process
+//! instance (wait chain, reply limit, metrics, records, faults), and the plugin's thread, queues
+//! and slot do not know the difference.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{ROption, RResult, RStr, RVec};
+use crossbeam_channel::RecvTimeoutError;
+use plugin_api::{
+    abi::PluginInstance, CommandRequest, Event, HookOutcome, Message, MiddlewareAction, Payload,
+    PluginError,
+};
+
+use super::{
+    broker,
+    process::{Inbound, Process},
+    wire::ToChild,
+};
+use crate::{
+    observe::recorder::Label,
+    runtime::call::{mismatch, Answer, Call},
+};
+
+/// How long a dropped instance's process may take to exit before it is killed.
+const EXIT_BOUND: Duration = Duration::from_secs(5);
+
+/// The host's handle on an instance living in a child process.
+pub(crate) struct RemoteInstance {
+    pub process: Arc<Process>,
+    /// How long `activate` may take before the child is killed.
+    pub activate_bound: Duration,
+    /// How long `deactivate` may take, and how long the child may take to exit when dropped.
+    pub grace: Duration,
+}
+
+impl RemoteInstance {
+    /// Sends `call` and waits for its answer, serving the child's requests meanwhile. With a
+    /// `bound`, a child that has not answered by then is killed.
+    fn invoke(&self, call: Call, bound: Option<Duration>) -> Result<Answer, PluginError> {
+        let process = &self.process;
+        let entry = call.entry();
+        process.begin(matches!(call, Call::Deactivate))?;
+        // A failed write means the child is gone: its end arrives in the inbox.
+        let _ = process.send(&ToChild::Call(call));
+        let mut deadline = bound.map(|b| (Instant::now() + b, b));
+        loop {
+            let got = match deadline {
+                Some((at, _)) => process.inbox.recv_deadline(at),
+                None => process
+                    .inbox
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(Inbound::Answer(result)) => return result,
+                Ok(Inbound::Request { id, request }) => {
+                    let reply = broker::serve(&process.context, request);
+                    process.reply(id, reply);
+                }
+                Ok(Inbound::Ended) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(process.ended_error())
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some((_, bound)) = deadline.take() {
+                        process.kill(&format!(
+                            "{entry} did not return within {} ms",
+                            bound.as_millis()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`RemoteInstance::invoke`] behind a fence: host code must not unwind through the
+    /// instance's vtable.
+    fn fenced<T>(
+        &self,
+        call: Call,
+        bound: Option<Duration>,
+        shape: impl FnOnce(Answer) -> Result<T, PluginError>,
+    ) -> RResult<T, PluginError> {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.invoke(call, bound).and_then(shape)
+        })) {
+            Ok(r) => r.into(),
+            Err(_) => RResult::RErr(PluginError::failed(format!(
+                "the host failed while calling plugin {}'s process",
+                self.process.name
+            ))),
+        }
+    }
+}
+
+impl Drop for RemoteInstance {
+    fn drop(&mut self) {
+        self.process.close();
+        // A worker exits as soon as it reads the end of its input; one that does not within a
+        // few seconds (or the grace, if shorter) is not going to.
+        if !self.process.wait_reaped(self.grace.min(EXIT_BOUND)) {
+            self.process
+                .kill("it did not exit after the host closed its input");
+            self.process.wait_reaped(self.grace);
+        }
+    }
+}
+
+fn done(answer: Answer) -> Result<(), PluginError> {
+    match answer {
+        Answer::Done => Ok(()),
+        other => Err(mismatch("a done", &other)),
+    }
+}
+
+fn payload(answer: Answer) -> Result<Payload, PluginError> {
+    answer.into_payload()
+}
+
+impl PluginInstance for RemoteInstance {
+    fn activate(&mut self) -> RResult<(), PluginError> {
+        self.fenced(Call::Activate, Some(self.activate_bound), done)
+    }
+
+    fn deactivate(&mut self) -> RResult<(), PluginError> {
+        self.fenced(Call::Deactivate, Some(self.grace), done)
+    }
+
+    fn handle_command(
+        &mut self,
+        command: RStr<'_>,
+        args: &Payload,
+    ) -> RResult<Payload, PluginError> {
+        let call = Call::Command {
+            command: Label::new(command.as_str()),
+            args: args.clone(),
+        };
+        self.fenced(call, None, payload)
+    }
+
+    fn on_event(&mut self, event: &Event) -> RResult<ROption<Payload>, PluginError> {
+        let call = Call::Event(Arc::new(event.clone()));
+        self.fenced(call, None, |a| payload(a).map(ROption::RSome))
+    }
+
+    fn on_message(&mut self, message: &Message) -> RResult<ROption<Payload>, PluginError> {
+        let call = Call::Message(Box::new(message.clone()));
+        self.fenced(call, None, |a| payload(a).map(ROption::RSome))
+    }
+
+    fn on_hook(&mut self, hook: RStr<'_>, data: &Payload) -> RResult<HookOutcome, PluginError> {
+        let call = Call::Hook {
+            hook: Arc::from(hook.as_str()),
+            data: data.clone(),
+        };
+        self.fenced(call, None, |a| match a {
+            Answer::Hook(outcome) => Ok(outcome),
+            other => Err(mismatch("a hook", &other)),
+        })
+    }
+
+    fn before_command(
+        &mut self,
+        request: &CommandRequest,
+    ) -> RResult<MiddlewareAction, PluginError> {
+        let call = Call::Before(Box::new(request.clone()));
+        self.fenced(call, None, |a| match a {
+            Answer::Middleware(action) => Ok(action),
+            other => Err(mismatch("a middleware", &other)),
+        })
+    }
+
+    fn after_command(
+        &mut self,
+        request: &CommandRequest,
+        result: RResult<Payload, PluginError>,
+    ) -> RResult<Payload, PluginError> {
+        let call = Call::After(Box::new((request.clone(), result.into_result())));
+        match self.fenced(call, None, |a| match a {
+            Answer::Passed(passed) => Ok(passed),
+            other => Err(mismatch("a middleware", &other)),
+        }) {
+            RResult::ROk(passed) => passed.into(),
+            RResult::RErr(e) => RResult::RErr(e),
+        }
+    }
+
+    fn provide(
+        &mut self,
+        provider: RStr<'_>,
+        method: RStr<'_>,
+        args: &Payload,
+    ) -> RResult<Payload, PluginError> {
+        let call = Call::Provide {
+            provider: Arc::from(provider.as_str()),
+            method: Arc::from(method.as_str()),
+            args: args.clone(),
+        };
+        self.fenced(call, None, payload)
+    }
+
+    fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, PluginError> {
+        self.fenced(Call::SaveState, Some(self.activate_bound), |a| match a {
+            Answer::State(state) => Ok(state.into()),
+            other => Err(mismatch("a state", &other)),
+        })
+    }
+
+    fn restore_state(
+        &mut self,
+        state: RVec<u8>,
+        from_version: RStr<'_>,
+    ) -> RResult<(), PluginError> {
+        let call = Call::RestoreState {
+            state,
+            from_version: from_version.as_str().to_owned(),
+        };
+        self.fenced(call, Some(self.activate_bound), done)
+    }
+}

@@ -1,0 +1,251 @@
+//! Worker mode `serve`: the child process of one isolated plugin.
+//!
+//! The host starts it with piped stdin, stdout and stderr. It says hello (the versions it
+//! speaks) and refuses a host that speaks others; it then reads the start frame, limits its own
+//! address space if asked, loads the plugin file with every check of a first load into a
+//! private shadow folder of its own, refuses bytes other than those the host loaded, makes the
+//! instance with a context that asks the host for everything, and serves the host's calls one
+//! at a time until its stdin ends.
+//!
+//! Frames go out on a duplicate of the original stdout; file descriptor 1 itself is pointed at
+//! stderr, so whatever the plugin prints reaches the host's log instead of corrupting the
+//! protocol. On Linux the child also asks for SIGKILL when its parent dies, so even a host that
+//! is killed leaves no worker behind.
+
+use std::{
+    io::{BufReader, Write},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use crossbeam_channel::{unbounded, Receiver};
+use plugin_api::abi::HostContext_TO;
+
+use crate::{
+    isolate::{
+        proxy::{as_call, Link, ProxyContext},
+        wire::{self, Hello, Start, ToChild, ToHost},
+    },
+    load::{
+        library::{load_library_with, LoadOptions},
+        shadow::ShadowDir,
+    },
+    runtime::call::{run, Call},
+};
+
+/// Frames from the host are accepted up to this size (the host is trusted, this only stops a
+/// corrupt length from allocating without bound).
+const FRAME_LIMIT: usize = 1 << 30;
+
+/// Exit status when the host speaks other versions or breaks the protocol.
+const PROTOCOL_ERROR: i32 = 3;
+
+/// Runs the child until its stdin ends; returns the exit status.
+pub(super) fn serve() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // The host's end of stdin covers an orderly exit; this covers a host that was killed.
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    }
+    let out = match frames_out() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("loader worker: cannot set up its output: {e}");
+            return PROTOCOL_ERROR;
+        }
+    };
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let link = Link::new(out);
+    let ours = Hello::ours();
+    if let Err(e) = link.send_raw(&ours) {
+        eprintln!("loader worker: cannot write to the host: {e}");
+        return PROTOCOL_ERROR;
+    }
+    match wire::read_frame::<_, Hello>(&mut input, FRAME_LIMIT) {
+        Ok(Some(theirs)) if theirs == ours => {}
+        Ok(Some(theirs)) => {
+            eprintln!(
+                "loader worker: the host speaks {theirs}; this worker speaks {ours}: refused"
+            );
+            return PROTOCOL_ERROR;
+        }
+        Ok(None) => return 0,
+        Err(e) => {
+            eprintln!("loader worker: no hello from the host: {e}");
+            return PROTOCOL_ERROR;
+        }
+    }
+    let start = match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
+        Ok(Some(ToChild::Start(start))) => *start,
+        Ok(None) => return 0,
+        Ok(Some(other)) => {
+            eprintln!("loader worker: expected the start frame, got {other:?}");
+            return PROTOCOL_ERROR;
+        }
+        Err(e) => {
+            eprintln!("loader worker: no start frame from the host: {e}");
+            return PROTOCOL_ERROR;
+        }
+    };
+    if let Some(mb) = start.memory_limit_mb {
+        if let Err(e) = limit_memory(mb) {
+            let _ = link.send(&ToHost::Failed(format!(
+                "cannot set the memory limit of {mb} MiB: {e}"
+            )));
+            return 1;
+        }
+    }
+    // Kept here, so that it is removed when this function returns.
+    let shadow = match ShadowDir::private() {
+        Ok(shadow) => shadow,
+        Err(e) => {
+            let _ = link.send(&ToHost::Failed(format!(
+                "cannot make the worker's shadow folder: {e}"
+            )));
+            return 1;
+        }
+    };
+    let (calls_tx, calls_rx) = unbounded::<Call>();
+    let executor_link = link.clone();
+    let shadow_path = shadow.path().to_owned();
+    let spawned = std::thread::Builder::new()
+        .name(format!("plugin-{}", start.plugin))
+        .spawn(move || execute(start, shadow_path, &executor_link, &calls_rx));
+    if let Err(e) = spawned {
+        let _ = link.send(&ToHost::Failed(format!("cannot start a thread: {e}")));
+        return 1;
+    }
+    loop {
+        match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
+            Ok(Some(ToChild::Call(call))) => {
+                if calls_tx.send(call).is_err() {
+                    leave(shadow, calls_tx, 1);
+                }
+            }
+            Ok(Some(ToChild::Reply { id, reply })) => link.settle(id, reply),
+            Ok(Some(ToChild::Start(_))) => {
+                eprintln!("loader worker: a second start frame");
+                leave(shadow, calls_tx, PROTOCOL_ERROR);
+            }
+            // The host closed our input: it is done with us (or gone).
+            Ok(None) => leave(shadow, calls_tx, 0),
+            Err(e) => {
+                eprintln!("loader worker: {e}");
+                leave(shadow, calls_tx, PROTOCOL_ERROR);
+            }
+        }
+    }
+}
+
+/// Exits with `code` once the shadow folder is removed, with the executor thread still
+/// blocked on `calls` (which is why it is passed in and never dropped).
+///
+/// Letting the executor see its channel close would have it drop the instance and end while
+/// this thread runs the process's exit handlers: a thread that ends runs its thread-local
+/// destructors, the plugin's included, which take the dynamic loader's lock that the exit
+/// handlers hold while they finalise the libraries. The two then wait for each other (seen:
+/// a worker that never exited after its stdin closed).
+fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Call>, code: i32) -> ! {
+    drop(shadow);
+    let _keep_the_executor_waiting = calls;
+    std::process::exit(code)
+}
+
+/// Loads the plugin, makes its instance and runs the host's calls on it, in order.
+fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Call>) {
+    let options = LoadOptions::new(&shadow)
+        .manifest_deadline(std::time::Duration::from_millis(start.manifest_deadline_ms));
+    let library = match load_library_with(&start.file, &options) {
+        Ok(library) => library,
+        Err(e) => {
+            let _ = link.send(&ToHost::Failed(crate::lifecycle::error_chain(&e)));
+            return;
+        }
+    };
+    let refusal = if library.manifest.name != start.plugin {
+        Some(format!(
+            "{} holds plugin {}, not {}",
+            start.file.display(),
+            library.manifest.name,
+            start.plugin
+        ))
+    } else if library.fingerprint != start.fingerprint {
+        Some(format!(
+            "{} changed since the host loaded it (fingerprint {}, the host's {})",
+            start.file.display(),
+            library.fingerprint,
+            start.fingerprint
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        let _ = link.send(&ToHost::Failed(why));
+        return;
+    }
+    let context = HostContext_TO::from_value(
+        ProxyContext {
+            link: link.clone(),
+            name: start.plugin.clone(),
+            config: start.config.clone(),
+            log_level: start.log_level,
+        },
+        TD_Opaque,
+    );
+    let mut instance = match (library.module.instantiate())(context).into_result() {
+        Ok(instance) => Some(instance),
+        Err(e) => {
+            let _ = link.send(&ToHost::Failed(format!("instantiate: {e}")));
+            return;
+        }
+    };
+    if link.send(&ToHost::Ready).is_err() {
+        return;
+    }
+    for call in calls {
+        let answer = as_call(|| run(&mut instance, call));
+        if link.send(&ToHost::Answer(answer)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Where frames go: a duplicate of stdout, with stdout itself pointed at stderr.
+#[cfg(unix)]
+fn frames_out() -> std::io::Result<Box<dyn Write + Send>> {
+    let frames = rustix::io::dup(std::io::stdout())?;
+    rustix::stdio::dup2_stdout(std::io::stderr())?;
+    Ok(Box::new(std::fs::File::from(frames)))
+}
+
+/// Where frames go: stdout (what the plugin prints would break the protocol here).
+#[cfg(not(unix))]
+fn frames_out() -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(Box::new(std::io::stdout()))
+}
+
+/// Limits the address space of this process to `mb` MiB (Unix only).
+#[cfg(unix)]
+fn limit_memory(mb: u64) -> std::io::Result<()> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let bytes = mb.saturating_mul(1024 * 1024);
+    setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        },
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Memory limits are Unix-only.
+#[cfg(not(unix))]
+fn limit_memory(_mb: u64) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "memory limits are supported on Unix only",
+    ))
+}
