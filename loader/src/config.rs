@@ -77,7 +77,7 @@ pub struct HostConfig {
     /// Where plugins run unless their own settings say otherwise.
     pub isolation: Isolation,
     /// The program started as an isolated plugin's worker process; by default the host's own
-    /// executable, which must then call [`loader::worker::run_if_worker`](crate::worker::run_if_worker)
+    /// executable, which must then call `loader::worker::run_if_worker()`
     /// first in `main`.
     pub worker_program: Option<PathBuf>,
 }

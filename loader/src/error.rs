@@ -374,3 +374,15 @@ pub enum StorageError {
         message: String,
     },
 }
+
+/// An error with its sources, as one line (`cannot read x: permission denied`).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -123,6 +123,7 @@ mod doctor;
 mod error;
 mod host;
 mod isolate;
+mod launch;
 mod lifecycle;
 mod load;
 mod observe;

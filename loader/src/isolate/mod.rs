@@ -16,7 +16,7 @@
 //! 4. [`process`]: starting, watching, killing and reaping the child.
 //! 5. [`remote`]: the instance the plugin's thread holds.
 //!
-//! The child's side is the worker mode `serve` ([`crate::worker`]).
+//! The child's side is the worker mode `serve` (`loader::worker`, `worker/serve.rs`).
 
 pub(crate) mod broker;
 pub(crate) mod process;
@@ -40,7 +40,7 @@ use plugin_api::{abi::PluginInstance_TO, HostContextBox, PluginError, PluginInst
 
 use crate::{
     dispatch::{Caller, Dispatcher},
-    lifecycle::LifecycleEvent,
+    observe::event::LifecycleEvent,
     runtime::slot::Slot,
 };
 use process::{Launch, Process};

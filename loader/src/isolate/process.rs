@@ -26,7 +26,7 @@ use super::{
     Children,
 };
 use crate::{
-    lifecycle::LifecycleEvent,
+    observe::event::LifecycleEvent,
     runtime::{call::Answer, slot::Slot},
 };
 
@@ -98,7 +98,7 @@ impl Process {
     ) -> Result<Arc<Process>, PluginError> {
         let name: Arc<str> = Arc::from(launch.start.plugin.as_str());
         let failed = |what: String| PluginError::failed(format!("plugin {name}: {what}"));
-        let mut command = crate::worker::command_at(launch.program.as_deref(), "serve")
+        let mut command = crate::launch::command_at(launch.program.as_deref(), "serve")
             .map_err(|e| failed(format!("cannot find the worker program: {e}")))?;
         command
             .arg(&*name)

@@ -6,14 +6,12 @@
 //! 3. [`reload`]: the swap protocol for a changed file.
 //! 4. [`supervisor`]: the restart policy (plain state) and the thread that applies it.
 //! 5. [`registry`]: what the host knows about each plugin and each failed file.
-//! 6. [`event`]: [`LifecycleEvent`], the payload of every `plugin:*` event.
 //!
 //! Every change of what runs happens under one [`Turn`]: the lock is a value the operations
 //! take as a parameter, so an operation that needs it cannot be called without it.
 
 mod activate;
 mod deactivate;
-pub(crate) mod event;
 pub(crate) mod registry;
 pub(crate) mod reload;
 pub(crate) mod supervisor;
@@ -30,15 +28,15 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use plugin_api::{abi::HostContext_TO, HostContextBox, Payload};
 
 pub use self::activate::{LoadEntry, LoadReport};
-pub use self::event::LifecycleEvent;
 use self::registry::Registry;
+pub use crate::observe::event::LifecycleEvent;
 use crate::{
     config::HostConfig,
     context::PluginContext,
     dispatch::{Caller, Dispatcher},
     isolate::{wire::Start, Children, Spec},
     load::library::PluginLibrary,
-    runtime::slot::{Fault, Fresh, Seal, Slot},
+    runtime::slot::{Fault, Fresh, MakeRemote, Seal, Slot},
 };
 
 /// The right to change what runs. Only [`Lifecycle::turn`] makes one, and only one exists at a
@@ -161,7 +159,9 @@ impl Lifecycle {
             module: lib.module,
             context,
             seal: seal.clone(),
-            remote,
+            remote: remote.map(|spec| -> MakeRemote {
+                Box::new(move |context| crate::isolate::instantiate(spec, context))
+            }),
         }
     }
 
@@ -186,14 +186,4 @@ impl Lifecycle {
     }
 }
 
-/// An error with its sources, as one line (`cannot read x: permission denied`).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::error::error_chain;

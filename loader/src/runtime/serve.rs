@@ -39,7 +39,7 @@ fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
         remote,
     } = fresh;
     let made = with_current(Chain::empty(), 0, || match remote {
-        Some(spec) => crate::isolate::instantiate(spec, context),
+        Some(make) => make(context),
         None => (module.instantiate())(context),
     });
     match made.into_result() {

@@ -14,7 +14,10 @@ use std::sync::{
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
-use plugin_api::{ErrorKind, Event, HostContextBox, Payload, PluginError, PluginModRef};
+use plugin_api::{
+    ErrorKind, Event, HostContextBox, Payload, PluginError, PluginInstanceBox, PluginModRef,
+    RResult,
+};
 
 use super::{call::Call, chain::Chain, clock::Clock, reply::ReplyTo};
 use crate::observe::{
@@ -58,9 +61,14 @@ pub(crate) struct Fresh {
     pub context: HostContextBox,
     /// Retires `context` when the instance made from it ends.
     pub seal: Seal,
-    /// Set when the instance is to live in a child process (process isolation).
-    pub remote: Option<crate::isolate::Spec>,
+    /// Set when the instance is to live in a child process (process isolation): what makes
+    /// it there, in place of `module`'s constructor. The runtime does not know how.
+    pub remote: Option<MakeRemote>,
 }
+
+/// Makes an instance in a child process from the context it will serve.
+pub(crate) type MakeRemote =
+    Box<dyn FnOnce(HostContextBox) -> RResult<PluginInstanceBox, PluginError> + Send>;
 
 /// Orders for the thread itself.
 pub(crate) enum Control {

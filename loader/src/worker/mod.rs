@@ -8,20 +8,20 @@
 //! to build, install or find, and the worker is always the same build as the host that
 //! started it: a mismatch between the two cannot happen by accident.
 //!
-//! The modes, one file each:
+//! The modes:
 //!
-//! 1. [`manifest`]: opens one plugin file and reads its manifest, for the doctor (which runs
-//!    none of the author's code in the host).
+//! 1. `manifest`: opens one plugin file and reads its manifest, for the doctor (which runs
+//!    none of the author's code in the host). It lives with the doctor (`doctor/reader.rs`),
+//!    both of its ends in one file.
 //! 2. `serve` ([`serve`]): the child process of one isolated plugin (process isolation).
+//!
+//! The host's side starts workers through `launch.rs`, which knows only the command line.
 
-pub(crate) mod manifest;
 mod serve;
 
-use std::{ffi::OsStr, path::Path, process::Command};
+use std::ffi::OsStr;
 
-/// The hidden argument that marks a worker process. It is followed by the mode's name and the
-/// mode's own arguments.
-pub const WORKER_ARG: &str = "--native-plugins-worker";
+pub use crate::launch::WORKER_ARG;
 
 /// Runs the worker and exits the process if this process was started as a loader worker;
 /// returns at once otherwise.
@@ -48,7 +48,7 @@ pub fn run_if_worker() {
     }
     let mode = args.next();
     let code = match mode.as_deref().and_then(OsStr::to_str) {
-        Some(manifest::MODE) => manifest::run(args),
+        Some(crate::doctor::reader::MODE) => crate::doctor::reader::run(args),
         Some("serve") => serve::serve(),
         Some(other) => {
             eprintln!("loader worker: unknown mode {other:?}");
@@ -60,19 +60,4 @@ pub fn run_if_worker() {
         }
     };
     std::process::exit(code);
-}
-
-/// A command that starts `program` (or, when `None`, this executable) as a worker in `mode`.
-/// Hosts whose own `main` cannot call [`run_if_worker`] (test binaries) name a small program
-/// that does.
-///
-/// # Errors
-/// `program` is `None` and the path of the running executable cannot be found.
-pub(crate) fn command_at(program: Option<&Path>, mode: &str) -> std::io::Result<Command> {
-    let mut command = match program {
-        Some(program) => Command::new(program),
-        None => Command::new(std::env::current_exe()?),
-    };
-    command.arg(WORKER_ARG).arg(mode);
-    Ok(command)
 }

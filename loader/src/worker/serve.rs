@@ -160,7 +160,7 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Cal
     let library = match load_library_with(&start.file, &options) {
         Ok(library) => library,
         Err(e) => {
-            let _ = link.send(&ToHost::Failed(crate::lifecycle::error_chain(&e)));
+            let _ = link.send(&ToHost::Failed(crate::error::error_chain(&e)));
             return;
         }
     };

@@ -12,8 +12,8 @@
 //!   so runs its code: opening a private copy with every symbol bound, abi_stable's interface
 //!   version and layout checks (they follow pointers that exist only once the image is
 //!   relocated), the panic-strategy marker, and `manifest()`. The worker is the host's own
-//!   executable re-run with a hidden argument (see [`crate::worker`]; a host that wants
-//!   `diagnose` calls [`run_if_worker`](crate::worker::run_if_worker) first in `main`, or names
+//!   executable re-run with a hidden argument (see `loader::worker`; a host that wants
+//!   `diagnose` calls `loader::worker::run_if_worker()` first in `main`, or names
 //!   another program that does with
 //!   [`HostBuilder::worker_program`](crate::HostBuilder::worker_program)). The worker opens the
 //!   file exactly as a first load does and refuses bytes other than those the doctor examined.
@@ -38,12 +38,14 @@ use object::{Object, ObjectSection};
 use plugin_api::Manifest;
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod reader;
+
+use self::reader::{Outcome, Request};
 use crate::{
     config::{HostConfig, HOST_VERSION},
     error::LoadError,
     load::{discover, image, layout, library, preflight},
     plan::admit::{self, Proposal, World},
-    worker::manifest::{self as reader, Outcome, Request},
 };
 
 /// One problem and how to fix it.

@@ -18,7 +18,7 @@
 //!   [`Message::Changed`]. Then it exits.
 //! - The doctor ([`read_in_child`]) starts the worker, waits for the hello (a program that does
 //!   not say it does not speak the protocol: its host never calls
-//!   [`run_if_worker`](super::run_if_worker)), then at most the deadline for the answer, and
+//!   `loader::worker::run_if_worker()`), then at most the deadline for the answer, and
 //!   kills the worker when it has its answer, when the deadline passes, or when anything else
 //!   goes wrong. A worker that ends without answering (a panic that escaped, `abort`, a
 //!   segfault, `exit`) is an [`Outcome::Ended`] saying how.
@@ -46,7 +46,7 @@ use crate::{
     load::library::{load_library_with, LoadOptions},
 };
 
-/// The mode's name after [`WORKER_ARG`](super::WORKER_ARG).
+/// The mode's name after [`WORKER_ARG`](crate::launch::WORKER_ARG).
 pub(crate) const MODE: &str = "manifest";
 
 /// The version of [`Message`]; a worker of another version is not used.
@@ -187,7 +187,7 @@ pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailabl
     // The worker's own deadline only ends a worker whose doctor is gone; the doctor kills it
     // long before.
     let backstop = request.deadline.saturating_mul(2).saturating_add(STARTUP);
-    let mut command = super::command_at(request.program, MODE).map_err(cannot_start)?;
+    let mut command = crate::launch::command_at(request.program, MODE).map_err(cannot_start)?;
     command
         .arg(request.file)
         .arg(request.shadow_dir)
