@@ -120,6 +120,18 @@ pub fn worker_program() -> PathBuf {
     path
 }
 
+/// Asserts that this test binary is one of the `isolated_*.rs` ones and that its plugins really
+/// run in processes of their own (an example plugin loaded here reports a worker process).
+#[track_caller]
+pub fn assert_isolated_binary() {
+    assert!(isolates_everything());
+    let dir = PluginDir::with_examples(&["echo"]);
+    let host = dir.load_ok();
+    let echo = info(&host, "echo");
+    assert_eq!(echo.isolation, loader::Isolation::Process);
+    assert!(echo.process_id.is_some(), "echo reports no worker process");
+}
+
 /// Whether this test binary runs every plugin isolated: the test files named `isolated_*.rs`
 /// re-run the tests of other files (included as `#[path]` modules) that way, so the same
 /// assertions hold in both modes.
