@@ -112,8 +112,8 @@ struct Declared {
 pub(crate) struct Table<P> {
     commands: HashMap<String, Raw<P>>,
     rpc: HashMap<String, Raw<P>>,
-    /// Keyed by `(provider, method)`.
-    methods: HashMap<(String, String), Raw<P>>,
+    /// By provider, then method (looked up without building a key).
+    methods: HashMap<String, HashMap<String, Raw<P>>>,
     hooks: HashMap<String, HookFn<P>>,
     /// In registration order: the first matching pattern handles an event.
     events: Vec<(String, EventFn<P>)>,
@@ -330,10 +330,12 @@ impl<P> ProviderRegistrar<'_, P> {
             p.methods.push(MethodDecl::new(method, help));
         }
         let what = format!("provider {} method {method}", self.provider);
-        self.api.table.methods.insert(
-            (self.provider.clone(), method.to_owned()),
-            typed(what, handler),
-        );
+        self.api
+            .table
+            .methods
+            .entry(self.provider.clone())
+            .or_default()
+            .insert(method.to_owned(), typed(what, handler));
         self
     }
 }
@@ -389,7 +391,8 @@ impl<P> Table<P> {
         args: &Payload,
     ) -> Option<PluginResult<Payload>> {
         self.methods
-            .get(&(provider.to_owned(), method.to_owned()))
+            .get(provider)
+            .and_then(|methods| methods.get(method))
             .map(|handler| handler(plugin, ctx, args))
     }
 
