@@ -827,6 +827,27 @@ fn dependents_deactivated_with_a_removed_plugin_come_back_with_it() {
     assert_eq!(info(&host, "welcome").state, PluginState::Active);
 }
 
+/// A dependent whose `deactivate` fails (its last error is then that failure) still comes back
+/// with the dependency it was stopped for.
+#[test]
+fn a_dependent_whose_deactivate_failed_still_comes_back_with_its_dependency() {
+    let dir = PluginDir::new();
+    let greeter = dir.add_example("greeter");
+    dir.add_fixture("grudging");
+    let host = dir.load_ok();
+    let saved = fs::read(&greeter).expect("read");
+    fs::remove_file(&greeter).expect("remove");
+    host.apply_file(&greeter).expect("removed");
+    let stopped = info(&host, "grudging");
+    assert_eq!(stopped.state, PluginState::Deactivated);
+    let why = stopped.error.unwrap_or_default();
+    assert!(why.contains("does not stop cleanly"), "{why}");
+    fs::write(&greeter, saved).expect("write back");
+    set_mode(&greeter, 0o755);
+    host.apply_file(&greeter).expect("loaded");
+    assert_eq!(info(&host, "grudging").state, PluginState::Active);
+}
+
 /// `path` relative to the current folder (through `..` when it is not inside it).
 fn relative_to_current_dir(path: &Path) -> PathBuf {
     let here = std::env::current_dir()

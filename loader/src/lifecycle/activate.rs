@@ -304,6 +304,7 @@ impl Lifecycle {
                 granted,
                 worker: Some(worker),
                 seal,
+                stopped_with: None,
             },
         );
         log::info!("plugin {name} {version} activated");

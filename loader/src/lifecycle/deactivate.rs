@@ -28,6 +28,9 @@ impl Lifecycle {
                 &dependent,
                 &format!("dependency {plugin} deactivated"),
             )?;
+            if let Some(entry) = self.registry.write().get_mut(&dependent) {
+                entry.stopped_with = Some(plugin.to_owned());
+            }
         }
         self.deactivate_one(turn, plugin, why);
         Ok(())

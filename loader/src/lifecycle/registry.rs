@@ -26,6 +26,9 @@ pub(crate) struct SlotEntry {
     pub worker: Option<JoinHandle<()>>,
     /// Retires the running instance's context.
     pub seal: Seal,
+    /// The dependency whose deactivation stopped this plugin: it comes back when that one
+    /// does. Kept apart from the last error, which a slow `deactivate` may overwrite.
+    pub stopped_with: Option<String>,
 }
 
 impl SlotEntry {
@@ -119,20 +122,15 @@ impl Registry {
             .collect()
     }
 
-    /// Plugins that are not serving but were deactivated only because `plugin` went (their
-    /// last error says so): they come back when it does.
+    /// Plugins that are not serving but were deactivated only because `plugin` went: they
+    /// come back when it does.
     pub fn waiting_for(&self, plugin: &str) -> Vec<String> {
         self.order
             .iter()
             .filter(|n| {
                 self.entries.get(*n).is_some_and(|e| {
                     e.slot.state() == PluginState::Deactivated
-                        && e.manifest().dependencies.iter().any(|d| d.name == plugin)
-                        && e.slot
-                            .last_error
-                            .lock()
-                            .as_deref()
-                            .is_some_and(|why| why.contains(&format!("dependency {plugin} ")))
+                        && e.stopped_with.as_deref() == Some(plugin)
                 })
             })
             .cloned()
