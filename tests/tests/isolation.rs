@@ -115,6 +115,46 @@ fn shutdown_deactivates_and_reaps_every_child() {
     assert_eq!(host.killed_processes(), 0);
 }
 
+/// A hot reload of an isolated plugin starts a new process for the new build, hands the state
+/// over through both processes' pipes, and stops and reaps the old process: unlike an
+/// in-process reload, nothing of the old image is left.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_reload_moves_the_state_to_a_new_process_and_reaps_the_old_one() {
+    let dir = PluginDir::with_examples(&["counter"]);
+    let host = dir.load_ok_with(|c| isolate(c, &["counter"]));
+    let increment = |host: &loader::Host| {
+        to_json(
+            &host
+                .execute("counter:increment", json(r#"{"by":1}"#))
+                .expect("increment"),
+        )
+    };
+    for expected in 1..=3u64 {
+        assert_eq!(increment(&host)["session"], expected);
+    }
+    let old = tests::info(&host, "counter")
+        .process_id
+        .expect("counter has a process");
+    let file = dir.path().join(tests::library_file_name("counter"));
+    tests::replace_by_rename(&tests::fixture("counter-v2"), &file);
+    host.apply_file(&file).expect("reloaded");
+    let reloaded = tests::info(&host, "counter");
+    assert_eq!(reloaded.version.as_deref(), Some("0.2.0"));
+    assert_eq!(reloaded.state, loader::PluginState::Active);
+    let new = reloaded.process_id.expect("the new build has a process");
+    assert_ne!(new, old);
+    assert!(process_exists(new));
+    assert!(
+        !process_exists(old),
+        "the old worker {old} is still there after the reload"
+    );
+    assert_eq!(host.worker_processes(), vec![new]);
+    // The session count (in-memory state) came over from the old process.
+    assert_eq!(increment(&host), value!({"value": 4, "session": 4}));
+    assert_eq!(host.killed_processes(), 0);
+}
+
 #[test]
 fn the_builder_isolates_named_plugins_and_the_host_reports_where_each_runs() {
     let dir = PluginDir::with_examples(&["greeter", "echo"]);
