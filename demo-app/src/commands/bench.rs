@@ -8,6 +8,7 @@
 
 use loader_bench::{
     format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
+    RUN_ORDER,
 };
 use plugin_api::ErrorKind;
 
@@ -22,9 +23,8 @@ use crate::{
     progress::Progress,
 };
 
-/// How many cases `run_suite` reports: the eight of issue 8 and `direct_call`. Only the progress
-/// note uses it.
-const SUITE_CASES: usize = 9;
+/// How many cases `run_suite` runs (the progress bar counts them).
+const SUITE_CASES: usize = RUN_ORDER.len();
 
 /// The command that builds the plugin libraries next to the release binary and runs the suite.
 const BUILD_AND_RUN: &str = "cargo run --release -p demo-app -- bench";
@@ -43,11 +43,13 @@ pub fn run(args: &BenchArgs) -> Result<(), AppError> {
         ));
     }
     let env = BenchEnv::beside_executable().map_err(|e| bench_error(&e))?;
-    let options = if args.quick {
+    let mut options = if args.quick {
         SuiteOptions::quick()
     } else {
         SuiteOptions::default()
     };
+    // The isolation cases start this program as their worker (main calls run_if_worker).
+    options.worker_program = std::env::current_exe().ok();
     let mut notes = ProgressNotes::start(&options);
     let report = run_suite(&env, &options, |case| notes.finished(case));
     drop(notes);
@@ -75,21 +77,6 @@ fn bench_error(error: &BenchError) -> AppError {
         ),
     }
 }
-
-/// The order in which `loader_bench::run_suite` runs its cases (it reports them in another
-/// order), so the progress bar can name the case that is running rather than the one that just
-/// finished. Should the suite change its order, the bar names the wrong case, nothing worse.
-const RUN_ORDER: [&str; SUITE_CASES] = [
-    "memory_per_plugin",
-    "idle_cpu",
-    "command_roundtrip",
-    "recorder_overhead",
-    "direct_call",
-    "event_fanout_4",
-    "load_one",
-    "load_100",
-    "reload_swap",
-];
 
 /// The progress bar on stderr (only on a terminal): cases done out of all, the time so far,
 /// the case running now and how the last one came out.

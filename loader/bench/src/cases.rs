@@ -106,7 +106,7 @@ pub fn event_fanout(
 /// Alternating fan-out batches, in millions of events per second. Each batch starts from
 /// quiet threads on both sides: without the pause, one side's threads may still be polling for
 /// their next message when the other side's batch starts, and take CPU time from it.
-fn fanout_batches(bench: &FanoutBench, rounds: usize) -> Result<Paired, BenchError> {
+pub(crate) fn fanout_batches(bench: &FanoutBench, rounds: usize) -> Result<Paired, BenchError> {
     let rate = |d: Duration| bench.events() as f64 / d.as_secs_f64() / 1e6;
     let quiet = || std::thread::sleep(Duration::from_millis(1));
     alternate(
@@ -442,8 +442,8 @@ pub fn scaling(env: &BenchEnv, options: &SuiteOptions) -> Result<Vec<ScalingPoin
     Ok(points)
 }
 
-/// The suite's case order.
-const ORDER: [&str; 9] = [
+/// The order of the cases in a report.
+pub const ORDER: [&str; 13] = [
     "command_roundtrip",
     "direct_call",
     "event_fanout_4",
@@ -453,10 +453,56 @@ const ORDER: [&str; 9] = [
     "recorder_overhead",
     "idle_cpu",
     "memory_per_plugin",
+    "isolated_roundtrip",
+    "isolated_fanout_4",
+    "isolated_load_one",
+    "isolated_idle_memory",
 ];
 
-/// Runs every case (memory and idle CPU first, while the process is fresh), then the growth
-/// curves if asked, calling `progress` after each case.
+/// The order in which [`run_suite`] runs its cases: memory and idle CPU first, while the
+/// process is fresh (it reports them in [`ORDER`]). A host's progress display can name the case
+/// that is running from it.
+pub const RUN_ORDER: [&str; ORDER.len()] = [
+    "memory_per_plugin",
+    "idle_cpu",
+    "command_roundtrip",
+    "recorder_overhead",
+    "direct_call",
+    "event_fanout_4",
+    "load_one",
+    "load_100",
+    "reload_swap",
+    "isolated_idle_memory",
+    "isolated_roundtrip",
+    "isolated_fanout_4",
+    "isolated_load_one",
+];
+
+/// Runs the case called `name` (one of [`RUN_ORDER`]).
+fn run_case(name: &str, env: &BenchEnv, options: &SuiteOptions) -> Result<CaseResult, BenchError> {
+    match name {
+        "memory_per_plugin" => memory_per_plugin(env, options),
+        "idle_cpu" => idle_cpu(env, options),
+        "command_roundtrip" => command_roundtrip(env, options),
+        "recorder_overhead" => recorder_overhead(env, options),
+        "direct_call" => direct_call(env, options),
+        "event_fanout_4" => event_fanout(env, options, 4),
+        "load_one" => load_one(env, options),
+        "load_100" => load_many(env, options, options.fleet),
+        "reload_swap" => reload_swap(env, options),
+        "isolated_idle_memory" => super::isolated_idle_memory(env, options),
+        "isolated_roundtrip" => super::isolated_roundtrip(env, options),
+        "isolated_fanout_4" => super::isolated_fanout(env, options),
+        "isolated_load_one" => super::isolated_load_one(env, options),
+        other => Err(BenchError::check(
+            "suite",
+            format!("no case called {other}"),
+        )),
+    }
+}
+
+/// Runs every case in [`RUN_ORDER`], then the growth curves if asked, calling `progress`
+/// after each case.
 ///
 /// # Errors
 /// The first case that cannot run.
@@ -467,21 +513,11 @@ pub fn run_suite(
 ) -> Result<SuiteReport, BenchError> {
     env.check()?;
     let mut cases = Vec::new();
-    let mut run = |case: Result<CaseResult, BenchError>| -> Result<(), BenchError> {
-        let case = case?;
+    for name in RUN_ORDER {
+        let case = run_case(name, env, options)?;
         progress(&case);
         cases.push(case);
-        Ok(())
-    };
-    run(memory_per_plugin(env, options))?;
-    run(idle_cpu(env, options))?;
-    run(command_roundtrip(env, options))?;
-    run(recorder_overhead(env, options))?;
-    run(direct_call(env, options))?;
-    run(event_fanout(env, options, 4))?;
-    run(load_one(env, options))?;
-    run(load_many(env, options, options.fleet))?;
-    run(reload_swap(env, options))?;
+    }
     cases.sort_by_key(|c| {
         ORDER
             .iter()

@@ -128,10 +128,20 @@ pub(crate) fn sinks(env: &BenchEnv, dir: &WorkDir, n: usize) -> Result<(), Bench
 
 /// A host for `dir` with the default configuration and in-memory storage.
 pub(crate) fn host_for(dir: &Path) -> Result<Host, BenchError> {
-    Ok(Host::builder()
-        .plugins_dir(dir)
-        .in_memory_storage()
-        .build()?)
+    host_in(dir, None)
+}
+
+/// As [`host_for`]; with a worker program, every plugin runs isolated in a child process
+/// started from it.
+pub(crate) fn host_in(dir: &Path, worker: Option<&Path>) -> Result<Host, BenchError> {
+    let builder = Host::builder().plugins_dir(dir).in_memory_storage();
+    let builder = match worker {
+        Some(program) => builder
+            .worker_program(program)
+            .isolation(loader::Isolation::Process),
+        None => builder,
+    };
+    Ok(builder.build()?)
 }
 
 /// Loads the host's folder and checks that `expected` plugins became active.
@@ -459,9 +469,33 @@ impl FanoutBench {
         events: usize,
         extra: usize,
     ) -> Result<Self, BenchError> {
+        Self::in_mode(env, subscribers, events, extra, None)
+    }
+
+    /// As [`FanoutBench::new`], with every subscriber isolated in a worker process started
+    /// from `worker` (the baseline stays the in-process raw fan-out).
+    ///
+    /// # Errors
+    /// As [`FanoutBench::new`]; also when a worker cannot start.
+    pub fn isolated(
+        env: &BenchEnv,
+        subscribers: usize,
+        events: usize,
+        worker: &Path,
+    ) -> Result<Self, BenchError> {
+        Self::in_mode(env, subscribers, events, 0, Some(worker))
+    }
+
+    fn in_mode(
+        env: &BenchEnv,
+        subscribers: usize,
+        events: usize,
+        extra: usize,
+        worker: Option<&Path>,
+    ) -> Result<Self, BenchError> {
         let dir = WorkDir::new("fanout")?;
         sinks(env, &dir, subscribers)?;
-        let host = host_for(dir.path())?;
+        let host = host_in(dir.path(), worker)?;
         let capacity = host.config().event_queue;
         if events >= capacity {
             return Err(BenchError::check(
@@ -664,6 +698,19 @@ impl LoadBench {
     /// # Errors
     /// The library is missing or cannot be copied.
     pub fn new(env: &BenchEnv, n: usize) -> Result<Self, BenchError> {
+        Self::in_mode(env, n, None)
+    }
+
+    /// One plugin, loaded isolated into a running host: a worker process started from
+    /// `worker`, the handshake, the child's own load, and activation.
+    ///
+    /// # Errors
+    /// As [`LoadBench::new`].
+    pub fn isolated(env: &BenchEnv, worker: &Path) -> Result<Self, BenchError> {
+        Self::in_mode(env, 1, Some(worker))
+    }
+
+    fn in_mode(env: &BenchEnv, n: usize, worker: Option<&Path>) -> Result<Self, BenchError> {
         let plugins = WorkDir::new("load")?;
         let files = if n == 1 {
             vec![plugins.add(&env.bench_lib("bench-sink-a")?)?]
@@ -671,7 +718,7 @@ impl LoadBench {
             fleet(env, plugins.path(), 0, n)?
         };
         let host = if n == 1 {
-            Some(host_for(plugins.path())?)
+            Some(host_in(plugins.path(), worker)?)
         } else {
             None
         };

@@ -28,6 +28,13 @@
 //! | `recorder_overhead` | `command_roundtrip` with the flight recorder on | the same with it off | ratio ≤ 1.1 |
 //! | `idle_cpu` | process CPU with the example plugins loaded, a folder watcher running, nothing happening | — | ~0 % (≤ 0.5 % of one core) |
 //! | `memory_per_plugin` | resident memory per loaded plugin (per reload in the note) | resident memory per raw load | report |
+//! | `isolated_roundtrip` | `command_roundtrip`'s call to an isolated plugin (a worker process) | the same 58 bytes through a raw pipe ping-pong with a second process (`cat`) | ratio ≤ 4 |
+//! | `isolated_fanout_4` | `event_fanout_4` to four isolated subscribers | the in-process raw fan-out | aim ratio ≥ 0.25 |
+//! | `isolated_load_one` | one file to an active isolated plugin: worker start, handshake, the child's checked load, activation | `load_one` in process | report |
+//! | `isolated_idle_memory` | resident memory of an idle isolated plugin: the worker's resident set plus the host's growth | the host's growth for the same plugin in process | report |
+//!
+//! The isolation cases need [`SuiteOptions::worker_program`]; without it they are reported as
+//! not run.
 //!
 //! # Fixtures
 //! [`CommandBench`], [`FanoutBench`], [`DirectCallBench`], [`LoadBench`] and [`ReloadBench`]
@@ -48,13 +55,18 @@ use loader::{LoadError, StorageError, WatchError};
 
 mod cases;
 mod fixtures;
+mod isolated;
 mod measure;
 
 pub use cases::{
     command_roundtrip, direct_call, event_fanout, idle_cpu, load_many, load_one, memory_per_plugin,
-    recorder_overhead, reload_swap, run_suite, scaling,
+    recorder_overhead, reload_swap, run_suite, scaling, ORDER, RUN_ORDER,
 };
 pub use fixtures::{CommandBench, DirectCallBench, FanoutBench, LoadBench, ReloadBench};
+pub use isolated::{
+    isolated_fanout, isolated_idle_memory, isolated_load_one, isolated_roundtrip,
+    IsolatedCommandBench,
+};
 pub use measure::{cpu_model, mapped_regions, process_cpu_time, resident_kib};
 
 /// The example plugin crates, loaded by `idle_cpu`.
@@ -281,6 +293,10 @@ pub struct SuiteOptions {
     pub idle_ms: u64,
     /// Whether [`run_suite`] also measures how the costs grow ([`scaling`]).
     pub scaling: bool,
+    /// The program started for worker processes in the process-isolation cases (an executable
+    /// that calls `loader::worker::run_if_worker()` first in `main`); without one those cases
+    /// are reported as not run.
+    pub worker_program: Option<PathBuf>,
 }
 
 impl Default for SuiteOptions {
@@ -296,6 +312,7 @@ impl Default for SuiteOptions {
             reloads: 30,
             idle_ms: 3000,
             scaling: true,
+            worker_program: None,
         }
     }
 }
@@ -314,6 +331,7 @@ impl SuiteOptions {
             reloads: 3,
             idle_ms: 200,
             scaling: false,
+            worker_program: None,
         }
     }
 }

@@ -118,8 +118,17 @@ pub(crate) fn threads_cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
+/// Resident memory of process `pid` in KiB; `None` off Linux or when it is gone.
+pub(crate) fn process_resident_kib(pid: u32) -> Option<u64> {
+    status_kib_of(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib_of("/proc/self/status", field)
+}
+
+fn status_kib_of(file: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(file).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.get(field.len()..)?
         .split_whitespace()
