@@ -149,6 +149,40 @@ fn after_a_restart_only_the_fresh_instance_serves() {
     }
 }
 
+/// Events queued behind one whose handler panics reach the instance that replaces the faulted
+/// one, every one of them and in order; none reaches the faulted instance. (Isolated, a run of
+/// queued events is written to the child in one go: the child must not run the rest of the
+/// run after the panic, and the host must deliver it to the fresh process.)
+#[test]
+fn events_queued_behind_a_panic_reach_the_fresh_instance_in_order() {
+    const AFTER: usize = 40;
+    let dir = PluginDir::with_fixtures(&["faulty"]);
+    let host = dir.load_ok();
+    let mut lifecycle = Lifecycle::new(&host);
+    host.emit("test:panic", json("{}")).expect("emit");
+    let ids: Vec<u64> = (0..AFTER)
+        .map(|i| {
+            host.emit("test:after", json(&format!(r#"{{"i":{i}}}"#)))
+                .expect("emit")
+        })
+        .collect();
+    lifecycle.wait_for_count("plugin:restarted", "faulty", 1);
+    wait_until("every event handled", || {
+        metrics(&host, "faulty").events_handled == AFTER as u64 + 1
+    });
+    let seen: Vec<u64> = host
+        .execute("faulty:seen", json("null"))
+        .expect("faulty answers")
+        .decode()
+        .expect("event ids");
+    assert_eq!(
+        seen, ids,
+        "the fresh instance got every later event, in order"
+    );
+    let m = metrics(&host, "faulty");
+    assert_eq!((m.panics, m.events_dropped), (1, 0), "{m:?}");
+}
+
 #[test]
 fn a_plugin_cannot_forge_an_events_source_or_emit_lifecycle_events() {
     let dir = PluginDir::with_fixtures(&["forger"]);

@@ -183,9 +183,10 @@ fn a_worker_speaking_another_protocol_version_is_refused_naming_both() {
         .to_string();
     let api = plugin_api::API_VERSION;
     let ours = loader::HOST_VERSION;
+    let protocol = loader::worker::PROTOCOL_VERSION;
     assert!(
         err.contains(&format!(
-            "its worker process speaks protocol 0, plugin-api {api}, host {ours}; this host speaks protocol 1, plugin-api {api}, host {ours}: refused"
+            "its worker process speaks protocol 0, plugin-api {api}, host {ours}; this host speaks protocol {protocol}, plugin-api {api}, host {ours}: refused"
         )),
         "{err}"
     );

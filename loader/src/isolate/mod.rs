@@ -34,14 +34,14 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
+use abi_stable::sabi_trait::TD_Opaque;
 use parking_lot::Mutex;
-use plugin_api::{abi::PluginInstance_TO, HostContextBox, PluginError, PluginInstanceBox};
+use plugin_api::{abi::PluginInstance_TO, HostContextBox, PluginError};
 
 use crate::{
     dispatch::{Caller, Dispatcher},
     observe::event::LifecycleEvent,
-    runtime::slot::Slot,
+    runtime::slot::{Remote, Slot},
 };
 use process::{Launch, Process};
 
@@ -151,10 +151,7 @@ pub(crate) struct Spec {
 }
 
 /// Starts a child for `spec` and returns the instance that lives in it, for the plugin's thread.
-pub(crate) fn instantiate(
-    spec: Spec,
-    context: HostContextBox,
-) -> RResult<PluginInstanceBox, PluginError> {
+pub(crate) fn instantiate(spec: Spec, context: HostContextBox) -> Result<Remote, PluginError> {
     let Spec {
         start,
         version,
@@ -176,13 +173,18 @@ pub(crate) fn instantiate(
     match Process::start(launch, context) {
         Ok(process) => {
             children.remember(&process);
+            let ahead = remote::Ahead::new(process.clone());
             let instance = remote::RemoteInstance {
                 process,
                 activate_bound: activation_deadline,
                 grace,
+                ahead: ahead.clone(),
             };
-            RResult::ROk(PluginInstance_TO::from_value(instance, TD_Opaque))
+            Ok(Remote {
+                instance: PluginInstance_TO::from_value(instance, TD_Opaque),
+                ahead,
+            })
         }
-        Err(e) => RResult::RErr(e),
+        Err(e) => Err(e),
     }
 }

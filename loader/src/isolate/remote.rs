@@ -12,8 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::collections::VecDeque;
+
 use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 use crossbeam_channel::RecvTimeoutError;
+use parking_lot::Mutex;
 use plugin_api::{
     abi::PluginInstance, CommandRequest, Event, HookOutcome, Message, MiddlewareAction, Payload,
     PluginError,
@@ -26,7 +29,10 @@ use super::{
 };
 use crate::{
     observe::recorder::Label,
-    runtime::call::{mismatch, Answer, Call},
+    runtime::{
+        call::{mismatch, Answer, Call},
+        slot::SendAhead,
+    },
 };
 
 /// How long a dropped instance's process may take to exit before it is killed.
@@ -39,17 +45,78 @@ pub(crate) struct RemoteInstance {
     pub activate_bound: Duration,
     /// How long `deactivate` may take, and how long the child may take to exit when dropped.
     pub grace: Duration,
+    /// Events written to the child ahead of their delivery.
+    pub ahead: Arc<Ahead>,
+}
+
+/// The events written to a child ahead of their delivery ([`SendAhead`]), oldest first, by id.
+pub(crate) struct Ahead {
+    process: Arc<Process>,
+    sent: Mutex<VecDeque<u64>>,
+}
+
+impl Ahead {
+    pub fn new(process: Arc<Process>) -> Arc<Ahead> {
+        Arc::new(Ahead {
+            process,
+            sent: Mutex::new(VecDeque::new()),
+        })
+    }
+}
+
+impl SendAhead for Ahead {
+    fn send_ahead(&self, events: &[Arc<Event>]) {
+        if events.is_empty() {
+            return;
+        }
+        // Written only if the child takes it; a failed write means the child is gone, and each
+        // delivery then finds that out for itself.
+        if self.process.send(&ToChild::Events(events.to_vec())).is_ok() {
+            self.sent.lock().extend(events.iter().map(|e| e.id));
+        }
+    }
 }
 
 impl RemoteInstance {
     /// Sends `call` and waits for its answer, serving the child's requests meanwhile. With a
     /// `bound`, a child that has not answered by then is killed.
+    ///
+    /// An event already written ahead ([`SendAhead`]) is not sent again: its answer is the next
+    /// to come. Any other call first takes the answers of events written ahead and never
+    /// delivered (a run cut short), so that its own answer is the one it gets.
     fn invoke(&self, call: Call, bound: Option<Duration>) -> Result<Answer, PluginError> {
         let process = &self.process;
         let entry = call.entry();
+        let sent_ahead = match &call {
+            Call::Event(event) => {
+                let mut sent = self.ahead.sent.lock();
+                if sent.front() == Some(&event.id) {
+                    sent.pop_front();
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if !sent_ahead {
+            let undelivered = std::mem::take(&mut *self.ahead.sent.lock());
+            for _ in undelivered {
+                let _ = self.wait(None, entry);
+            }
+        }
         process.begin(matches!(call, Call::Deactivate))?;
-        // A failed write means the child is gone: its end arrives in the inbox.
-        let _ = process.send(&ToChild::Call(call));
+        if !sent_ahead {
+            // A failed write means the child is gone: its end arrives in the inbox.
+            let _ = process.send(&ToChild::Call(call));
+        }
+        self.wait(bound, entry)
+    }
+
+    /// Waits for the next answer, serving the child's requests meanwhile; with a `bound`, a
+    /// child that has not answered by then is killed.
+    fn wait(&self, bound: Option<Duration>, entry: &str) -> Result<Answer, PluginError> {
+        let process = &self.process;
         let mut deadline = bound.map(|b| (Instant::now() + b, b));
         loop {
             let got = match deadline {

@@ -11,15 +11,16 @@
 use std::{
     io::{self, Read, Write},
     path::PathBuf,
+    sync::Arc,
 };
 
-use plugin_api::{Payload, PluginError, StorageScope};
+use plugin_api::{Event, Payload, PluginError, StorageScope};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::runtime::call::{Answer, Call};
 
 /// The version of this protocol; both sides must speak the same.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The first frame each side sends: what it speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,10 @@ pub(crate) enum ToChild {
     Start(Box<Start>),
     /// Run a call on the instance (one at a time).
     Call(Call),
+    /// Deliver these events to the instance, in order, each answered as a call: a run of
+    /// queued events written in one frame. Should one of them panic, the rest of the run is
+    /// answered without running (the host gives them to the instance that replaces this one).
+    Events(Vec<Arc<Event>>),
     /// The answer to the child's request `id`.
     Reply {
         id: u64,

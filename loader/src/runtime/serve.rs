@@ -17,7 +17,7 @@ use plugin_api::{ErrorKind, PluginError, PluginInstanceBox};
 use super::{
     call::{Answer, Call, Invoker, Record},
     chain::{serve_as, with_current, Chain},
-    slot::{Control, Delivery, Fresh, Job, Seal, Slot},
+    slot::{Control, Delivery, Fresh, Job, Seal, SendAhead, Slot},
 };
 use crate::observe::recorder::{Label, Recorder};
 
@@ -25,7 +25,14 @@ use crate::observe::recorder::{Label, Recorder};
 struct Live {
     instance: Option<PluginInstanceBox>,
     seal: Seal,
+    /// Set for an instance in a child process: runs of queued events go to it in one write.
+    ahead: Option<Arc<dyn SendAhead>>,
 }
+
+/// Most events handed to an isolated instance in one run ([`SendAhead`]). Large enough that a
+/// busy subscriber's pipe sees few writes, small enough that an order or call waiting behind the
+/// run is not held up long (the run is checked for them only between runs).
+const AHEAD_RUN: usize = 64;
 
 /// How long a thread waits for the supervisor's order after a fault before it goes on.
 const ORDERS_WAIT: Duration = Duration::from_secs(10);
@@ -39,13 +46,16 @@ fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
         remote,
     } = fresh;
     let made = with_current(Chain::empty(), 0, || match remote {
-        Some(make) => make(context),
-        None => (module.instantiate())(context),
+        Some(make) => make(context).map(|r| (r.instance, Some(r.ahead))),
+        None => (module.instantiate())(context)
+            .into_result()
+            .map(|instance| (instance, None)),
     });
-    match made.into_result() {
-        Ok(instance) => Ok(Live {
+    match made {
+        Ok((instance, ahead)) => Ok(Live {
             instance: Some(instance),
             seal,
+            ahead,
         }),
         Err(e) => {
             seal.retire();
@@ -317,6 +327,11 @@ fn run_call(
 /// Handles queued events back to back while no order or call is waiting: one clock reading
 /// serves as the end of one delivery and the start of the next, and their records are written
 /// in one go when the run ends. Returns whether to exit.
+///
+/// An instance in a child process is first handed up to [`AHEAD_RUN`] of the queued events in
+/// one go ([`SendAhead`]); they are then delivered one by one as for any instance. Should one
+/// of them panic, the rest of the run goes to the instance the supervisor puts in its place, as
+/// queued events would.
 fn run_events(
     slot: &Arc<Slot>,
     live: &mut Live,
@@ -330,25 +345,61 @@ fn run_events(
         return false;
     }
     let mut invoker = Invoker::new(slot, recorder, plugin);
+    let mut run = std::collections::VecDeque::new();
     let mut next = Some(first);
+    // Whether `next` was handed over already, as part of the run before it.
+    let mut handed = false;
     let mut started = Instant::now();
     while let Some(delivery) = next.take() {
+        if !handed {
+            if let Some(ahead) = &live.ahead {
+                take_run(slot, &mut run);
+                let events: Vec<_> = std::iter::once(&delivery)
+                    .chain(run.iter())
+                    .map(|d| d.event.clone())
+                    .collect();
+                ahead.send_ahead(&events);
+            }
+        }
         let panicked = deliver(&mut invoker, live, delivery, started);
         if panicked {
             drop(invoker);
-            return await_orders(slot, live, recorder, plugin, grace);
+            if await_orders(slot, live, recorder, plugin, grace) {
+                return true;
+            }
+            if run.is_empty() {
+                return false;
+            }
+            invoker = Invoker::new(slot, recorder, plugin);
         }
-        if !slot.control_rx.is_empty()
-            || !slot.jobs_rx.is_empty()
-            || slot.is_closed()
-            || slot.generation.load(Ordering::Relaxed) != generation
-        {
-            break;
+        if let Some(queued) = run.pop_front() {
+            next = Some(queued);
+            handed = true;
+        } else {
+            handed = false;
+            if !slot.control_rx.is_empty()
+                || !slot.jobs_rx.is_empty()
+                || slot.is_closed()
+                || slot.generation.load(Ordering::Relaxed) != generation
+            {
+                break;
+            }
+            next = slot.events_rx.try_recv().ok();
         }
-        next = slot.events_rx.try_recv().ok();
         started = invoker.finished_or_now();
     }
     false
+}
+
+/// Moves up to [`AHEAD_RUN`]` - 1` queued events into `run`, stopping at an order or a call
+/// that waits (they go before later events).
+fn take_run(slot: &Slot, run: &mut std::collections::VecDeque<Delivery>) {
+    while run.len() + 1 < AHEAD_RUN && slot.control_rx.is_empty() && slot.jobs_rx.is_empty() {
+        match slot.events_rx.try_recv() {
+            Ok(delivery) => run.push_back(delivery),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Runs one event handler, which starts at `started`; returns whether it panicked.
@@ -452,6 +503,7 @@ fn obey(
                 Live {
                     instance: None,
                     seal: Seal::default(),
+                    ahead: None,
                 },
             );
             retire(slot, old, recorder, grace);

@@ -16,7 +16,6 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{
     ErrorKind, Event, HostContextBox, Payload, PluginError, PluginInstanceBox, PluginModRef,
-    RResult,
 };
 
 use super::{call::Call, chain::Chain, clock::Clock, reply::ReplyTo};
@@ -67,8 +66,25 @@ pub(crate) struct Fresh {
 }
 
 /// Makes an instance in a child process from the context it will serve.
-pub(crate) type MakeRemote =
-    Box<dyn FnOnce(HostContextBox) -> RResult<PluginInstanceBox, PluginError> + Send>;
+pub(crate) type MakeRemote = Box<dyn FnOnce(HostContextBox) -> Result<Remote, PluginError> + Send>;
+
+/// An instance made in a child process, and its way of taking events ahead.
+pub(crate) struct Remote {
+    pub instance: PluginInstanceBox,
+    pub ahead: Arc<dyn SendAhead>,
+}
+
+/// An instance that can be handed a run of queued events in one go, before they are delivered
+/// one by one: for one in a child process, the run is a single write to its pipe instead of a
+/// round trip per event.
+///
+/// The deliveries still go through `invoke`, one per event and in the same order, with the
+/// same accounting; the instance waits for each one's answer instead of sending it.
+pub(crate) trait SendAhead: Send + Sync {
+    /// Hands `events` over, in order. Each must then be delivered, in that order, before any
+    /// other call reaches the instance (the instance drops the answers of any not delivered).
+    fn send_ahead(&self, events: &[Arc<Event>]);
+}
 
 /// Orders for the thread itself.
 pub(crate) enum Control {

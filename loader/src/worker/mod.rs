@@ -23,6 +23,10 @@ use std::ffi::OsStr;
 
 pub use crate::launch::WORKER_ARG;
 
+/// The version of the protocol between a host and its worker processes. Both must speak the
+/// same: each refuses the other otherwise, naming both versions.
+pub const PROTOCOL_VERSION: u32 = crate::isolate::wire::PROTOCOL;
+
 /// Runs the worker and exits the process if this process was started as a loader worker;
 /// returns at once otherwise.
 ///

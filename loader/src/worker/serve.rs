@@ -20,7 +20,7 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use crossbeam_channel::{unbounded, Receiver};
-use plugin_api::abi::HostContext_TO;
+use plugin_api::{abi::HostContext_TO, ErrorKind, PluginError};
 
 use crate::{
     isolate::{
@@ -107,7 +107,7 @@ pub(super) fn serve() -> i32 {
             return 1;
         }
     };
-    let (calls_tx, calls_rx) = unbounded::<Call>();
+    let (calls_tx, calls_rx) = unbounded::<Exec>();
     let executor_link = link.clone();
     let shadow_path = shadow.path().to_owned();
     let spawned = std::thread::Builder::new()
@@ -120,8 +120,19 @@ pub(super) fn serve() -> i32 {
     loop {
         match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
             Ok(Some(ToChild::Call(call))) => {
-                if calls_tx.send(call).is_err() {
+                if calls_tx.send(Exec::Call(call)).is_err() {
                     leave(shadow, calls_tx, 1);
+                }
+            }
+            Ok(Some(ToChild::Events(events))) => {
+                for (i, event) in events.into_iter().enumerate() {
+                    let exec = Exec::Ahead {
+                        call: Call::Event(event),
+                        first: i == 0,
+                    };
+                    if calls_tx.send(exec).is_err() {
+                        leave(shadow, calls_tx, 1);
+                    }
                 }
             }
             Ok(Some(ToChild::Reply { id, reply })) => link.settle(id, reply),
@@ -147,14 +158,22 @@ pub(super) fn serve() -> i32 {
 /// destructors, the plugin's included, which take the dynamic loader's lock that the exit
 /// handlers hold while they finalise the libraries. The two then wait for each other (seen:
 /// a worker that never exited after its stdin closed).
-fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Call>, code: i32) -> ! {
+fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Exec>, code: i32) -> ! {
     drop(shadow);
     let _keep_the_executor_waiting = calls;
     std::process::exit(code)
 }
 
+/// What the executor runs.
+enum Exec {
+    /// A call.
+    Call(Call),
+    /// An event of a run the host wrote in one frame; `first` starts the run.
+    Ahead { call: Call, first: bool },
+}
+
 /// Loads the plugin, makes its instance and runs the host's calls on it, in order.
-fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Call>) {
+fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exec>) {
     let options = LoadOptions::new(&shadow)
         .manifest_deadline(std::time::Duration::from_millis(start.manifest_deadline_ms));
     let library = match load_library_with(&start.file, &options) {
@@ -204,8 +223,30 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Cal
     if link.send(&ToHost::Ready).is_err() {
         return;
     }
-    for call in calls {
-        let answer = as_call(|| run(&mut instance, call));
+    // Set when an event of the current run panicked: the rest of the run is not run here, as
+    // in process no event reaches a faulted instance (the host delivers them to the fresh one).
+    let mut faulted_run = false;
+    for exec in calls {
+        let call = match exec {
+            Exec::Call(call) => {
+                faulted_run = false;
+                call
+            }
+            Exec::Ahead { call, first } => {
+                faulted_run &= !first;
+                call
+            }
+        };
+        let answer = if faulted_run {
+            Err(PluginError::new(
+                ErrorKind::Cancelled,
+                "not run: an earlier event of its run panicked",
+            ))
+        } else {
+            let answer = as_call(|| run(&mut instance, call));
+            faulted_run = matches!(&answer, Err(e) if e.kind == ErrorKind::Panicked);
+            answer
+        };
         if link.send(&ToHost::Answer(answer)).is_err() {
             return;
         }
