@@ -142,6 +142,15 @@ pub enum LoadError {
         /// The deadline.
         deadline_ms: u64,
     },
+    /// A plugin that may run isolated is never opened in the host before a worker process has
+    /// read its manifest; that worker refused the file, ended, or could not be started.
+    #[error("{path}: a worker process could not read its manifest: {message}")]
+    ManifestInWorker {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the worker found or how it ended.
+        message: String,
+    },
     /// The manifest could not be read.
     #[error("{path}: invalid manifest: {message}")]
     Manifest {

@@ -210,3 +210,65 @@ fn a_worker_program_that_is_not_a_worker_is_reported_with_how_it_ended() {
         "{err}"
     );
 }
+
+/// With isolation on, no plugin file is opened in the host before a worker has read its
+/// manifest: a `manifest()` that would end the host (a segfault, `exit`, `abort`) ends only the
+/// worker, the file is refused naming how, and the other plugins load and serve.
+#[cfg(unix)]
+#[test]
+fn a_manifest_that_ends_its_process_is_refused_and_the_host_loads_the_rest() {
+    let cases = [
+        ("segv-manifest", "ended with signal 11 (SIGSEGV)"),
+        ("exit-manifest", "exited with status 3"),
+        ("abort-manifest", "ended with signal 6 (SIGABRT)"),
+    ];
+    for (fixture, how) in cases {
+        let dir = PluginDir::with_examples(&["greeter"]);
+        let file = dir.add_fixture(fixture);
+        let (host, report) = dir.load_with(|c| isolate(c, &["*"]));
+        let err = report
+            .entries
+            .iter()
+            .find(|e| e.file == file)
+            .and_then(|e| e.error.as_deref())
+            .unwrap_or_else(|| panic!("{fixture} is refused: {report:?}"))
+            .to_string();
+        assert!(
+            err.contains("a worker process could not read its manifest")
+                && err.contains(&format!("the manifest reader {how}")),
+            "{fixture}: {err}"
+        );
+        let hello = host
+            .execute("greeter:greet", json(r#"{"name":"Ada"}"#))
+            .expect("greeter serves");
+        assert_eq!(to_json(&hello)["message"], "Hello, Ada!");
+    }
+}
+
+/// The same holds for the plugin's initialisers: a library whose constructor leaves a mark in
+/// the process that opens it is opened only by workers when everything runs isolated.
+#[test]
+fn an_isolated_plugins_library_is_never_opened_in_the_host() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    dir.add_fixture("layout-ctor");
+    let ours = std::env::temp_dir().join(format!(
+        "trusted-loading-layout-ctor-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&ours);
+    let (host, report) = dir.load_with(|c| isolate(c, &["*"]));
+    assert!(
+        report
+            .entries
+            .iter()
+            .filter_map(|e| e.error.as_deref())
+            .any(|e| e.to_string().contains("incompatible ABI layout")),
+        "{report:?}"
+    );
+    assert!(
+        !ours.exists(),
+        "the library's constructor ran in the host process ({})",
+        ours.display()
+    );
+    assert_eq!(info(&host, "greeter").state, PluginState::Active);
+}

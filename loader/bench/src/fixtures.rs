@@ -354,7 +354,10 @@ impl DirectCallBench {
         )
         .map_err(BenchError::load(DIRECT))?;
         let context = host.standalone_context(&lib.manifest.name);
-        let mut instance = (lib.module.instantiate())(context)
+        let module = lib
+            .module
+            .ok_or_else(|| BenchError::check(DIRECT, "load_library returned no module"))?;
+        let mut instance = (module.instantiate())(context)
             .into_result()
             .map_err(BenchError::call(DIRECT))?;
         instance

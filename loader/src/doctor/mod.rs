@@ -148,6 +148,7 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::UnsafeShadowDir { path, .. } => format!("make {} a folder of the host's user with mode 0700 (or remove it: the host creates it)", path.display()),
         LoadError::CopyReplaced { .. } => "find out what writes into the host's shadow folder; load again".into(),
         LoadError::ManifestTimeout { .. } => "fix the plugin's manifest(): it must return at once".into(),
+        LoadError::ManifestInWorker { .. } => "see the worker's finding; `doctor` shows the file's problems in full, and the worker program must call loader::worker::run_if_worker() first in main".into(),
         LoadError::InterfaceVersion { host, .. } => format!("rebuild the plugin against plugin-api {host}"),
         LoadError::AbiMismatch { .. } => "rebuild the plugin against this host's plugin-api".into(),
         LoadError::PanicAbort { .. } => "remove `panic = \"abort\"` from the plugin's build profile".into(),
@@ -291,7 +292,7 @@ pub(crate) fn diagnose(
         });
         match outcome {
             Err(unavailable) => manifest_reader = Some(unavailable.to_string()),
-            Ok(Outcome::Manifest(json)) => match parse_manifest(&file, &json) {
+            Ok(Outcome::Manifest(json)) => match library::parse_manifest(&file, &json) {
                 Ok((manifest, version)) => {
                     d.name = Some(manifest.name.clone());
                     d.version = Some(manifest.version.clone());
@@ -384,23 +385,6 @@ pub(crate) fn diagnose(
         activation_order,
         manifest_reader,
     })
-}
-
-/// The manifest a worker sent, checked as a load checks it (name, semver version).
-fn parse_manifest(file: &Path, json: &str) -> Result<(Manifest, semver::Version), LoadError> {
-    let invalid = |message: String| LoadError::Manifest {
-        path: file.to_owned(),
-        message,
-    };
-    let manifest = Manifest::from_json(json).map_err(|e| invalid(e.to_string()))?;
-    library::validate_name(&manifest.name).map_err(invalid)?;
-    let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
-        path: file.to_owned(),
-        plugin: manifest.name.clone(),
-        version: manifest.version.clone(),
-        message: e.to_string(),
-    })?;
-    Ok((manifest, version))
 }
 
 /// What `bytes` say as a library of any format (`None` when they are none), and the abi_stable

@@ -98,10 +98,7 @@ impl Lifecycle {
                 });
                 continue;
             }
-            let options = library::LoadOptions::new(&self.shadow_dir)
-                .allowlist(self.allowlist.as_ref())
-                .manifest_deadline(self.activation_deadline());
-            match library::load_library_with(file, &options) {
+            match self.open_file(file) {
                 Ok(lib) => libraries.push(lib),
                 Err(error) => report.entries.push(LoadEntry {
                     file: file.clone(),

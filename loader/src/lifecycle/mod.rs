@@ -6,12 +6,15 @@
 //! 3. [`reload`]: the swap protocol for a changed file.
 //! 4. [`supervisor`]: the restart policy (plain state) and the thread that applies it.
 //! 5. [`registry`]: what the host knows about each plugin and each failed file.
+//! 6. [`open`]: a file opened in the host, or (for a plugin that may run isolated) read by a
+//!    worker process first.
 //!
 //! Every change of what runs happens under one [`Turn`]: the lock is a value the operations
 //! take as a parameter, so an operation that needs it cannot be called without it.
 
 mod activate;
 mod deactivate;
+mod open;
 pub(crate) mod registry;
 pub(crate) mod reload;
 pub(crate) mod supervisor;

@@ -28,10 +28,7 @@ use plugin_api::{ErrorKind, PluginError};
 use super::{Lifecycle, LifecycleEvent, LoadReport, Turn};
 use crate::{
     error::LoadError,
-    load::{
-        library::{self, PluginLibrary},
-        preflight::Checksum,
-    },
+    load::library::{self, PluginLibrary},
     plan::admit::{self, Proposal, World},
     runtime::slot::{not_serving, Control, Seal},
 };
@@ -96,12 +93,7 @@ impl Lifecycle {
             self.retry_waiting(&turn, activated);
             return Ok(FileChange::Loaded(report));
         };
-        let copied = library::ShadowCopy::make(
-            path,
-            &self.shadow_dir,
-            self.allowlist.as_ref(),
-            Checksum::IfAllowlisted,
-        );
+        let copied = self.copy_checked(path);
         let copy = match copied {
             Ok(copy) => copy,
             Err(error) => return Err(self.refuse_reload(&plugin, error)),
@@ -115,7 +107,7 @@ impl Lifecycle {
         if same {
             return Ok(FileChange::Unchanged { plugin });
         }
-        let lib = match copy.open_with(self.activation_deadline()) {
+        let lib = match self.open_copy(copy) {
             Ok(lib) => lib,
             Err(error) => return Err(self.refuse_reload(&plugin, error)),
         };
@@ -339,7 +331,11 @@ impl Lifecycle {
             .registry
             .read()
             .entries()
-            .filter(|(_, e)| e.slot.state().is_serving() && !e.library.fingerprint.is_empty())
+            .filter(|(_, e)| {
+                e.slot.state().is_serving()
+                    && !e.library.fingerprint.is_empty()
+                    && e.library.module.is_some()
+            })
             .count() as u64;
         (total, total.saturating_sub(serving))
     }

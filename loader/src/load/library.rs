@@ -28,8 +28,9 @@ use crate::{
 pub struct PluginLibrary {
     /// The file in the plugins folder (or `static:<name>` for compiled-in plugins).
     pub source: PathBuf,
-    /// The root module.
-    pub module: PluginModRef,
+    /// The root module; `None` for a plugin that runs isolated, whose library the host never
+    /// opened (a worker process read its manifest, and another one runs it).
+    pub module: Option<PluginModRef>,
     /// The manifest, with the version checked to be semver.
     pub manifest: Manifest,
     /// The parsed plugin version.
@@ -182,6 +183,17 @@ impl ShadowCopy {
         })
     }
 
+    /// The file the copy was made from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The copy's facts, without opening it (a plugin that runs isolated is never opened in
+    /// the host); the copy is removed.
+    pub fn into_facts(self) -> preflight::CopyFacts {
+        self.facts
+    }
+
     /// Opens the copy ([`open::open_image`]) and runs abi_stable's and the plugin's checks.
     pub fn open_with(self, manifest_deadline: Duration) -> Result<PluginLibrary, LoadError> {
         let ShadowCopy {
@@ -287,31 +299,61 @@ pub fn checked_module_with(
                 message: format!("cannot start a thread to read it: {message}"),
             },
         })?;
-    let manifest = Manifest::from_json(&json).map_err(|e| LoadError::Manifest {
-        path: source.clone(),
-        message: e.to_string(),
-    })?;
-    validate_name(&manifest.name).map_err(|message| LoadError::Manifest {
-        path: source.clone(),
-        message,
-    })?;
-    validate_capabilities(&manifest).map_err(|message| LoadError::Manifest {
-        path: source.clone(),
-        message,
-    })?;
-    let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
-        path: source.clone(),
-        plugin: manifest.name.clone(),
-        version: manifest.version.clone(),
-        message: e.to_string(),
-    })?;
+    let (manifest, version) = parse_manifest(&source, &json)?;
     Ok(PluginLibrary {
         source,
-        module,
+        module: Some(module),
         manifest,
         version,
         fingerprint: String::new(),
         sha256: None,
+    })
+}
+
+/// The manifest `json` that the plugin in `source` returned, checked as every load checks it:
+/// its name, its capabilities and its version.
+///
+/// # Errors
+/// [`LoadError::Manifest`], [`LoadError::BadVersion`].
+pub(crate) fn parse_manifest(
+    source: &Path,
+    json: &str,
+) -> Result<(Manifest, semver::Version), LoadError> {
+    let invalid = |message: String| LoadError::Manifest {
+        path: source.to_owned(),
+        message,
+    };
+    let manifest = Manifest::from_json(json).map_err(|e| invalid(e.to_string()))?;
+    validate_name(&manifest.name).map_err(invalid)?;
+    validate_capabilities(&manifest).map_err(invalid)?;
+    let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
+        path: source.to_owned(),
+        plugin: manifest.name.clone(),
+        version: manifest.version.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((manifest, version))
+}
+
+/// A plugin the host knows only from its checked copy's `facts` and the manifest `json` a
+/// worker process read from it: nothing of the file was opened in this process (the plugin
+/// runs isolated).
+///
+/// # Errors
+/// As [`parse_manifest`].
+pub(crate) fn unopened_library(
+    source: PathBuf,
+    json: &str,
+    facts: preflight::CopyFacts,
+) -> Result<PluginLibrary, LoadError> {
+    let (manifest, version) = parse_manifest(&source, json)?;
+    Ok(PluginLibrary {
+        source,
+        module: None,
+        manifest,
+        version,
+        fingerprint: facts.fingerprint,
+        sha256: facts.sha256,
     })
 }
 

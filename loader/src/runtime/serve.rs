@@ -47,9 +47,14 @@ fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
     } = fresh;
     let made = with_current(Chain::empty(), 0, || match remote {
         Some(make) => make(context).map(|r| (r.instance, Some(r.ahead))),
-        None => (module.instantiate())(context)
-            .into_result()
-            .map(|instance| (instance, None)),
+        None => match module {
+            Some(module) => (module.instantiate())(context)
+                .into_result()
+                .map(|instance| (instance, None)),
+            None => Err(PluginError::failed(
+                "its library is not open in the host, and it has no worker process",
+            )),
+        },
     });
     match made {
         Ok((instance, ahead)) => Ok(Live {

@@ -56,7 +56,8 @@ pub(crate) struct Delivery {
 
 /// What a new instance is made from: the library's module and the context it gets.
 pub(crate) struct Fresh {
-    pub module: PluginModRef,
+    /// `None` for a plugin whose library the host never opened (it runs isolated).
+    pub module: Option<PluginModRef>,
     pub context: HostContextBox,
     /// Retires `context` when the instance made from it ends.
     pub seal: Seal,

@@ -213,7 +213,14 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exe
         },
         TD_Opaque,
     );
-    let mut instance = match (library.module.instantiate())(context).into_result() {
+    let Some(module) = library.module else {
+        let _ = link.send(&ToHost::Failed(format!(
+            "{} was not opened in the worker",
+            start.file.display()
+        )));
+        return;
+    };
+    let mut instance = match (module.instantiate())(context).into_result() {
         Ok(instance) => Some(instance),
         Err(e) => {
             let _ = link.send(&ToHost::Failed(format!("instantiate: {e}")));
