@@ -6,7 +6,10 @@
 //! [`invoke`](super::call::invoke) marks the thread busy for the length of each call into
 //! plugin code, and the context reads the mark when the plugin calls back into the host.
 
-use std::{cell::RefCell, sync::Arc};
+use std::{
+    cell::{Cell, RefCell},
+    sync::Arc,
+};
 
 /// The plugins whose dispatcher threads are blocked waiting on the current call, outermost
 /// first. Empty (the common case: the host application calling) costs nothing to clone or share
@@ -38,44 +41,56 @@ impl Chain {
     }
 }
 
-/// What the current thread is doing, when it is a plugin's dispatcher thread.
-struct Current {
-    /// The plugin whose thread this is (set once when the thread starts serving).
-    plugin: Option<Arc<str>>,
-    /// Whether plugin code is running now for a call, with its callers and work id.
-    busy: Option<(Chain, u64)>,
-}
-
 thread_local! {
-    static CURRENT: RefCell<Current> = const {
-        RefCell::new(Current {
-            plugin: None,
-            busy: None,
-        })
-    };
+    /// The plugin whose thread this is (set once when the thread starts serving).
+    static PLUGIN: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    /// The work id while plugin code runs for a call. Plain data, so that marking the thread
+    /// busy around every call costs a load and a store, without the lazy set-up of a
+    /// thread-local that needs dropping.
+    static WORK: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Whether [`CHAIN`] holds a non-empty chain; while it does not, [`with_current`] leaves it
+    /// alone (the common case: the host application calling).
+    static HAS_CHAIN: Cell<bool> = const { Cell::new(false) };
+    /// The callers blocked on the call being run, when there are any.
+    static CHAIN: RefCell<Chain> = const { RefCell::new(Chain(None)) };
 }
 
 /// If the current thread is `plugin`'s thread running plugin code: the chain of blocked callers
 /// including `plugin` itself, and the work id. Otherwise an empty chain and work 0.
 pub(crate) fn current_chain(plugin: &str) -> (Chain, u64) {
-    CURRENT.with(|c| {
-        let c = c.borrow();
-        match (&c.plugin, &c.busy) {
-            (Some(name), Some((chain, work))) if &**name == plugin => (chain.with(name), *work),
-            _ => (Chain::empty(), 0),
+    let Some(work) = WORK.get() else {
+        return (Chain::empty(), 0);
+    };
+    PLUGIN.with(|p| match &*p.borrow() {
+        Some(name) if &**name == plugin => {
+            let chain = if HAS_CHAIN.get() {
+                CHAIN.with(|c| c.borrow().with(name))
+            } else {
+                Chain::empty().with(name)
+            };
+            (chain, work)
         }
+        _ => (Chain::empty(), 0),
     })
 }
 
 /// Marks this thread as `plugin`'s thread.
 pub(crate) fn serve_as(plugin: &Arc<str>) {
-    CURRENT.with(|c| c.borrow_mut().plugin = Some(plugin.clone()));
+    PLUGIN.with(|p| *p.borrow_mut() = Some(plugin.clone()));
 }
 
 /// Runs `f` (plugin code) with the thread marked busy with work `work` for the callers `chain`.
 pub(crate) fn with_current<R>(chain: Chain, work: u64, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT.with(|c| c.borrow_mut().busy.replace((chain, work)));
+    let previous_work = WORK.replace(Some(work));
+    let previous_chain = (chain.0.is_some() || HAS_CHAIN.get()).then(|| {
+        HAS_CHAIN.set(chain.0.is_some());
+        CHAIN.with(|c| c.replace(chain))
+    });
     let r = f();
-    CURRENT.with(|c| c.borrow_mut().busy = previous);
+    WORK.set(previous_work);
+    if let Some(previous) = previous_chain {
+        HAS_CHAIN.set(previous.0.is_some());
+        CHAIN.with(|c| *c.borrow_mut() = previous);
+    }
     r
 }
