@@ -141,6 +141,18 @@ pub trait HostContext: Send + Sync {
     /// The host's maximum enabled log level (`log::LevelFilter as u8`).
     #[sabi(last_prefix_field)]
     fn log_max_level(&self) -> u8;
+
+    // ---- added in 1.1: registration at run time ---------------------------------------------
+
+    /// Registers a command, hook or provider at run time (added in 1.1). `declaration` is a
+    /// [`RegistrationDecl`](crate::RegistrationDecl) as JSON; its name must match a pattern
+    /// the manifest declares for its kind. Returns the registration's id, for
+    /// [`HostContext::unregister`]. The host removes every registration of an instance when
+    /// that instance ends.
+    fn register(&self, declaration: RStr<'_>) -> RResult<u64, PluginError>;
+
+    /// Removes registration `id` (added in 1.1). Not found when it is no longer in force.
+    fn unregister(&self, id: u64) -> RResult<(), PluginError>;
 }
 
 /// The plugin's side of the contract: the entry points the host calls on an instance.

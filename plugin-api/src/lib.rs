@@ -107,6 +107,7 @@
 pub mod abi;
 mod capability;
 mod context;
+mod dynamic;
 mod error;
 mod export;
 mod manifest;
@@ -119,9 +120,11 @@ pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
+pub use dynamic::{ProviderMethods, Registration, RegistrationDecl, RegistrationKind};
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use manifest::{
     CommandDecl, Dependency, HookDecl, Manifest, MethodDecl, MiddlewareDecl, ProviderDecl,
+    RegistrationPatterns,
 };
 pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
@@ -135,7 +138,8 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, Registrar,
+        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, ProviderMethods,
+        Registrar, Registration,
     };
 }
 

@@ -283,6 +283,7 @@ impl Lifecycle {
         drop(ready_rx);
         if let Err(error) = activated {
             slot.close();
+            self.dispatcher.drop_registrations(&name, None);
             // If activation ever returns, the thread finds this order and deactivates.
             let (done, _) = bounded(1);
             let _ = slot.control.try_send(Control::Stop { done });

@@ -295,12 +295,18 @@ impl Lifecycle {
                 ),
             ))
         });
+        if swapped.is_err() {
+            // What the new instance registered before its activation failed goes with it.
+            self.dispatcher
+                .drop_instance_registrations(&name, seal.id());
+        }
         swapped.map_err(|error| LoadError::Activation {
             plugin: name.clone(),
             error,
         })?;
         let new_version = lib.manifest.version.clone();
-        self.dispatcher.reinstall(&lib.manifest, &granted, &slot);
+        self.dispatcher
+            .reinstall(&lib.manifest, &granted, &slot, seal.id());
         if let Some(entry) = self.registry.write().get_mut(&name) {
             // Restarts and re-enabling use the build that is running now.
             entry.library = lib;
