@@ -52,7 +52,7 @@ impl Context {
 
     /// The raw vtable, for operations not wrapped here.
     pub fn raw(&self) -> &HostContext_TO<'static, abi_stable::std_types::RBox<()>> {
-        &*self.inner
+        &self.inner
     }
 
     /// This plugin's name.

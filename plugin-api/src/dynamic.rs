@@ -29,6 +29,9 @@ pub(crate) type RawFn = Arc<dyn Fn(&Context, &Payload) -> PluginResult<Payload> 
 /// A hook handler.
 pub(crate) type HookFn = Arc<dyn Fn(&Context, &Payload) -> PluginResult<HookOutcome> + Send + Sync>;
 
+/// A provider's methods by name.
+type Methods = HashMap<String, RawFn>;
+
 /// What can be registered at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,7 +93,7 @@ impl RegistrationDecl {
 pub(crate) struct Handlers {
     commands: Mutex<HashMap<String, (u64, RawFn)>>,
     hooks: Mutex<HashMap<String, (u64, HookFn)>>,
-    providers: Mutex<HashMap<String, (u64, HashMap<String, RawFn>)>>,
+    providers: Mutex<HashMap<String, (u64, Methods)>>,
 }
 
 impl Handlers {
