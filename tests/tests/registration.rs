@@ -3,7 +3,7 @@
 //! the handle is disposed or dropped, or when the instance ends (deactivation, reload).
 //! `isolated_registration.rs` runs the same tests with every plugin in a process of its own.
 
-use loader::{FileChange, Host};
+use loader::{FileChange, Host, LoadError};
 use plugin_api::{ErrorKind, PluginError, RegistrationDecl};
 use serde_json::json as value;
 use tests::{fixture, json, replace_by_rename, to_json, PluginDir};
@@ -179,6 +179,28 @@ fn a_registered_provider_follows_the_rules_of_declared_ones() {
         .provider_call("users", "get", json(r#"{"id":1}"#))
         .expect("users serves again");
     assert_eq!(to_json(&got)["name"], "Ada Lovelace", "{got:?}");
+}
+
+#[test]
+fn a_plugin_declaring_a_registered_provider_at_its_priority_is_refused_naming_both() {
+    let (dir, host) = registrar();
+    add(&host, "provider", "users", 0, "mine").expect("nobody provides users yet");
+    let file = dir.add_example("users");
+    let report = host.load_dir().expect("the folder lists");
+    let error = report
+        .entries
+        .iter()
+        .find(|e| e.file == file)
+        .and_then(|e| e.error.clone())
+        .unwrap_or_else(|| panic!("users was admitted: {report:?}"));
+    assert!(
+        matches!(&*error, LoadError::ProviderConflict { plugin, other, priority: 0, .. } if plugin == "users" && other == "registrar"),
+        "{error:?}"
+    );
+    let got = host
+        .provider_call("users", "get", json("null"))
+        .expect("the registered one serves");
+    assert_eq!(to_json(&got), "mine");
 }
 
 #[test]

@@ -304,6 +304,17 @@ impl Dispatcher {
         self.routes.write().drop_instance(plugin, instance);
     }
 
+    /// The providers registered at run time: (plugin, provider, priority), for admission.
+    pub(crate) fn registered_providers(&self) -> Vec<(String, String, i32)> {
+        self.registrations(None)
+            .into_iter()
+            .filter_map(|r| match r.decl {
+                RegistrationDecl::Provider(p) => Some((r.plugin, p.name, p.priority)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The run-time registrations in force, of `plugin` or of every plugin, by id.
     pub(crate) fn registrations(&self, plugin: Option<&str>) -> Vec<RegistrationInfo> {
         self.routes.read().registration_infos(plugin)

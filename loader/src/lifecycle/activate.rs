@@ -168,6 +168,7 @@ impl Lifecycle {
         libraries: Vec<PluginLibrary>,
         report: &mut LoadReport,
     ) {
+        let registered = self.dispatcher.registered_providers();
         let admission = {
             let registry = self.registry.read();
             let running = registry.running();
@@ -184,6 +185,7 @@ impl Lifecycle {
                 disabled: &disabled,
                 allow_wildcard: self.config.allow_wildcard,
                 replacing: None,
+                registered_providers: &registered,
             };
             let proposals: Vec<Proposal<'_>> = libraries
                 .iter()

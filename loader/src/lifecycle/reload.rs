@@ -219,6 +219,7 @@ impl Lifecycle {
 
     /// What admission says about `lib` replacing the running plugin of its name.
     fn admit_reload(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
+        let registered = self.dispatcher.registered_providers();
         let registry = self.registry.read();
         let running = registry.running();
         let disabled = |_: &str| false;
@@ -229,6 +230,7 @@ impl Lifecycle {
             disabled: &disabled,
             allow_wildcard: self.config.allow_wildcard,
             replacing: Some(&lib.manifest.name),
+            registered_providers: &registered,
         };
         let proposal = Proposal {
             source: &lib.source,
