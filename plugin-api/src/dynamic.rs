@@ -91,12 +91,21 @@ impl RegistrationDecl {
 /// that holds it (so that a stale handle never removes a newer registration of the same name).
 #[derive(Default)]
 pub(crate) struct Handlers {
+    /// Set when the instance starts to deactivate: it registers nothing from then on (what it
+    /// registered is about to be removed with it).
+    closed: std::sync::atomic::AtomicBool,
     commands: Mutex<HashMap<String, (u64, RawFn)>>,
     hooks: Mutex<HashMap<String, (u64, HookFn)>>,
     providers: Mutex<HashMap<String, (u64, Methods)>>,
 }
 
 impl Handlers {
+    /// Refuses registrations from now on (the instance is deactivating).
+    pub(crate) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// The handler of command `name`, if one is registered. The table's lock is not held while
     /// the handler runs, so a handler may register and dispose.
     pub(crate) fn command(&self, name: &str) -> Option<RawFn> {
@@ -418,6 +427,21 @@ impl Context {
     }
 
     fn ask_host(&self, decl: &RegistrationDecl) -> PluginResult<u64> {
+        if self
+            .dynamic
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(PluginError::new(
+                crate::ErrorKind::Cancelled,
+                format!(
+                    "plugin {} is deactivating and registers nothing more ({} {})",
+                    self.name(),
+                    decl.kind(),
+                    decl.name()
+                ),
+            ));
+        }
         let json = serde_json::to_string(decl).map_err(|e| {
             PluginError::new(crate::ErrorKind::Codec, format!("registration encode: {e}"))
         })?;

@@ -230,6 +230,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     }
 
     fn deactivate(&mut self) -> RResult<(), PluginError> {
+        self.context.dynamic.close();
         let deactivated = fence(
             || "deactivate",
             || live(&mut self.plugin)?.deactivate(&self.context),

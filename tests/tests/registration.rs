@@ -6,7 +6,7 @@
 use loader::{FileChange, Host, LoadError};
 use plugin_api::{ErrorKind, PluginError, RegistrationDecl};
 use serde_json::json as value;
-use tests::{fixture, json, replace_by_rename, to_json, PluginDir};
+use tests::{fixture, json, replace_by_rename, to_json, Lifecycle, PluginDir};
 
 fn registrar() -> (PluginDir, Host) {
     let dir = PluginDir::with_fixtures(&["registrar"]);
@@ -227,6 +227,40 @@ fn deactivation_removes_every_registration_and_a_new_instance_starts_with_none()
         .expect("serves");
     assert_eq!(to_json(&held), 0);
     add(&host, "command", "dyn-a", 0, "again").expect("the name is free again");
+}
+
+#[test]
+fn a_restarted_plugin_starts_with_no_registrations() {
+    let (_dir, host) = registrar();
+    let mut lifecycle = Lifecycle::new(&host);
+    add(&host, "command", "dyn-a", 0, "a").expect("registered");
+    add(&host, "provider", "svc-a", 0, "a").expect("registered");
+    let e = host
+        .execute("registrar:panic", json("null"))
+        .expect_err("panics");
+    assert_eq!(e.kind, ErrorKind::Panicked, "{e}");
+    lifecycle.wait_for_count("plugin:restarted", "registrar", 1);
+    assert!(in_force(&host, "registrar").is_empty());
+    assert!(host
+        .execute("registrar:dyn-a", json("null"))
+        .is_err_and(|e| e.kind == ErrorKind::NotFound));
+    assert_eq!(
+        to_json(
+            &host
+                .execute("registrar:held", json("null"))
+                .expect("a fresh instance")
+        ),
+        0
+    );
+    add(&host, "command", "dyn-a", 0, "again").expect("the name is free again");
+    assert_eq!(
+        to_json(
+            &host
+                .execute("registrar:dyn-a", json("null"))
+                .expect("routed")
+        ),
+        "again"
+    );
 }
 
 #[test]
