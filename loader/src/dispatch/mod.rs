@@ -8,6 +8,8 @@
 //! 4. [`events`]: publication, collection and dead letters.
 //! 5. [`messages`]: direct messages, request-reply and RPC.
 //! 6. [`hooks`]: hooks and providers.
+//! 7. [`registrations`]: commands, hooks and providers registered at run time within the
+//!    manifest's patterns, held under the instance that made them.
 //!
 //! The [`Dispatcher`] owns the routing tables behind one lock (never held while plugin code
 //! runs) and the storage the context API reaches.
