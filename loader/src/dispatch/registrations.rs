@@ -320,3 +320,47 @@ impl Dispatcher {
         self.routes.read().registration_infos(plugin)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use plugin_api::{CommandDecl, HookDecl};
+
+    use super::*;
+
+    fn command(name: &str) -> RegistrationDecl {
+        RegistrationDecl::Command(CommandDecl {
+            name: name.to_owned(),
+            description: String::new(),
+        })
+    }
+
+    #[test]
+    fn the_manifest_decides_which_names_may_be_registered() {
+        let manifest = Manifest::new("scripts")
+            .command("list")
+            .commands_matching("script-*")
+            .commands_matching("list");
+        assert_eq!(
+            allowed(&manifest, &command("script-a")).expect("allowed"),
+            "script-*"
+        );
+        let e = allowed(&manifest, &command("deploy")).expect_err("outside");
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.message(),
+            "plugin scripts may not register command deploy: its manifest allows commands matching script-*, list"
+        );
+        let e = allowed(&manifest, &command("list")).expect_err("declared");
+        assert!(e.message().contains("its manifest declares it"), "{e}");
+        let hook = RegistrationDecl::Hook(HookDecl {
+            name: "before:save".to_owned(),
+            priority: 0,
+        });
+        let e = allowed(&manifest, &hook).expect_err("no hook patterns");
+        assert!(
+            e.message()
+                .ends_with("its manifest declares no hook patterns (hooks_matching)"),
+            "{e}"
+        );
+    }
+}
