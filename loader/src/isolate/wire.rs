@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::runtime::call::{Answer, Call};
 
 /// The version of this protocol; both sides must speak the same.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The first frame each side sends: what it speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
