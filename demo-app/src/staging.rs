@@ -14,7 +14,7 @@ use std::{
 use loader::library_file_name;
 
 /// The example plugin crates this binary depends on.
-pub const EXAMPLE_PLUGINS: [&str; 8] = [
+pub const EXAMPLE_PLUGINS: [&str; 9] = [
     "greeter",
     "welcome",
     "audit-log",
@@ -23,6 +23,7 @@ pub const EXAMPLE_PLUGINS: [&str; 8] = [
     "notes",
     "validator",
     "users",
+    "scripts",
 ];
 
 /// The default plugins folder: `plugins/` beside the running executable.

@@ -285,7 +285,7 @@ fn list_without_plugins_flag_stages_and_activates_every_example() {
     assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
     let rows = listed.json();
     let rows = rows.as_array().expect("a JSON array");
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(rows.len(), EXAMPLES.len(), "{rows:?}");
     let staged = Path::new(DEMO)
         .parent()
         .expect("the binary's folder")
@@ -377,6 +377,43 @@ fn describe_lists_rpc_and_provider_methods_with_their_help() {
         "{}",
         text.stdout
     );
+}
+
+#[test]
+fn describe_shows_registrations_in_force_and_the_patterns_that_allow_them() {
+    let dir = PluginDir::with_examples(&["scripts"]);
+    let out = run(demo_in(dir.path(), &["describe", "scripts", "--json"]));
+    out.ok();
+    let d = out.json();
+    assert_eq!(d["patterns"]["commands"], serde_json::json!(["script-*"]));
+    let registrations = d["registrations"].as_array().expect("registrations");
+    assert_eq!(registrations.len(), 1, "{d}");
+    let r = &registrations[0];
+    assert_eq!(r["kind"], "command", "{r}");
+    assert_eq!(r["name"], "script-hello", "{r}");
+    assert_eq!(r["pattern"], "script-*", "{r}");
+    assert_eq!(r["plugin"], "scripts", "{r}");
+    assert!(r["id"].is_u64(), "{r}");
+
+    let text = run(demo_in(dir.path(), &["describe", "scripts"]));
+    text.ok();
+    assert!(
+        text.stdout
+            .contains("  may register:\n    commands  script-*\n"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("  registered:\n    command scripts:script-hello  script: hello, {name}! (allowed by script-*, id "),
+        "{}",
+        text.stdout
+    );
+    let call = run(demo_in(
+        dir.path(),
+        &["call", "scripts:script-hello", r#"{"name":"Ada"}"#],
+    ));
+    call.ok();
+    assert!(call.stdout.contains("hello, Ada!"), "{}", call.stdout);
 }
 
 #[test]
@@ -703,7 +740,7 @@ fn doctor_on_the_examples_is_healthy() {
     let out = run(demo_in(dir.path(), &["doctor"]));
     out.ok();
     assert!(
-        out.stdout.contains("8 files: 8 ok, 0 with problems"),
+        out.stdout.contains("9 files: 9 ok, 0 with problems"),
         "{}",
         out.stdout
     );

@@ -9,12 +9,16 @@ use std::{
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 use plugin_api::{
-    BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
+    BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Manifest, Payload, PluginError,
+    RegistrationDecl, StorageScope,
 };
 
 use crate::{
-    dispatch::{Caller, Dispatcher},
-    runtime::{chain::current_chain, slot::Seal},
+    dispatch::{Caller, Dispatcher, Registrant},
+    runtime::{
+        chain::current_chain,
+        slot::{Seal, Slot},
+    },
     storage::Namespace,
 };
 
@@ -26,6 +30,15 @@ pub(crate) struct PluginContext {
     pub config: Payload,
     /// Retired when the instance this context was made for ends.
     pub seal: Seal,
+    /// The instance's slot and manifest, for registration at run time; `None` for a context
+    /// the application drives itself.
+    pub owner: Option<Owner>,
+}
+
+/// What registration at run time needs to know of a context's instance.
+pub(crate) struct Owner {
+    pub slot: Weak<Slot>,
+    pub manifest: Arc<Manifest>,
 }
 
 fn timeout(ms: u64) -> Option<Duration> {
@@ -300,5 +313,46 @@ impl HostContext for PluginContext {
 
     fn log_max_level(&self) -> u8 {
         log::max_level() as u8
+    }
+
+    // ---- added in 1.1 ------------------------------------------------------------------------
+
+    fn register(&self, declaration: RStr<'_>) -> RResult<u64, PluginError> {
+        self.with(|h, _| {
+            let decl: RegistrationDecl =
+                serde_json::from_str(declaration.as_str()).map_err(|e| {
+                    PluginError::invalid(format!(
+                        "plugin {}: the registration does not read: {e}",
+                        self.name
+                    ))
+                })?;
+            let owner = self.owner.as_ref().ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "plugin {}'s context belongs to no running instance and cannot register",
+                        self.name
+                    ),
+                )
+            })?;
+            let slot = owner.slot.upgrade().ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::Cancelled,
+                    format!("plugin {} is no longer running", self.name),
+                )
+            })?;
+            h.register(
+                &Registrant {
+                    slot: &slot,
+                    manifest: &owner.manifest,
+                    instance: self.seal.id(),
+                },
+                decl,
+            )
+        })
+    }
+
+    fn unregister(&self, id: u64) -> RResult<(), PluginError> {
+        self.with(|h, _| h.unregister(&self.name, id))
     }
 }

@@ -136,7 +136,7 @@ mod watch;
 pub mod worker;
 
 pub use config::{HostConfig, Isolation, PluginSettings, HOST_VERSION};
-pub use dispatch::{CollectedResults, TableSizes};
+pub use dispatch::{CollectedResults, RegistrationInfo, TableSizes};
 pub use doctor::{fix_for, DoctorReport, FileDiagnosis, ImageFacts, Problem};
 pub use error::{ConfigError, LoadError, StorageError};
 pub use host::{Host, HostBuilder, PluginInfo, Subscription};

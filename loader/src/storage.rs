@@ -204,8 +204,9 @@ impl Store {
     /// Reads `key` in `ns`.
     ///
     /// # Errors
-    /// [`StorageError::InvalidKey`] for a key [`validate_key`] refuses; [`StorageError::Backend`]
-    /// if the database fails or holds a value this version cannot decode.
+    /// [`StorageError::InvalidKey`] for an empty key, one over 512 bytes or one with a control
+    /// character; [`StorageError::Backend`] if the database fails or holds a value this version
+    /// cannot decode.
     pub fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Payload>, StorageError> {
         validate_key(key)?;
         let label = ns.to_string();
@@ -223,8 +224,8 @@ impl Store {
     /// Writes `value` under `key` in `ns`, replacing any previous value.
     ///
     /// # Errors
-    /// [`StorageError::InvalidKey`] for a key [`validate_key`] refuses;
-    /// [`StorageError::QuotaExceeded`] if the namespace would grow past the quota (nothing is
+    /// [`StorageError::InvalidKey`] for an empty key, one over 512 bytes or one with a control
+    /// character; [`StorageError::QuotaExceeded`] if the namespace would grow past the quota (nothing is
     /// written); [`StorageError::Backend`] if the database fails.
     pub fn set(&self, ns: &Namespace, key: &str, value: &Payload) -> Result<(), StorageError> {
         self.write(ns, &[(key, Some(value))])
@@ -235,8 +236,8 @@ impl Store {
     /// Always allowed, whatever the quota: deleting is how a namespace gets back under it.
     ///
     /// # Errors
-    /// [`StorageError::InvalidKey`] for a key [`validate_key`] refuses; [`StorageError::Backend`]
-    /// if the database fails.
+    /// [`StorageError::InvalidKey`] for an empty key, one over 512 bytes or one with a control
+    /// character; [`StorageError::Backend`] if the database fails.
     pub fn delete(&self, ns: &Namespace, key: &str) -> Result<bool, StorageError> {
         validate_key(key)?;
         let label = ns.to_string();

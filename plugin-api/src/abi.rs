@@ -141,6 +141,32 @@ pub trait HostContext: Send + Sync {
     /// The host's maximum enabled log level (`log::LevelFilter as u8`).
     #[sabi(last_prefix_field)]
     fn log_max_level(&self) -> u8;
+
+    // ---- added in 1.1: registration at run time ---------------------------------------------
+    // Default bodies answer for a host whose vtable predates the entry (abi_stable runs them
+    // when the entry is missing); hosts of 1.1 and later override both.
+
+    /// Registers a command, hook or provider at run time (added in 1.1). `declaration` is a
+    /// [`RegistrationDecl`](crate::RegistrationDecl) as JSON; its name must match a pattern
+    /// the manifest declares for its kind. Returns the registration's id, for
+    /// [`HostContext::unregister`]. The host removes every registration of an instance when
+    /// that instance ends.
+    fn register(&self, declaration: RStr<'_>) -> RResult<u64, PluginError> {
+        let _ = declaration;
+        RResult::RErr(PluginError::new(
+            crate::ErrorKind::Unsupported,
+            "registration at run time needs a host built with plugin-api 1.1 or later",
+        ))
+    }
+
+    /// Removes registration `id` (added in 1.1). Not found when it is no longer in force.
+    fn unregister(&self, id: u64) -> RResult<(), PluginError> {
+        let _ = id;
+        RResult::RErr(PluginError::new(
+            crate::ErrorKind::Unsupported,
+            "registration at run time needs a host built with plugin-api 1.1 or later",
+        ))
+    }
 }
 
 /// The plugin's side of the contract: the entry points the host calls on an instance.

@@ -25,8 +25,10 @@ fn ms(timeout: Option<Duration>) -> u64 {
 /// the `*_payload` variants take and return raw [`Payload`]s. Every method that reaches another
 /// plugin goes through the host, which checks the capability it needs and the deadline.
 pub struct Context {
-    inner: HostContextBox,
+    pub(crate) inner: std::sync::Arc<HostContextBox>,
     name: String,
+    /// What this instance registered at run time, with the handlers (see [`Context::register_command`]).
+    pub(crate) dynamic: std::sync::Arc<crate::dynamic::Handlers>,
 }
 
 impl std::fmt::Debug for Context {
@@ -41,7 +43,11 @@ impl Context {
     /// Wraps the vtable the host handed over.
     pub fn new(inner: HostContextBox) -> Self {
         let name = inner.plugin_name().into_string();
-        Context { inner, name }
+        Context {
+            inner: std::sync::Arc::new(inner),
+            name,
+            dynamic: std::sync::Arc::default(),
+        }
     }
 
     /// The raw vtable, for operations not wrapped here.

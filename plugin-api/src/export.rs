@@ -230,6 +230,7 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
     }
 
     fn deactivate(&mut self) -> RResult<(), PluginError> {
+        self.context.dynamic.close();
         let deactivated = fence(
             || "deactivate",
             || live(&mut self.plugin)?.deactivate(&self.context),
@@ -251,8 +252,11 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             || {
                 let plugin = live(&mut self.plugin)?;
                 let command = command.as_str();
-                match self.table.command(plugin, &self.context, command, args) {
-                    Some(answer) => answer,
+                if let Some(answer) = self.table.command(plugin, &self.context, command, args) {
+                    return answer;
+                }
+                match self.context.dynamic.command(command) {
+                    Some(handler) => handler(&self.context, args),
                     None => plugin.handle_command(&self.context, command, args),
                 }
             },
@@ -310,8 +314,11 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             || format!("on_hook {hook}"),
             || {
                 let plugin = live(&mut self.plugin)?;
-                match self.table.hook(plugin, &self.context, hook.as_str(), data) {
-                    Some(outcome) => outcome,
+                if let Some(outcome) = self.table.hook(plugin, &self.context, hook.as_str(), data) {
+                    return outcome;
+                }
+                match self.context.dynamic.hook(hook.as_str()) {
+                    Some(handler) => handler(&self.context, data),
                     None => plugin.on_hook(&self.context, hook.as_str(), data),
                 }
             },
@@ -350,11 +357,17 @@ impl<T: Plugin> crate::abi::PluginInstance for Adapter<T> {
             || {
                 let plugin = live(&mut self.plugin)?;
                 let (provider, method) = (provider.as_str(), method.as_str());
-                match self
-                    .table
-                    .provide(plugin, &self.context, (provider, method), args)
+                if let Some(answer) =
+                    self.table
+                        .provide(plugin, &self.context, (provider, method), args)
                 {
-                    Some(answer) => answer,
+                    return answer;
+                }
+                match self.context.dynamic.provider_method(provider, method) {
+                    Some(Some(handler)) => handler(&self.context, args),
+                    Some(None) => Err(PluginError::not_found(format!(
+                        "provider {provider} has no method {method}"
+                    ))),
                     None => plugin.provide(&self.context, provider, method, args),
                 }
             },

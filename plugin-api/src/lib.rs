@@ -68,6 +68,116 @@
 //! Overriding [`Plugin::handle_command`] and the other string-based methods instead still works
 //! (it is how plugins built against 1.0 are written); they serve whatever is not registered.
 //!
+//! # What a plugin crate depends on
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib", "rlib"]   # cdylib: the plugin file; rlib: unit tests in process
+//!
+//! [dependencies]
+//! plugin-api = { path = "../plugin-api" }
+//! serde = { version = "1", features = ["derive"] }   # argument and answer types
+//! log = "0.4"                                         # optional: or use plugin_api::log
+//!
+//! [dev-dependencies]
+//! loader = { path = "../loader", features = ["testing"] }   # the test harness
+//! ```
+//!
+//! `serde` is a dependency of the plugin's own, not re-exported: its derive macros name the
+//! `serde` crate, so a type that derives `Serialize` needs `serde` among the plugin's
+//! dependencies anyway. `log` is re-exported as [`plugin_api::log`](crate::log): a plugin may
+//! use it, or depend on `log` 0.4 itself (cargo then links one copy of it, the one whose
+//! records [`export_plugin!`] forwards to the host).
+//!
+//! # Testing a plugin
+//! The `loader` crate's feature `testing` has [`loader::testing::Harness`](../loader/testing/struct.Harness.html):
+//! it runs one plugin compiled into the test binary (`static_plugin!(MyPlugin)`) in a real
+//! in-process host, where a test calls its commands, emits events to it, and reads what it
+//! emitted and stored. The example plugins' `tests/harness.rs` use it.
+//!
+//! # Registration at run time (added in 1.1)
+//! Besides what [`Plugin::register`] and the manifest declare, a plugin may add commands, hooks
+//! and providers while it runs, within name patterns its manifest declares
+//! ([`Manifest::commands_matching`], [`Manifest::hooks_matching`],
+//! [`Manifest::providers_matching`]). [`Context::register_command`],
+//! [`Context::register_hook`] and [`Context::register_provider`] return a [`Registration`]:
+//! dropping it, or calling [`Registration::dispose`], unregisters. The handlers run on the
+//! plugin's thread like every other handler; they reach plugin state through what the closure
+//! captures.
+//!
+//! - A name outside the patterns is refused (permission denied, naming the plugin, the name
+//!   and the patterns), and so is a name the manifest declares itself, or one already
+//!   registered. A provider follows the rules of declared providers: the higher priority
+//!   serves, an equal priority to another plugin's is refused naming both.
+//! - Everything an instance registered ends with it: deactivation removes it all, and a
+//!   reloaded or restarted plugin's new instance starts with none (it registers again, in
+//!   `activate` typically). Handles the plugin still holds then unregister nothing.
+//! - `describe` lists the registrations in force with the pattern that allows each.
+//!
+//! ```
+//! use plugin_api::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Endpoints { registered: Vec<Registration> }
+//!
+//! impl Plugin for Endpoints {
+//!     fn manifest() -> Manifest { Manifest::new("endpoints").commands_matching("ping-*") }
+//!     fn activate(&mut self, ctx: &Context) -> PluginResult<()> {
+//!         for host in ["eu", "us"] {
+//!             let answer = format!("pong from {host}");
+//!             self.registered.push(ctx.register_command(
+//!                 &format!("ping-{host}"),
+//!                 "answers pong",
+//!                 move |_, _: NoArgs| Ok(answer.clone()),
+//!             )?);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! export_plugin!(Endpoints);
+//! # fn main() {}
+//! ```
+//!
+//! # Names and keys
+//! - **Plugin names** (from [`Manifest::new`]) are 1 to 64 characters of `a-z`, `0-9`, `-`
+//!   and `_`; `host` and `plugin` are reserved. A name is the plugin's command namespace
+//!   (`<name>:<command>`) and its storage scope. The host refuses any other name at load,
+//!   naming the file.
+//! - **Command names** are short names without the `<plugin>:` prefix; a command registered at
+//!   run time is not empty and has no whitespace.
+//! - **Storage keys** are 1 to 512 bytes of UTF-8 with no control character (no NUL, newline,
+//!   tab or escape). Any other character is allowed, `:` and `/` included, so `note:42` and
+//!   `cache/eu/1` are keys. A bad key is refused with
+//!   [`ErrorKind::InvalidInput`] naming the key (shortened to 64 characters).
+//!
+//! # Lifecycle events
+//! The host publishes a `plugin:*` event when something happens to a plugin; only the host may
+//! emit `plugin:*`, so a plugin that subscribes (`Manifest::subscribes("plugin:*")`) can trust
+//! them. The payload is JSON: an object whose `kind` names the event, with these fields:
+//!
+//! | event type | `kind` | fields |
+//! |---|---|---|
+//! | `plugin:loaded` | `loaded` | `plugin`, `version`, `file` (the plugin file; `static:<name>` for a plugin compiled into the host) |
+//! | `plugin:activated` | `activated` | `plugin`, `version` |
+//! | `plugin:deactivated` | `deactivated` | `plugin`, `version`, `reason`: `requested`, `shutdown`, `quarantined`, `dependency <name> deactivated`, `its file <path> was removed`, `its file now holds another plugin` |
+//! | `plugin:reloaded` | `reloaded` | `plugin`, `version` (the new one), `old_version`, `new_version` |
+//! | `plugin:restarted` | `restarted` | `plugin`, `version`, `reason` (the fault) |
+//! | `plugin:quarantined` | `quarantined` | `plugin`, `version`, `reason` (the last fault), `max_restarts`, `window_ms` |
+//! | `plugin:error` | `error` | `plugin`, `version` (or `null` when unknown), `error` (what failed, with its causes) |
+//!
+//! ```
+//! # use plugin_api::{Event, PluginResult};
+//! #[derive(serde::Deserialize)]
+//! struct Lifecycle { kind: String, plugin: String }
+//! fn on_lifecycle(event: &Event) -> PluginResult<()> {
+//!     let what: Lifecycle = event.data.decode()?;
+//!     plugin_api::log::info!("{} {}", what.plugin, what.kind);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The host application reads them typed with `loader::LifecycleEvent::from_event`.
+//!
 //! # Capabilities
 //! A plugin declares in its manifest what it uses; the host refuses anything else with a
 //! permission-denied error naming the capability:
@@ -107,6 +217,7 @@
 pub mod abi;
 mod capability;
 mod context;
+mod dynamic;
 mod error;
 mod export;
 mod manifest;
@@ -119,9 +230,14 @@ pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
 pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
+pub use dynamic::{ProviderMethods, Registration, RegistrationDecl, RegistrationKind};
 pub use error::{ErrorKind, PluginError, PluginResult};
+/// The `log` crate the plugin's records are forwarded from (see "What a plugin crate depends
+/// on"): `plugin_api::log::info!(...)` needs no dependency of the plugin's own.
+pub use log;
 pub use manifest::{
     CommandDecl, Dependency, HookDecl, Manifest, MethodDecl, MiddlewareDecl, ProviderDecl,
+    RegistrationPatterns,
 };
 pub use payload::{Codec, Payload, MAX_DECODE_BYTES};
 pub use plugin::Plugin;
@@ -135,7 +251,8 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, Registrar,
+        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, ProviderMethods,
+        Registrar, Registration,
     };
 }
 

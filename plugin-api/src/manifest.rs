@@ -59,6 +59,59 @@ pub struct Manifest {
     pub rpc: Vec<MethodDecl>,
     /// Capabilities this plugin uses (see the crate docs for the list).
     pub capabilities: Vec<String>,
+    /// Name patterns within which the plugin may register commands, hooks and providers at
+    /// run time (added in 1.1; see [`Manifest::commands_matching`]). Left out of the JSON
+    /// when empty; readers that predate it ignore it.
+    #[serde(skip_serializing_if = "RegistrationPatterns::is_empty")]
+    pub patterns: RegistrationPatterns,
+}
+
+/// Name patterns a plugin declares for what it registers at run time (added in 1.1).
+///
+/// A pattern is an exact name (`build`), a prefix followed by `*` (`script-*`), or `*` (any
+/// name). [`Context::register_command`](crate::Context::register_command) and its siblings
+/// refuse a name that no pattern of its kind matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RegistrationPatterns {
+    /// Patterns of command names (short names, without the `<plugin>:` prefix).
+    pub commands: Vec<String>,
+    /// Patterns of hook names.
+    pub hooks: Vec<String>,
+    /// Patterns of provider names.
+    pub providers: Vec<String>,
+}
+
+impl RegistrationPatterns {
+    /// Whether no pattern of any kind is declared.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.hooks.is_empty() && self.providers.is_empty()
+    }
+
+    /// The first pattern of `kind` that allows `name`, if any.
+    pub fn allowing(&self, kind: crate::RegistrationKind, name: &str) -> Option<&str> {
+        self.of(kind)
+            .iter()
+            .find(|p| pattern_matches(p, name))
+            .map(String::as_str)
+    }
+
+    /// The patterns of `kind`.
+    pub fn of(&self, kind: crate::RegistrationKind) -> &[String] {
+        match kind {
+            crate::RegistrationKind::Command => &self.commands,
+            crate::RegistrationKind::Hook => &self.hooks,
+            crate::RegistrationKind::Provider => &self.providers,
+        }
+    }
+}
+
+/// Whether `name` matches `pattern`: exact, `prefix*`, or `*`.
+fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
 }
 
 /// A dependency on another plugin.
@@ -224,6 +277,35 @@ impl Manifest {
     /// Declares that the plugin answers direct messages and RPC calls.
     pub fn accepts_messages(mut self) -> Self {
         self.accepts_messages = true;
+        self
+    }
+
+    /// Allows the plugin to register commands whose names match `pattern` at run time, with
+    /// [`Context::register_command`](crate::Context::register_command) (added in 1.1).
+    ///
+    /// ```
+    /// use plugin_api::{Manifest, RegistrationKind};
+    /// let m = Manifest::new("scripts").commands_matching("script-*");
+    /// assert_eq!(m.patterns.allowing(RegistrationKind::Command, "script-build"), Some("script-*"));
+    /// assert_eq!(m.patterns.allowing(RegistrationKind::Command, "deploy"), None);
+    /// ```
+    pub fn commands_matching(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.commands.push(pattern.into());
+        self
+    }
+
+    /// Allows the plugin to handle hooks whose names match `pattern`, registered at run time
+    /// with [`Context::register_hook`](crate::Context::register_hook) (added in 1.1).
+    pub fn hooks_matching(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.hooks.push(pattern.into());
+        self
+    }
+
+    /// Allows the plugin to offer providers whose names match `pattern`, registered at run
+    /// time with [`Context::register_provider`](crate::Context::register_provider) (added in
+    /// 1.1).
+    pub fn providers_matching(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.providers.push(pattern.into());
         self
     }
 

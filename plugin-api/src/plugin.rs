@@ -29,6 +29,10 @@ use crate::{
 /// 5. [`Plugin::deactivate`] is called last; the plugin must stop any thread it started. Its
 ///    library is never unloaded.
 ///
+/// What an instance registered at run time ([`Context::register_command`] and its siblings)
+/// ends with that instance: deactivation removes it, and the instance a reload or a restart
+/// makes starts with none (register again in [`Plugin::activate`]).
+///
 /// # Examples
 ///
 /// ```

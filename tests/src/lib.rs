@@ -59,7 +59,7 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// The example plugins the `tests` crate dev-depends on (and `demo-app` stages into its default
 /// plugins folder), by crate name.
-pub const EXAMPLES: [&str; 8] = [
+pub const EXAMPLES: [&str; 9] = [
     "greeter",
     "welcome",
     "audit-log",
@@ -68,6 +68,7 @@ pub const EXAMPLES: [&str; 8] = [
     "notes",
     "validator",
     "users",
+    "scripts",
 ];
 
 /// The symbol every plugin library exports (abi_stable's `ROOT_MODULE_LOADER_NAME`).

@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 
-use loader::PluginInfo;
+use loader::{PluginInfo, RegistrationInfo};
 use plugin_api::{
     CommandDecl, Dependency, ErrorKind, HookDecl, MethodDecl, MiddlewareDecl, ProviderDecl,
+    RegistrationDecl, RegistrationPatterns,
 };
 use serde::Serialize;
 
@@ -36,6 +37,9 @@ pub struct Description {
     pub manifest: Option<ManifestView>,
     /// Capabilities declared and granted.
     pub capabilities: Capabilities,
+    /// What it registered at run time and is in force now, each with the manifest pattern
+    /// that allows it.
+    pub registrations: Vec<RegistrationInfo>,
 }
 
 /// The manifest fields `describe` shows (name and version are on [`Description`]).
@@ -65,6 +69,9 @@ pub struct ManifestView {
     pub middleware: Option<MiddlewareDecl>,
     /// Whether it answers direct messages and RPC.
     pub accepts_messages: bool,
+    /// The name patterns within which it may register commands, hooks and providers at run
+    /// time.
+    pub patterns: RegistrationPatterns,
 }
 
 /// Declared versus granted capabilities.
@@ -101,11 +108,12 @@ pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> 
     })?;
     // The host keeps a failed file's error with its causes.
     let error = info.error.clone();
-    Ok(Description::new(info, error))
+    let registrations = session.host.registrations(Some(name));
+    Ok(Description::new(info, error, registrations))
 }
 
 impl Description {
-    fn new(info: PluginInfo, error: Option<String>) -> Self {
+    fn new(info: PluginInfo, error: Option<String>, registrations: Vec<RegistrationInfo>) -> Self {
         let denied = info
             .declared
             .iter()
@@ -133,12 +141,14 @@ impl Description {
                 rpc: m.rpc,
                 middleware: m.middleware,
                 accepts_messages: m.accepts_messages,
+                patterns: m.patterns,
             }),
             capabilities: Capabilities {
                 declared: info.declared,
                 granted: info.granted,
                 denied,
             },
+            registrations,
         }
     }
 }
@@ -222,9 +232,66 @@ pub fn render_description(d: &Description) -> String {
                 .collect();
             push_rows(&mut out, &format!("provider {} methods:", p.name), &methods);
         }
+        push_patterns(&mut out, &m.patterns);
     }
+    push_registrations(&mut out, &d.name, &d.registrations);
     push_capabilities(&mut out, &d.capabilities);
     out
+}
+
+/// The run-time registration patterns, one row per kind that has any.
+fn push_patterns(out: &mut String, patterns: &RegistrationPatterns) {
+    let rows: Vec<(String, String)> = [
+        ("commands", &patterns.commands),
+        ("hooks", &patterns.hooks),
+        ("providers", &patterns.providers),
+    ]
+    .into_iter()
+    .filter(|(_, p)| !p.is_empty())
+    .map(|(kind, p)| (kind.to_owned(), p.join(", ")))
+    .collect();
+    let rows: Vec<(String, &str)> = rows.iter().map(|(k, p)| (k.clone(), p.as_str())).collect();
+    push_rows(out, "may register:", &rows);
+}
+
+/// The registrations in force: what, its help or priority, and the pattern that allows it.
+fn push_registrations(out: &mut String, plugin: &str, registrations: &[RegistrationInfo]) {
+    let rows: Vec<(String, String)> = registrations
+        .iter()
+        .map(|r| {
+            let (what, detail) = match &r.decl {
+                RegistrationDecl::Command(c) => (
+                    format!("command {plugin}:{}", c.name),
+                    c.description.clone(),
+                ),
+                RegistrationDecl::Hook(h) => (
+                    format!("hook {}", h.name),
+                    format!("priority {}", h.priority),
+                ),
+                RegistrationDecl::Provider(p) => {
+                    let methods: Vec<&str> = p.methods.iter().map(|m| m.name.as_str()).collect();
+                    (
+                        format!("provider {}", p.name),
+                        format!("priority {}, methods {}", p.priority, joined_str(&methods)),
+                    )
+                }
+            };
+            (
+                what,
+                format!("{detail} (allowed by {}, id {})", r.pattern, r.id),
+            )
+        })
+        .collect();
+    let rows: Vec<(String, &str)> = rows.iter().map(|(w, d)| (w.clone(), d.as_str())).collect();
+    push_rows(out, "registered:", &rows);
+}
+
+fn joined_str(items: &[&str]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn joined(items: &[String]) -> String {

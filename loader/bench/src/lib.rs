@@ -70,7 +70,7 @@ pub use isolated::{
 pub use measure::{cpu_model, mapped_regions, process_cpu_time, resident_kib};
 
 /// The example plugin crates, loaded by `idle_cpu`.
-pub const EXAMPLE_PLUGINS: [&str; 8] = [
+pub const EXAMPLE_PLUGINS: [&str; 9] = [
     "greeter",
     "welcome",
     "audit-log",
@@ -79,6 +79,7 @@ pub const EXAMPLE_PLUGINS: [&str; 8] = [
     "notes",
     "validator",
     "users",
+    "scripts",
 ];
 
 /// The benchmark plugin crates (`plugins/bench/*`).

@@ -8,6 +8,8 @@
 //! 4. [`events`]: publication, collection and dead letters.
 //! 5. [`messages`]: direct messages, request-reply and RPC.
 //! 6. [`hooks`]: hooks and providers.
+//! 7. [`registrations`]: commands, hooks and providers registered at run time within the
+//!    manifest's patterns, held under the instance that made them.
 //!
 //! The [`Dispatcher`] owns the routing tables behind one lock (never held while plugin code
 //! runs) and the storage the context API reaches.
@@ -17,6 +19,7 @@ mod command;
 mod events;
 mod hooks;
 mod messages;
+mod registrations;
 pub(crate) mod routes;
 
 use std::{
@@ -29,6 +32,8 @@ use plugin_api::{ErrorKind, Manifest, Payload, PluginError};
 
 pub(crate) use self::caller::Caller;
 pub use self::events::CollectedResults;
+pub(crate) use self::registrations::Registrant;
+pub use self::registrations::RegistrationInfo;
 use self::routes::{HostCommand, HostSubscriber, Route, Routes, Target};
 use crate::{
     config::HostConfig,
@@ -159,11 +164,12 @@ impl Dispatcher {
     }
 
     /// Replaces what `manifest`'s plugin registered with what `manifest` declares, in one step
-    /// (no call sees the plugin missing in between).
-    pub fn reinstall(&self, manifest: &Manifest, granted: &[String], slot: &Arc<Slot>) {
+    /// (no call sees the plugin missing in between). The run-time registrations of instance
+    /// `keep` (the new one, which made them while activating) stay; the others go.
+    pub fn reinstall(&self, manifest: &Manifest, granted: &[String], slot: &Arc<Slot>, keep: u64) {
         self.quarantined.lock().remove(&manifest.name);
         let mut routes = self.routes.write();
-        routes.remove_plugin(&manifest.name);
+        routes.remove_plugin_keeping(&manifest.name, Some(keep));
         routes.install(manifest, granted, slot);
     }
 

@@ -79,6 +79,8 @@ pub(crate) struct Routes {
     pub providers: BTreeMap<String, Vec<Ranked>>,
     pub middleware: Vec<Ranked>,
     seq: u64,
+    /// What plugins registered at run time (see `registrations.rs`), in registration order.
+    pub(super) registrations: Vec<super::registrations::Registered>,
 }
 
 impl Default for Routes {
@@ -108,6 +110,7 @@ impl Routes {
             providers: BTreeMap::new(),
             middleware: Vec::new(),
             seq: 0,
+            registrations: Vec::new(),
         }
     }
 
@@ -210,7 +213,8 @@ impl Routes {
         self.resolved.clear();
     }
 
-    pub fn add_hook(&mut self, name: &str, priority: i32, slot: Arc<Slot>) {
+    /// Adds a hook handler; returns its sequence number.
+    pub fn add_hook(&mut self, name: &str, priority: i32, slot: Arc<Slot>) -> u64 {
         let seq = self.next_seq();
         let list = self.hooks.entry(name.to_owned()).or_default();
         list.push(Ranked {
@@ -219,9 +223,11 @@ impl Routes {
             slot,
         });
         list.sort_by_key(|r| (r.priority, r.seq));
+        seq
     }
 
-    pub fn add_provider(&mut self, name: &str, priority: i32, slot: Arc<Slot>) {
+    /// Adds a provider; returns its sequence number.
+    pub fn add_provider(&mut self, name: &str, priority: i32, slot: Arc<Slot>) -> u64 {
         let seq = self.next_seq();
         let list = self.providers.entry(name.to_owned()).or_default();
         list.push(Ranked {
@@ -231,6 +237,7 @@ impl Routes {
         });
         // Highest priority first.
         list.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
+        seq
     }
 
     pub fn add_middleware(&mut self, priority: i32, slot: Arc<Slot>) {
@@ -274,10 +281,10 @@ impl Routes {
             }
         }
         for h in &manifest.hooks {
-            self.add_hook(&h.name, h.priority, slot.clone());
+            let _ = self.add_hook(&h.name, h.priority, slot.clone());
         }
         for p in &manifest.providers {
-            self.add_provider(&p.name, p.priority, slot.clone());
+            let _ = self.add_provider(&p.name, p.priority, slot.clone());
         }
         if let Some(m) = &manifest.middleware {
             if capability::allows(granted, "middleware") {
@@ -291,20 +298,30 @@ impl Routes {
         }
     }
 
-    /// Removes everything registered by `plugin`.
+    /// Removes everything registered by `plugin`, declared or made at run time.
     pub fn remove_plugin(&mut self, plugin: &str) {
+        self.remove_plugin_keeping(plugin, None);
+    }
+
+    /// Removes everything registered by `plugin`, except the run-time registrations of
+    /// instance `keep` (a reload's new instance made them while activating).
+    pub fn remove_plugin_keeping(&mut self, plugin: &str, keep: Option<u64>) {
+        let (kept_commands, kept_seqs) = keep.map(|k| self.kept_by(plugin, k)).unwrap_or_default();
+        self.drop_registrations(plugin, keep);
         self.plugins.remove(plugin);
-        self.commands
-            .retain(|_, r| !matches!(r, Route::Plugin { slot, .. } if &*slot.name == plugin));
+        self.commands.retain(|name, r| {
+            !matches!(r, Route::Plugin { slot, .. } if &*slot.name == plugin)
+                || kept_commands.contains(name)
+        });
         self.subscriptions
             .retain(|s| target_name(&s.target) != Some(plugin));
         self.resolved.clear();
         for list in self.hooks.values_mut() {
-            list.retain(|r| &*r.slot.name != plugin);
+            list.retain(|r| &*r.slot.name != plugin || kept_seqs.contains(&r.seq));
         }
         self.hooks.retain(|_, l| !l.is_empty());
         for list in self.providers.values_mut() {
-            list.retain(|r| &*r.slot.name != plugin);
+            list.retain(|r| &*r.slot.name != plugin || kept_seqs.contains(&r.seq));
         }
         self.providers.retain(|_, l| !l.is_empty());
         self.middleware.retain(|r| &*r.slot.name != plugin);

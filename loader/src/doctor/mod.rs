@@ -358,6 +358,7 @@ pub(crate) fn diagnose(
             disabled: &disabled,
             allow_wildcard: config.allow_wildcard,
             replacing: None,
+            registered_providers: &[],
         };
         let proposals: Vec<Proposal<'_>> = read
             .iter()

@@ -21,7 +21,7 @@ use crate::{
     config::HostConfig,
     dispatch::{
         routes::{HostCommand, HostSubscriber},
-        Caller, CollectedResults, Dispatcher, TableSizes,
+        Caller, CollectedResults, Dispatcher, RegistrationInfo, TableSizes,
     },
     error::{LoadError, StorageError},
     lifecycle::{
@@ -293,6 +293,14 @@ impl Host {
     /// One plugin's information.
     pub fn plugin(&self, name: &str) -> Option<PluginInfo> {
         self.plugins().into_iter().find(|p| p.name == name)
+    }
+
+    /// The run-time registrations in force (plugin-api 1.1: commands, hooks and providers a
+    /// plugin registered through its context within its manifest's patterns), of `plugin` or of
+    /// every plugin, oldest first. They end with the instance that made them: a deactivated
+    /// plugin has none, and a reloaded or restarted one only what its new instance registered.
+    pub fn registrations(&self, plugin: Option<&str>) -> Vec<RegistrationInfo> {
+        self.dispatch().registrations(plugin)
     }
 
     /// Every registered command (`<plugin>:<command>` and `host:<command>`), sorted.
@@ -580,8 +588,12 @@ impl Host {
     /// empty config and use its own storage namespace, and nothing else.
     pub fn standalone_context(&self, plugin: &str) -> plugin_api::HostContextBox {
         let granted: Arc<[String]> = Arc::from(Vec::new());
-        self.lifecycle()
-            .context_for(plugin, &granted, &crate::runtime::slot::Seal::default())
+        self.lifecycle().context_for(
+            plugin,
+            &granted,
+            &crate::runtime::slot::Seal::default(),
+            None,
+        )
     }
 
     /// Deactivates every plugin, in reverse activation order.

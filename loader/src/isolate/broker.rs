@@ -136,6 +136,11 @@ pub(crate) fn serve(ctx: &HostContextBox, request: HostRequest) -> Result<HostRe
             )
             .into_result()
             .map(|()| HostReply::Unit),
+        R::Register(declaration) => ctx
+            .register(declaration.as_str().into())
+            .into_result()
+            .map(HostReply::Id),
+        R::Unregister(id) => ctx.unregister(id).into_result().map(|()| HostReply::Unit),
         R::Log { level, message } => {
             ctx.log(level, message.as_str().into());
             Ok(HostReply::Unit)

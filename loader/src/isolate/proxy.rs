@@ -374,4 +374,17 @@ impl HostContext for ProxyContext {
     fn log_max_level(&self) -> u8 {
         self.log_level
     }
+
+    // ---- added in 1.1 ------------------------------------------------------------------------
+
+    fn register(&self, declaration: RStr<'_>) -> RResult<u64, PluginError> {
+        self.ask(HostRequest::Register(declaration.into()), |r| match r {
+            HostReply::Id(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    fn unregister(&self, id: u64) -> RResult<(), PluginError> {
+        self.ask(HostRequest::Unregister(id), unit)
+    }
 }

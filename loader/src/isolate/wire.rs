@@ -187,6 +187,10 @@ pub(crate) enum HostRequest {
         level: u8,
         message: String,
     },
+    /// A [`plugin_api::RegistrationDecl`] as JSON (plugin-api 1.1).
+    Register(String),
+    /// A registration's id (plugin-api 1.1).
+    Unregister(u64),
 }
 
 /// [`StorageScope`] on the wire.

@@ -165,6 +165,7 @@ impl Lifecycle {
         libraries: Vec<PluginLibrary>,
         report: &mut LoadReport,
     ) {
+        let registered = self.dispatcher.registered_providers();
         let admission = {
             let registry = self.registry.read();
             let running = registry.running();
@@ -181,6 +182,7 @@ impl Lifecycle {
                 disabled: &disabled,
                 allow_wildcard: self.config.allow_wildcard,
                 replacing: None,
+                registered_providers: &registered,
             };
             let proposals: Vec<Proposal<'_>> = libraries
                 .iter()
@@ -280,6 +282,7 @@ impl Lifecycle {
         drop(ready_rx);
         if let Err(error) = activated {
             slot.close();
+            self.dispatcher.drop_registrations(&name, None);
             // If activation ever returns, the thread finds this order and deactivates.
             let (done, _) = bounded(1);
             let _ = slot.control.try_send(Control::Stop { done });

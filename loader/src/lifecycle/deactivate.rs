@@ -70,8 +70,10 @@ impl Lifecycle {
                 *state = PluginState::Deactivated;
             }
         }
-        // The context dies with the instance, whether deactivate returned or not.
+        // The context dies with the instance, whether deactivate returned or not; anything it
+        // registered meanwhile goes too.
         seal.retire();
+        self.dispatcher.drop_registrations(plugin, None);
         match result {
             Ok(()) => {
                 // The thread exits right after answering; never wait on one unboundedly (a

@@ -105,11 +105,15 @@ impl Lifecycle {
     }
 
     /// The context for a new instance of `name`, retired through `seal`.
+    ///
+    /// `owner` is the slot and manifest of the instance, if it has them: a context without
+    /// them cannot register anything at run time.
     pub(crate) fn context_for(
         &self,
         name: &str,
         granted: &Arc<[String]>,
         seal: &Seal,
+        owner: Option<(&Arc<Slot>, &plugin_api::Manifest)>,
     ) -> HostContextBox {
         let settings = self.config.plugin(name);
         let config = Payload::json(&settings.config_json()).unwrap_or_default();
@@ -120,6 +124,10 @@ impl Lifecycle {
                 granted: granted.clone(),
                 config,
                 seal: seal.clone(),
+                owner: owner.map(|(slot, manifest)| crate::context::Owner {
+                    slot: Arc::downgrade(slot),
+                    manifest: Arc::new(manifest.clone()),
+                }),
             },
             TD_Opaque,
         )
@@ -135,7 +143,7 @@ impl Lifecycle {
         slot: &Arc<Slot>,
     ) -> Fresh {
         let name = &lib.manifest.name;
-        let context = self.context_for(name, granted, seal);
+        let context = self.context_for(name, granted, seal, Some((slot, &lib.manifest)));
         let remote = (self.config.isolation_of(name) == crate::Isolation::Process
             && !lib.fingerprint.is_empty())
         .then(|| {

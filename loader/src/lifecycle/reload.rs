@@ -211,6 +211,7 @@ impl Lifecycle {
 
     /// What admission says about `lib` replacing the running plugin of its name.
     fn admit_reload(&self, lib: &PluginLibrary) -> Result<(), LoadError> {
+        let registered = self.dispatcher.registered_providers();
         let registry = self.registry.read();
         let running = registry.running();
         let disabled = |_: &str| false;
@@ -221,6 +222,7 @@ impl Lifecycle {
             disabled: &disabled,
             allow_wildcard: self.config.allow_wildcard,
             replacing: Some(&lib.manifest.name),
+            registered_providers: &registered,
         };
         let proposal = Proposal {
             source: &lib.source,
@@ -287,12 +289,18 @@ impl Lifecycle {
                 ),
             ))
         });
+        if swapped.is_err() {
+            // What the new instance registered before its activation failed goes with it.
+            self.dispatcher
+                .drop_instance_registrations(&name, seal.id());
+        }
         swapped.map_err(|error| LoadError::Activation {
             plugin: name.clone(),
             error,
         })?;
         let new_version = lib.manifest.version.clone();
-        self.dispatcher.reinstall(&lib.manifest, &granted, &slot);
+        self.dispatcher
+            .reinstall(&lib.manifest, &granted, &slot, seal.id());
         if let Some(entry) = self.registry.write().get_mut(&name) {
             // Restarts and re-enabling use the build that is running now.
             entry.library = lib;

@@ -200,6 +200,8 @@ impl Lifecycle {
         };
         match activated {
             Ok(()) => {
+                // The faulted instance's run-time registrations end with it.
+                self.dispatcher.drop_registrations(plugin, Some(seal.id()));
                 *slot.state.write() = PluginState::Active;
                 if let Some(entry) = self.registry.write().get_mut(plugin) {
                     entry.seal = seal;
@@ -216,6 +218,7 @@ impl Lifecycle {
             }
             Err(e) => {
                 seal.retire();
+                self.dispatcher.drop_registrations(plugin, None);
                 self.quarantine(turn, plugin, &format!("restart failed: {e}"));
             }
         }

@@ -306,7 +306,7 @@ pub fn remove_stale(parent: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// Removes the files in `dir` named like the copies [`new_copy`] makes (`<stem>-<random>` and
+/// Removes the files in `dir` named like the private copies this module makes (`<stem>-<random>` and
 /// this platform's library suffix) and returns them; files that cannot be removed (mapped by a
 /// live process, on Windows) and other files are left. Never fails.
 ///

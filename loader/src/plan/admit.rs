@@ -45,6 +45,9 @@ pub(crate) struct World<'a> {
     pub replacing: Option<&'a str>,
     /// The host config's `allow_wildcard`: whether a plugin may declare capability `*`.
     pub allow_wildcard: bool,
+    /// Providers running plugins registered at run time: (plugin, provider, priority). A
+    /// proposal declaring one at the same priority clashes as with a declared one.
+    pub registered_providers: &'a [(String, String, i32)],
 }
 
 /// What may run.
@@ -222,6 +225,21 @@ fn check_one(
                 other: other.name.clone(),
             });
         }
+        if let Some((other, _, _)) =
+            world
+                .registered_providers
+                .iter()
+                .find(|(p, provider, priority)| {
+                    p != name && *provider == decl.name && *priority == decl.priority
+                })
+        {
+            return Some(LoadError::ProviderConflict {
+                plugin: name.clone(),
+                provider: decl.name.clone(),
+                priority: decl.priority,
+                other: other.clone(),
+            });
+        }
     }
     None
 }
@@ -311,6 +329,7 @@ mod tests {
             disabled: &|name: &str| name == "off" || no(name),
             allow_wildcard: false,
             replacing,
+            registered_providers: &[],
         };
         let proposals: Vec<Proposal<'_>> = proposed.iter().map(|b| proposal(b)).collect();
         admit(&world, &proposals)

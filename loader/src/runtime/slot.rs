@@ -109,18 +109,37 @@ pub(crate) enum Control {
 
 /// Shared by a context and the instance it was made for: once the instance ends (deactivated,
 /// replaced, restarted, or given up on), the context refuses every call.
-#[derive(Clone, Default)]
-pub(crate) struct Seal(Arc<AtomicBool>);
+///
+/// Each seal has an id, increasing with every instance made in this process: the run-time
+/// registrations an instance makes are held under it, so that the next instance's
+/// registrations replace (and outlive) the previous one's.
+#[derive(Clone)]
+pub(crate) struct Seal(Arc<(AtomicBool, u64)>);
+
+impl Default for Seal {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Seal(Arc::new((
+            AtomicBool::new(false),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+        )))
+    }
+}
 
 impl Seal {
     /// Retires the context.
     pub fn retire(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0 .0.store(true, Ordering::Release);
     }
 
     /// Whether the context was retired.
     pub fn is_retired(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0 .0.load(Ordering::Acquire)
+    }
+
+    /// The instance's id (see above).
+    pub fn id(&self) -> u64 {
+        self.0 .1
     }
 }
 

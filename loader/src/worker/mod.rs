@@ -13,7 +13,7 @@
 //! 1. `manifest`: opens one plugin file and reads its manifest, for the doctor (which runs
 //!    none of the author's code in the host). It lives with the doctor (`doctor/reader.rs`),
 //!    both of its ends in one file.
-//! 2. `serve` ([`serve`]): the child process of one isolated plugin (process isolation).
+//! 2. `serve` (`serve.rs`): the child process of one isolated plugin (process isolation).
 //!
 //! The host's side starts workers through `launch.rs`, which knows only the command line.
 
