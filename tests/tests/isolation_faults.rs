@@ -201,12 +201,17 @@ fn a_worker_program_that_is_not_a_worker_is_reported_with_how_it_ended() {
         isolate(c, &["greeter"]);
         c.worker_program = Some("/bin/true".into());
     });
+    // The first worker the host starts reads greeter's manifest; /bin/true never answers.
     let err = report
-        .error_for_plugin("greeter")
-        .expect("greeter is refused")
+        .entries
+        .iter()
+        .find_map(|e| e.error.as_deref())
+        .expect("greeter's file is refused")
         .to_string();
     assert!(
-        err.contains("its worker process ended: exited with status 0"),
+        err.contains("a worker process could not read its manifest")
+            && err.contains("/bin/true does not speak the loader's worker protocol")
+            && err.contains("exited with status 0"),
         "{err}"
     );
 }

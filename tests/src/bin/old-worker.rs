@@ -1,6 +1,7 @@
-//! A worker that speaks another protocol version, for the test that the host refuses it: it
-//! sends the first frame of the worker protocol (its hello) with protocol 0, then waits for
-//! the host to close its stdin.
+//! A worker that speaks another protocol version, for the test that the host refuses it: as
+//! the worker of an isolated plugin it sends the first frame of the worker protocol (its hello)
+//! with protocol 0, then waits for the host to close its stdin. Asked to read a manifest (which
+//! the host does before it starts a plugin isolated), it is the loader's own reader.
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -14,6 +15,9 @@ struct Hello {
 }
 
 fn main() {
+    if std::env::args().nth(2).as_deref() == Some("manifest") {
+        loader::worker::run_if_worker();
+    }
     let hello = Hello {
         protocol: 0,
         plugin_api: plugin_api::API_VERSION.to_owned(),
