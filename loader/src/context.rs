@@ -9,12 +9,18 @@ use std::{
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 use plugin_api::{
-    BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
+    BatchOp, CallStamp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError,
+    StorageScope,
 };
 
 use crate::{
     dispatch::{Caller, Dispatcher},
-    runtime::{chain::current_chain, slot::Seal},
+    runtime::{
+        chain::current_chain,
+        slot::{Seal, Slot},
+        stamp,
+        timer::TimerTarget,
+    },
     storage::Namespace,
 };
 
@@ -26,6 +32,9 @@ pub(crate) struct PluginContext {
     pub config: Payload,
     /// Retired when the instance this context was made for ends.
     pub seal: Seal,
+    /// The plugin's slot, where its timers queue their events (empty for a standalone
+    /// context, which has no timers).
+    pub slot: Weak<Slot>,
 }
 
 fn timeout(ms: u64) -> Option<Duration> {
@@ -300,5 +309,48 @@ impl HostContext for PluginContext {
 
     fn log_max_level(&self) -> u8 {
         log::max_level() as u8
+    }
+
+    // ---- added in 1.1 ----------------------------------------------------------------------
+
+    fn host_api_version(&self) -> RString {
+        RString::from(plugin_api::API_VERSION)
+    }
+
+    fn current_call(&self) -> ROption<CallStamp> {
+        // Only the plugin's own thread, during a call, has a stamp: the one `invoke` set.
+        stamp::current().into()
+    }
+
+    fn start_timer(
+        &self,
+        name: RStr<'_>,
+        delay_ms: u64,
+        repeat: bool,
+    ) -> RResult<u64, PluginError> {
+        self.with(|h, _| {
+            if self.slot.strong_count() == 0 {
+                return Err(PluginError::new(
+                    ErrorKind::Unsupported,
+                    format!("plugin {}: a standalone context has no timers", self.name),
+                ));
+            }
+            let target = TimerTarget {
+                slot: self.slot.clone(),
+                seal: self.seal.clone(),
+            };
+            h.timers().start(
+                target,
+                name.as_str(),
+                Duration::from_millis(delay_ms),
+                repeat,
+            )
+        })
+    }
+
+    fn stop_timer(&self, id: u64) {
+        if let Some(host) = self.dispatcher.upgrade() {
+            host.timers().stop(id);
+        }
     }
 }

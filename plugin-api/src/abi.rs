@@ -26,6 +26,7 @@ use abi_stable::{
 };
 
 use crate::{
+    call::CallStamp,
     error::PluginError,
     payload::Payload,
     types::{
@@ -141,6 +142,43 @@ pub trait HostContext: Send + Sync {
     /// The host's maximum enabled log level (`log::LevelFilter as u8`).
     #[sabi(last_prefix_field)]
     fn log_max_level(&self) -> u8;
+
+    // ---- added in 1.1: caller identity, cancellation, timers ---------------------------------
+    // Each method below has a default body. abi_stable calls it when the host's vtable is older
+    // and lacks the entry, so a 1.1 plugin in a 1.0 host gets these answers instead of a panic.
+    // Hosts of 1.1 and later override every one of them.
+
+    /// The plugin-api version the host was built with (added in 1.1). The default, `1.0`, is
+    /// what a plugin sees in a host built before 1.1, whose vtable has no such entry.
+    fn host_api_version(&self) -> RString {
+        RString::from("1.0")
+    }
+
+    /// Who made the call the plugin's current thread is running, its id, and its cancellation
+    /// token (added in 1.1). `RNone` outside a call, on another thread, or on a 1.0 host.
+    fn current_call(&self) -> ROption<CallStamp> {
+        ROption::RNone
+    }
+
+    /// Starts a timer that queues event `name` to this plugin after `delay_ms`, and then every
+    /// `delay_ms` when `repeat` (added in 1.1). Returns the timer's id.
+    fn start_timer(
+        &self,
+        name: RStr<'_>,
+        delay_ms: u64,
+        repeat: bool,
+    ) -> RResult<u64, PluginError> {
+        let _ = (name, delay_ms, repeat);
+        RResult::RErr(PluginError::new(
+            crate::ErrorKind::Unsupported,
+            "timers need a host built with plugin-api 1.1 or later; this host provides 1.0",
+        ))
+    }
+
+    /// Stops timer `id` (added in 1.1); unknown ids are ignored.
+    fn stop_timer(&self, id: u64) {
+        let _ = id;
+    }
 }
 
 /// The plugin's side of the contract: the entry points the host calls on an instance.

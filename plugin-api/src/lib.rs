@@ -105,6 +105,7 @@
 )]
 
 pub mod abi;
+mod call;
 mod capability;
 mod context;
 mod error;
@@ -117,6 +118,7 @@ mod types;
 
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
+pub use call::{CallStamp, Caller, CancellationToken, Timer};
 pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
 pub use error::{ErrorKind, PluginError, PluginResult};
@@ -134,8 +136,9 @@ pub use types::{
 /// Everything a plugin author needs: `use plugin_api::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, Registrar,
+        export_plugin, CancellationToken, CommandRequest, Context, ErrorKind, Event, HookOutcome,
+        Manifest, Message, MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult,
+        Registrar,
     };
 }
 

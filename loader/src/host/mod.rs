@@ -580,8 +580,18 @@ impl Host {
     /// empty config and use its own storage namespace, and nothing else.
     pub fn standalone_context(&self, plugin: &str) -> plugin_api::HostContextBox {
         let granted: Arc<[String]> = Arc::from(Vec::new());
-        self.lifecycle()
-            .context_for(plugin, &granted, &crate::runtime::slot::Seal::default())
+        self.lifecycle().context_for(
+            plugin,
+            &granted,
+            &crate::runtime::slot::Seal::default(),
+            std::sync::Weak::new(),
+        )
+    }
+
+    /// How many plugin timers (`Context::every`, `Context::after`) run now. A deactivated
+    /// plugin's timers are dropped, unfired, when they are next due.
+    pub fn timers_running(&self) -> usize {
+        self.inner.dispatcher.timers().running()
     }
 
     /// Deactivates every plugin, in reverse activation order.

@@ -26,11 +26,19 @@ use super::{
 };
 use crate::{
     observe::recorder::Label,
-    runtime::call::{mismatch, Answer, Call},
+    runtime::{
+        call::{mismatch, Answer, Call},
+        stamp,
+    },
 };
 
 /// How long a dropped instance's process may take to exit before it is killed.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
+
+/// How often a thread waiting on the child looks at its call's cancellation token. The token
+/// is a flag with no wake-up of its own; looking costs a few loads, and only while a call is
+/// in flight.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
 
 /// The host's handle on an instance living in a child process.
 pub(crate) struct RemoteInstance {
@@ -48,13 +56,29 @@ impl RemoteInstance {
         let process = &self.process;
         let entry = call.entry();
         process.begin(matches!(call, Call::Deactivate))?;
+        // The stamp `invoke` set for this call on this thread travels with it; the child's
+        // handler reads it there. Its token stays here: cancelling sends a frame.
+        let (stamp, mut token) = match stamp::current_parts() {
+            Some((caller, id, token)) => (Some((caller, id)), Some((id, token))),
+            None => (None, None),
+        };
         // A failed write means the child is gone: its end arrives in the inbox.
-        let _ = process.send(&ToChild::Call(call));
+        let _ = process.send(&ToChild::Call { call, stamp });
         let mut deadline = bound.map(|b| (Instant::now() + b, b));
         loop {
-            let got = match deadline {
-                Some((at, _)) => process.inbox.recv_deadline(at),
-                None => process
+            if let Some((id, t)) = &token {
+                if t.is_cancelled() {
+                    let _ = process.send(&ToChild::Cancel { id: *id });
+                    token = None;
+                }
+            }
+            let got = match (deadline, &token) {
+                (Some((at, _)), None) => process.inbox.recv_deadline(at),
+                (Some((at, _)), Some(_)) => process
+                    .inbox
+                    .recv_deadline(at.min(Instant::now() + CANCEL_POLL)),
+                (None, Some(_)) => process.inbox.recv_timeout(CANCEL_POLL),
+                (None, None) => process
                     .inbox
                     .recv()
                     .map_err(|_| RecvTimeoutError::Disconnected),
@@ -69,6 +93,11 @@ impl RemoteInstance {
                     return Err(process.ended_error())
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    let bound_passed = deadline.is_some_and(|(at, _)| Instant::now() >= at);
+                    if !bound_passed {
+                        // Only a look at the token was due.
+                        continue;
+                    }
                     if let Some((_, bound)) = deadline.take() {
                         process.kill(&format!(
                             "{entry} did not return within {} ms",

@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::runtime::call::{Answer, Call};
 
 /// The version of this protocol; both sides must speak the same.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The first frame each side sends: what it speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +77,15 @@ pub(crate) struct Start {
 pub(crate) enum ToChild {
     /// Load the plugin and make an instance.
     Start(Box<Start>),
-    /// Run a call on the instance (one at a time).
-    Call(Call),
+    /// Run a call on the instance (one at a time), stamped with who made it and its id
+    /// (`None` for lifecycle calls), which the plugin's `Context::caller` returns.
+    Call {
+        call: Call,
+        stamp: Option<(String, u64)>,
+    },
+    /// The caller of call `id` stopped waiting, or the plugin is being deactivated: the
+    /// handler's `Context::is_cancelled` turns true.
+    Cancel { id: u64 },
     /// The answer to the child's request `id`.
     Reply {
         id: u64,
@@ -182,6 +189,13 @@ pub(crate) enum HostRequest {
         level: u8,
         message: String,
     },
+    StartTimer {
+        name: String,
+        delay_ms: u64,
+        repeat: bool,
+    },
+    /// Asks for no reply.
+    StopTimer(u64),
 }
 
 /// [`StorageScope`] on the wire.

@@ -19,7 +19,7 @@ pub(crate) mod supervisor;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{atomic::AtomicU64, Arc},
+    sync::{atomic::AtomicU64, Arc, Weak},
 };
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -107,6 +107,7 @@ impl Lifecycle {
         name: &str,
         granted: &Arc<[String]>,
         seal: &Seal,
+        slot: Weak<Slot>,
     ) -> HostContextBox {
         let settings = self.config.plugin(name);
         let config = Payload::json(&settings.config_json()).unwrap_or_default();
@@ -117,6 +118,7 @@ impl Lifecycle {
                 granted: granted.clone(),
                 config,
                 seal: seal.clone(),
+                slot,
             },
             TD_Opaque,
         )
@@ -132,7 +134,7 @@ impl Lifecycle {
         slot: &Arc<Slot>,
     ) -> Fresh {
         let name = &lib.manifest.name;
-        let context = self.context_for(name, granted, seal);
+        let context = self.context_for(name, granted, seal, Arc::downgrade(slot));
         let remote = (self.config.isolation_of(name) == crate::Isolation::Process
             && !lib.fingerprint.is_empty())
         .then(|| {

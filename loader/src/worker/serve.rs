@@ -20,7 +20,8 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use crossbeam_channel::{unbounded, Receiver};
-use plugin_api::abi::HostContext_TO;
+use parking_lot::Mutex;
+use plugin_api::{abi::HostContext_TO, CancellationToken};
 
 use crate::{
     isolate::{
@@ -31,7 +32,11 @@ use crate::{
         library::{load_library_with, LoadOptions},
         shadow::ShadowDir,
     },
-    runtime::call::{run, Call},
+    observe::recorder::Label,
+    runtime::{
+        call::{run, Call},
+        stamp::{with_stamp, Stamp},
+    },
 };
 
 /// Frames from the host are accepted up to this size (the host is trusted, this only stops a
@@ -107,7 +112,8 @@ pub(super) fn serve() -> i32 {
             return 1;
         }
     };
-    let (calls_tx, calls_rx) = unbounded::<Call>();
+    let (calls_tx, calls_rx) = unbounded::<Stamped>();
+    let running: Running = Arc::default();
     let executor_link = link.clone();
     let shadow_path = shadow.path().to_owned();
     let spawned = std::thread::Builder::new()
@@ -119,9 +125,23 @@ pub(super) fn serve() -> i32 {
     }
     loop {
         match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
-            Ok(Some(ToChild::Call(call))) => {
-                if calls_tx.send(call).is_err() {
+            Ok(Some(ToChild::Call { call, stamp })) => {
+                // Made here, so that a cancel frame read next finds it even before the
+                // executor has taken the call.
+                let stamp = stamp.map(|(caller, id)| {
+                    let token = CancellationToken::new();
+                    *running.lock() = Some((id, token.clone()));
+                    (caller, id, token)
+                });
+                if calls_tx.send((call, stamp)).is_err() {
                     leave(shadow, calls_tx, 1);
+                }
+            }
+            Ok(Some(ToChild::Cancel { id })) => {
+                if let Some((running_id, token)) = running.lock().as_ref() {
+                    if *running_id == id {
+                        token.cancel();
+                    }
                 }
             }
             Ok(Some(ToChild::Reply { id, reply })) => link.settle(id, reply),
@@ -147,14 +167,20 @@ pub(super) fn serve() -> i32 {
 /// destructors, the plugin's included, which take the dynamic loader's lock that the exit
 /// handlers hold while they finalise the libraries. The two then wait for each other (seen:
 /// a worker that never exited after its stdin closed).
-fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Call>, code: i32) -> ! {
+fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Stamped>, code: i32) -> ! {
     drop(shadow);
     let _keep_the_executor_waiting = calls;
     std::process::exit(code)
 }
 
+/// A call from the host with its stamp: caller, id and the token a cancel frame cancels.
+type Stamped = (Call, Option<(String, u64, CancellationToken)>);
+
+/// The stamped call the host sent last (the executor runs one at a time).
+type Running = Arc<Mutex<Option<(u64, CancellationToken)>>>;
+
 /// Loads the plugin, makes its instance and runs the host's calls on it, in order.
-fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Call>) {
+fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Stamped>) {
     let options = LoadOptions::new(&shadow)
         .manifest_deadline(std::time::Duration::from_millis(start.manifest_deadline_ms));
     let library = match load_library_with(&start.file, &options) {
@@ -204,8 +230,13 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Cal
     if link.send(&ToHost::Ready).is_err() {
         return;
     }
-    for call in calls {
-        let answer = as_call(|| run(&mut instance, call));
+    for (call, stamp) in calls {
+        let stamp = stamp.map(|(caller, id, token)| Stamp {
+            caller: Label::new(&caller),
+            id,
+            token: Some(token),
+        });
+        let answer = as_call(|| with_stamp(stamp, || run(&mut instance, call)));
         if link.send(&ToHost::Answer(answer)).is_err() {
             return;
         }
