@@ -205,9 +205,14 @@ impl ShadowCopy {
         let header = header
             .upgrade()
             .map_err(|e| library_error(&source, e, None))?;
-        let module = header
-            .init_root_module::<PluginModRef>()
-            .map_err(|e| library_error(&source, e, Some(header)))?;
+        let module = match header.init_root_module::<PluginModRef>() {
+            Ok(module) => module,
+            // A plugin of an older minor plugin-api (see `layout::only_older_context`).
+            Err(LibraryError::AbiInstability(_)) if layout::only_older_context(header) => {
+                open::older_root_module(header).map_err(|e| library_error(&source, e, None))?
+            }
+            Err(e) => return Err(library_error(&source, e, Some(header))),
+        };
         let mut library = checked_module_with(source, module, manifest_deadline)?;
         library.fingerprint = facts.fingerprint;
         library.sha256 = facts.sha256;

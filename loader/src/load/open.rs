@@ -7,7 +7,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use abi_stable::library::{AbiHeaderRef, ROOT_MODULE_LOADER_NAME_WITH_NUL};
+use abi_stable::library::{
+    AbiHeaderRef, LibHeader, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
+};
+use plugin_api::PluginModRef;
 
 static IMAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -115,6 +118,25 @@ pub(crate) fn open_image(copy: &Path, file: File) -> Result<AbiHeaderRef, OpenFa
             .map(|symbol| *symbol)
             .map_err(|_| OpenFailure::NoRootSymbol)?;
     Ok(header)
+}
+
+/// The root module of a library whose layout differs from the host's only in that it was built
+/// against an older minor plugin-api ([`layout::only_older_context`]): abi_stable's version
+/// check runs, its layout check (which refuses exactly that difference) does not.
+///
+/// [`layout::only_older_context`]: super::layout::only_older_context
+#[allow(
+    unsafe_code,
+    reason = "abi_stable offers no safe way to accept a layout its checker refuses"
+)]
+pub(crate) fn older_root_module(header: &LibHeader) -> Result<PluginModRef, LibraryError> {
+    // SAFETY: the caller ran abi_stable's layout checker on this library and its only finding
+    // was that the plugin's copy of the host context vtable has fewer entries than the host's:
+    // every type, field and entry both know is the same. The host's longer vtable keeps those
+    // entries where the plugin expects them (a prefix type only grows at its end), and the
+    // plugin reads no entry it does not know. Everything the host reads from the plugin (the
+    // root module, the instance vtable) has the host's layout exactly.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
 }
 
 /// The name `copy` is opened by: `/proc/self/fd/<n>` where procfs is there (Linux).
