@@ -529,3 +529,17 @@ macro_rules! static_plugin {
         $crate::__private::static_root_module::<$plugin, __PluginBuild>()
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use super::major_minor;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert_eq!(major_minor("1.0"), (1, 0));
+        assert_eq!(major_minor("1.1.0"), (1, 1));
+        assert!(major_minor("1.0") < major_minor("1.1.0"));
+        assert!(major_minor("1.1.7") >= major_minor("1.1.0"));
+        assert_eq!(major_minor("garbage"), (0, 0));
+    }
+}
