@@ -152,6 +152,24 @@ fn a_call_whose_caller_gave_up_is_cancelled_and_its_handler_sees_it() {
 }
 
 #[test]
+fn the_calls_a_cancelled_handler_made_are_cancelled_with_it() {
+    let dir = PluginDir::with_fixtures(&["callers", "asker"]);
+    let host = dir.load_ok();
+    let control = temp_dir("spin");
+    let args = json_payload(&serde_json::json!({ "dir": control.path() }));
+
+    // asker waits on callers:spin with a deadline of 30 s; the host gives up on asker first.
+    let err = host
+        .execute_with_timeout("asker:spin", args, Duration::from_millis(300))
+        .expect_err("asker:spin outlives its caller's deadline");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    wait_until("callers saw the call it serves for asker cancelled", || {
+        control.path().join("saw-cancel").exists()
+    });
+    assert!(saw(&host, "spin", "asker"), "{:?}", seen(&host));
+}
+
+#[test]
 fn deactivating_a_plugin_cancels_the_call_it_is_running() {
     let dir = PluginDir::with_fixtures(&["callers"]);
     let host = dir.load_ok();

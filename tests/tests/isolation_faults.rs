@@ -185,7 +185,7 @@ fn a_worker_speaking_another_protocol_version_is_refused_naming_both() {
     let ours = loader::HOST_VERSION;
     assert!(
         err.contains(&format!(
-            "its worker process speaks protocol 0, plugin-api {api}, host {ours}; this host speaks protocol 1, plugin-api {api}, host {ours}: refused"
+            "its worker process speaks protocol 0, plugin-api {api}, host {ours}; this host speaks protocol 2, plugin-api {api}, host {ours}: refused"
         )),
         "{err}"
     );
