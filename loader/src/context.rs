@@ -9,8 +9,8 @@ use std::{
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 use plugin_api::{
-    BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Manifest, Payload, PluginError,
-    RegistrationDecl, StorageScope,
+    BatchOp, CallStamp, CollectedReply, Entry, ErrorKind, HostContext, Manifest, Payload,
+    PluginError, RegistrationDecl, StorageScope,
 };
 
 use crate::{
@@ -18,6 +18,8 @@ use crate::{
     runtime::{
         chain::current_chain,
         slot::{Seal, Slot},
+        stamp,
+        timer::TimerTarget,
     },
     storage::Namespace,
 };
@@ -354,5 +356,46 @@ impl HostContext for PluginContext {
 
     fn unregister(&self, id: u64) -> RResult<(), PluginError> {
         self.with(|h, _| h.unregister(&self.name, id))
+    }
+
+    fn host_api_version(&self) -> RString {
+        RString::from(plugin_api::API_VERSION)
+    }
+
+    fn current_call(&self) -> ROption<CallStamp> {
+        // Only the plugin's own thread, during a call, has a stamp: the one `invoke` set.
+        stamp::current().into()
+    }
+
+    fn start_timer(
+        &self,
+        name: RStr<'_>,
+        delay_ms: u64,
+        repeat: bool,
+    ) -> RResult<u64, PluginError> {
+        self.with(|h, _| {
+            let Some(owner) = &self.owner else {
+                return Err(PluginError::new(
+                    ErrorKind::Unsupported,
+                    format!("plugin {}: a standalone context has no timers", self.name),
+                ));
+            };
+            let target = TimerTarget {
+                slot: owner.slot.clone(),
+                seal: self.seal.clone(),
+            };
+            h.timers().start(
+                target,
+                name.as_str(),
+                Duration::from_millis(delay_ms),
+                repeat,
+            )
+        })
+    }
+
+    fn stop_timer(&self, id: u64) {
+        if let Some(host) = self.dispatcher.upgrade() {
+            host.timers().stop(id);
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! The author-facing view of the host: a typed wrapper around the host context vtable.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use abi_stable::std_types::{RStr, RVec};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     abi::{HostContextBox, HostContext_TO},
+    call::{millis, Caller, CancellationToken, Timer},
     error::PluginResult,
     payload::Payload,
     types::{BatchOp, Entry, StorageScope},
@@ -25,7 +26,9 @@ fn ms(timeout: Option<Duration>) -> u64 {
 /// the `*_payload` variants take and return raw [`Payload`]s. Every method that reaches another
 /// plugin goes through the host, which checks the capability it needs and the deadline.
 pub struct Context {
-    pub(crate) inner: std::sync::Arc<HostContextBox>,
+    // Shared with the plugin's timers and registrations, which end themselves through it when
+    // dropped.
+    pub(crate) inner: Arc<HostContextBox>,
     name: String,
     /// What this instance registered at run time, with the handlers (see [`Context::register_command`]).
     pub(crate) dynamic: std::sync::Arc<crate::dynamic::Handlers>,
@@ -44,20 +47,89 @@ impl Context {
     pub fn new(inner: HostContextBox) -> Self {
         let name = inner.plugin_name().into_string();
         Context {
-            inner: std::sync::Arc::new(inner),
+            inner: Arc::new(inner),
             name,
-            dynamic: std::sync::Arc::default(),
+            dynamic: Arc::default(),
         }
     }
 
     /// The raw vtable, for operations not wrapped here.
     pub fn raw(&self) -> &HostContext_TO<'static, abi_stable::std_types::RBox<()>> {
-        &self.inner
+        self.inner.as_ref()
     }
 
     /// This plugin's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The plugin-api version of the host (`1.0` for any host built before 1.1, which cannot
+    /// say more).
+    pub fn host_api_version(&self) -> String {
+        self.inner.host_api_version().into_string()
+    }
+
+    /// Who made the call this handler is running, as the host stamped it (added in 1.1).
+    ///
+    /// `None` outside a handler (in `activate`, `deactivate` and the state handoff), on a thread
+    /// other than the plugin's own, and on a host older than 1.1.
+    pub fn caller(&self) -> Option<Caller> {
+        self.inner
+            .current_call()
+            .into_option()
+            .map(|stamp| Caller::from_stamp(&stamp))
+    }
+
+    /// Whether the caller of the call this handler is running stopped waiting for it (its
+    /// deadline passed, the call it came from was cancelled), or the plugin is being
+    /// deactivated (added in 1.1). A long handler checks it and returns early.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner
+            .current_call()
+            .into_option()
+            .is_some_and(|stamp| stamp.cancel.is_cancelled())
+    }
+
+    /// The cancellation token of the call this handler is running, to hand to other threads
+    /// (added in 1.1); outside a call, one that is never cancelled.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.inner
+            .current_call()
+            .into_option()
+            .map_or_else(CancellationToken::never, |stamp| stamp.cancel)
+    }
+
+    /// Starts a timer that delivers event `name` to this plugin every `interval`, on the
+    /// plugin's own thread through its event queue, like any event (added in 1.1). The plugin
+    /// handles it in `on_event` (or a handler registered for `name`); no subscription or
+    /// capability is needed, and no other plugin sees it. The event's source is `host`.
+    ///
+    /// The timer runs until the returned [`Timer`] is dropped or the plugin is deactivated.
+    /// A tick that comes while the previous one is still queued is still queued (a slow
+    /// plugin gets them back to back; a full queue drops the oldest, as for any event).
+    ///
+    /// # Errors
+    /// Invalid input for an empty or malformed name; unsupported on a host older than 1.1;
+    /// cancelled once the plugin is being deactivated.
+    pub fn every(&self, interval: Duration, name: &str) -> PluginResult<Timer> {
+        self.timer(name, interval, true)
+    }
+
+    /// Starts a timer that delivers event `name` to this plugin once, after `delay` (added in
+    /// 1.1). As [`Context::every`] otherwise.
+    ///
+    /// # Errors
+    /// As [`Context::every`].
+    pub fn after(&self, delay: Duration, name: &str) -> PluginResult<Timer> {
+        self.timer(name, delay, false)
+    }
+
+    fn timer(&self, name: &str, delay: Duration, repeat: bool) -> PluginResult<Timer> {
+        let id = self
+            .inner
+            .start_timer(RStr::from_str(name), millis(delay), repeat)
+            .into_result()?;
+        Ok(Timer::new(self.inner.clone(), id))
     }
 
     /// Publishes event `event_type` with `data` (bincode); fire-and-forget. Returns the event id.

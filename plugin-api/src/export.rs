@@ -84,12 +84,41 @@ extern "C" fn manifest_entry<T: Plugin, B: BuildInfo>() -> RResult<RString, Plug
     )
 }
 
+/// `(major, minor)` of a version string (`1.0`, `1.1.0`); unreadable parts count as 0.
+fn major_minor(version: &str) -> (u64, u64) {
+    let mut parts = version
+        .split('.')
+        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Refuses a host whose plugin-api is older than this plugin's (same major, lower minor).
+///
+/// abi_stable's own check compares only the major version, so a 1.0 host would accept this
+/// library and hand it a context vtable without the entries added since. The host's version
+/// comes from an entry added in 1.1 whose default body answers `1.0` when the host's vtable
+/// lacks it: asking never panics.
+fn check_host(context: &HostContextBox) -> PluginResult<()> {
+    let host = context.host_api_version().into_string();
+    if major_minor(&host) < major_minor(API_VERSION) {
+        return Err(PluginError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "plugin {} needs plugin-api {API_VERSION}, the host provides {host}: update the host or build the plugin against plugin-api {host}",
+                context.plugin_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 extern "C" fn instantiate_dynamic<T: Plugin + Default>(
     context: HostContextBox,
 ) -> RResult<PluginInstanceBox, PluginError> {
     fence(
         || "instantiate",
         || {
+            check_host(&context)?;
             let context = Arc::new(Context::new(context));
             install_log_forwarding(&context);
             let plugin = T::default();
@@ -108,6 +137,7 @@ extern "C" fn instantiate_static<T: Plugin + Default>(
     fence(
         || "instantiate",
         || {
+            check_host(&context)?;
             let context = Arc::new(Context::new(context));
             let plugin = T::default();
             Ok(PluginInstance_TO::from_value(
@@ -511,4 +541,18 @@ macro_rules! static_plugin {
         }
         $crate::__private::static_root_module::<$plugin, __PluginBuild>()
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::major_minor;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert_eq!(major_minor("1.0"), (1, 0));
+        assert_eq!(major_minor("1.1.0"), (1, 1));
+        assert!(major_minor("1.0") < major_minor("1.1.0"));
+        assert!(major_minor("1.1.7") >= major_minor("1.1.0"));
+        assert_eq!(major_minor("garbage"), (0, 0));
+    }
 }

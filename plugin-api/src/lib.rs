@@ -177,6 +177,56 @@
 //! ```
 //!
 //! The host application reads them typed with `loader::LifecycleEvent::from_event`.
+//! # Who is calling, cancellation and timers (added in 1.1)
+//!
+//! During a handler, [`Context::caller`] says who made the call (a plugin's name, or `host`)
+//! and its id (the id of its record in the host's trace). The host stamps both; a plugin cannot
+//! set them. [`Context::is_cancelled`] turns true when the caller stopped waiting (its deadline
+//! passed, or the call it came from was cancelled) or the plugin is being deactivated: a long
+//! handler checks it and returns early. [`Context::cancellation`] hands out the same as a
+//! [`CancellationToken`] for other threads. What a cancelled handler returns is dropped, and
+//! not counted against the plugin as a late reply.
+//!
+//! [`Context::every`] and [`Context::after`] start a host timer that delivers a private event to
+//! the plugin's own `on_event`, on its own thread; the returned [`Timer`] stops it when dropped,
+//! and every timer stops when the plugin is deactivated.
+//!
+//! ```
+//! use std::time::Duration;
+//! use plugin_api::{prelude::*, Timer};
+//!
+//! #[derive(Default)]
+//! struct Poller { timer: Option<Timer>, polls: u64 }
+//!
+//! impl Plugin for Poller {
+//!     fn manifest() -> Manifest { Manifest::new("poller") }
+//!     fn register(api: &mut Registrar<Self>) {
+//!         api.command("crunch", "works until done or cancelled", |_, ctx, NoArgs| {
+//!             let mut steps = 0u64;
+//!             while steps < 1_000 && !ctx.is_cancelled() {
+//!                 steps += 1;
+//!             }
+//!             Ok(steps)
+//!         });
+//!     }
+//!     fn activate(&mut self, ctx: &Context) -> PluginResult<()> {
+//!         self.timer = Some(ctx.every(Duration::from_secs(30), "poll")?);
+//!         Ok(())
+//!     }
+//!     fn on_event(&mut self, ctx: &Context, event: &Event) -> PluginResult<Option<Payload>> {
+//!         if event.event_type.as_str() == "poll" {
+//!             self.polls += 1;
+//!             log::debug!("poll #{} (from {:?})", self.polls, ctx.caller().map(|c| c.id()));
+//!         }
+//!         Ok(None)
+//!     }
+//! }
+//! export_plugin!(Poller);
+//! # fn main() {}
+//! ```
+//!
+//! A plugin built against 1.1 refuses a host of 1.0 when it is instantiated, naming both
+//! versions; a plugin built against 1.0 works in a host of 1.1 (see [`abi`]).
 //!
 //! # Capabilities
 //! A plugin declares in its manifest what it uses; the host refuses anything else with a
@@ -215,6 +265,7 @@
 )]
 
 pub mod abi;
+mod call;
 mod capability;
 mod context;
 mod dynamic;
@@ -228,6 +279,7 @@ mod types;
 
 pub use abi::{HostContext, HostContextBox, PluginInstanceBox, PluginModRef, API_VERSION};
 pub use abi_stable::std_types::{RResult, RStr, RString, RVec};
+pub use call::{CallStamp, Caller, CancellationToken, Timer};
 pub use capability::{Capability, UnknownCapability};
 pub use context::{Context, Storage};
 pub use dynamic::{ProviderMethods, Registration, RegistrationDecl, RegistrationKind};
@@ -250,9 +302,9 @@ pub use types::{
 /// Everything a plugin author needs: `use plugin_api::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        export_plugin, CommandRequest, Context, ErrorKind, Event, HookOutcome, Manifest, Message,
-        MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult, ProviderMethods,
-        Registrar, Registration,
+        export_plugin, CancellationToken, CommandRequest, Context, ErrorKind, Event, HookOutcome,
+        Manifest, Message, MiddlewareAction, NoArgs, Payload, Plugin, PluginError, PluginResult,
+        ProviderMethods, Registrar, Registration,
     };
 }
 

@@ -26,8 +26,9 @@ use crate::{
 ///    provider calls for what its manifest declares.
 /// 4. On hot reload the old instance's [`Plugin::save_state`] goes to the new instance's
 ///    [`Plugin::restore_state`].
-/// 5. [`Plugin::deactivate`] is called last; the plugin must stop any thread it started. Its
-///    library is never unloaded.
+/// 5. [`Plugin::deactivate`] is called last; the plugin must stop any thread it started (its
+///    timers, [`Context::every`], stop by themselves, and a call still running reads as
+///    cancelled, [`Context::is_cancelled`]). Its library is never unloaded.
 ///
 /// What an instance registered at run time ([`Context::register_command`] and its siblings)
 /// ends with that instance: deactivation removes it, and the instance a reload or a restart

@@ -552,11 +552,12 @@ fn case_12_init_or_handler_never_returns() {
     assert_eq!(fresh, 2);
     assert_greeter_serves(&host);
 
-    // Once the stuck call returns, its reply is dropped as late; the old thread retires.
+    // Once the stuck call returns, its reply is dropped (its call was cancelled when the
+    // deadline passed); the old thread retires.
     host.execute_with_timeout("hang:release", json("null"), WAIT_LIMIT)
         .expect("release");
-    wait_until("the stuck call's late reply was dropped", || {
-        metrics(&host, "hang").late_replies == 1
+    wait_until("the stuck call's cancelled reply was dropped", || {
+        metrics(&host, "hang").cancelled_replies == 1
     });
     let pong = host
         .execute_with_timeout("hang:ping", json("null"), WAIT_LIMIT)
@@ -630,13 +631,17 @@ fn case_13_request_with_no_reply_times_out() {
         err.message().contains("slow:sleep") && err.message().contains("100 ms"),
         "{err}"
     );
-    wait_until("the late reply was counted", || {
-        metrics(&host, "slow").late_replies == 1
+    wait_until("the cancelled reply was counted", || {
+        metrics(&host, "slow").cancelled_replies == 1
     });
     // A caller's own shorter deadline is not the plugin's fault.
     assert_eq!(info(&host, "slow").state, PluginState::Active);
     let m = metrics(&host, "slow");
-    assert_eq!((m.timeouts, m.late_replies), (1, 1), "{m:?}");
+    assert_eq!(
+        (m.timeouts, m.cancelled_replies, m.late_replies),
+        (1, 1, 0),
+        "{m:?}"
+    );
     host.execute("slow:sleep", json(r#"{"ms":0}"#))
         .expect("slow goes on");
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plugin_api::{ErrorKind, Message, Payload, PluginError};
+use plugin_api::{CancellationToken, ErrorKind, Message, Payload, PluginError};
 
 use super::{Caller, Dispatcher};
 use crate::{
@@ -83,6 +83,8 @@ impl Dispatcher {
                     name: Label::new(&name),
                     record: None,
                     reply: None,
+                    caller: Label::new(caller.name),
+                    cancel: CancellationToken::never(),
                 };
                 if let Err(e) = slot.submit(job) {
                     self.dead_message(caller, plugin, &e);

@@ -28,7 +28,7 @@ use std::{
 };
 
 use parking_lot::RwLock;
-use plugin_api::{ErrorKind, Manifest, Payload, PluginError};
+use plugin_api::{CancellationToken, ErrorKind, Manifest, Payload, PluginError};
 
 pub(crate) use self::caller::Caller;
 pub use self::events::CollectedResults;
@@ -48,6 +48,8 @@ use crate::{
         kind_word,
         reply::{Waited, Waiter},
         slot::{Job, Slot},
+        stamp,
+        timer::Timers,
     },
     storage::Store,
 };
@@ -79,17 +81,22 @@ pub(crate) struct Dispatcher {
     /// Why each quarantined plugin is out of service, so that a call to it says so instead of
     /// "not found" (its routes are gone). Read only on that cold path.
     quarantined: parking_lot::Mutex<std::collections::HashMap<String, String>>,
+    /// Plugins' timers (one thread, started on the first timer).
+    timers: Timers,
 }
 
 impl Dispatcher {
     pub fn new(config: Arc<HostConfig>, store: Store) -> Self {
+        let recorder = Arc::new(Recorder::new(config.recorder_capacity));
+        let clock: Arc<Clock> = Arc::default();
         Dispatcher {
             routes: RwLock::new(Routes::new(
                 config.route_cache_capacity,
                 config.max_subscriptions_per_plugin,
             )),
-            recorder: Arc::new(Recorder::new(config.recorder_capacity)),
-            clock: Arc::default(),
+            timers: Timers::new(recorder.clone(), clock.clone()),
+            recorder,
+            clock,
             dead_letters: DeadLetters::new(config.dead_letter_capacity),
             store,
             config,
@@ -115,6 +122,11 @@ impl Dispatcher {
     /// Undeliverable events and messages.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.dead_letters
+    }
+
+    /// Plugins' timers.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     /// The host's ids and wall clock.
@@ -306,6 +318,11 @@ impl Dispatcher {
                 queued.map_or_else(|| recorder.now(), |at| recorder.micros(at)),
             )
         });
+        // Cancelled when this caller stops waiting, and with the call this one is made from.
+        let cancel = match stamp::inherited() {
+            Some(parent) => CancellationToken::new().joined(&parent),
+            None => CancellationToken::new(),
+        };
         slot.submit(Job {
             chain: caller.chain.clone(),
             work,
@@ -314,10 +331,15 @@ impl Dispatcher {
             name: Label::new(name),
             record,
             reply: Some(waiter.reply_to()),
+            caller: Label::new(caller.name),
+            cancel: cancel.clone(),
         })?;
         match waiter.wait(deadline) {
             Waited::Answer(result) => result,
             Waited::TimedOut => {
+                // Before the waiter goes: a handler that returns from now on sees itself
+                // cancelled, and its reply is not counted as late.
+                cancel.cancel();
                 drop(waiter);
                 let what = format!("{} {name}", kind_word(kind));
                 slot.metrics.timeouts.fetch_add(1, Ordering::Relaxed);

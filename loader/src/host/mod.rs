@@ -596,6 +596,12 @@ impl Host {
         )
     }
 
+    /// How many plugin timers (`Context::every`, `Context::after`) run now. A deactivated
+    /// plugin's timers are dropped, unfired, when they are next due.
+    pub fn timers_running(&self) -> usize {
+        self.inner.dispatcher.timers().running()
+    }
+
     /// Deactivates every plugin, in reverse activation order.
     pub fn shutdown(&self) {
         let lifecycle = self.lifecycle();

@@ -145,5 +145,17 @@ pub(crate) fn serve(ctx: &HostContextBox, request: HostRequest) -> Result<HostRe
             ctx.log(level, message.as_str().into());
             Ok(HostReply::Unit)
         }
+        R::StartTimer {
+            name,
+            delay_ms,
+            repeat,
+        } => ctx
+            .start_timer(name.as_str().into(), delay_ms, repeat)
+            .into_result()
+            .map(HostReply::Id),
+        R::StopTimer(id) => {
+            ctx.stop_timer(id);
+            Ok(HostReply::Unit)
+        }
     }
 }

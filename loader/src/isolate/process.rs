@@ -282,7 +282,8 @@ impl Process {
                     let _ = inbox.send(Inbound::Request { id, request });
                 }
                 ToHost::Request { id: 0, request, .. } => {
-                    // Only logging asks for no reply; it is served here, in order.
+                    // Only logging and stopping a timer ask for no reply; they are served here,
+                    // in order.
                     let _ = broker::serve(&self.context, request);
                 }
                 ToHost::Request { id, request, .. } => {

@@ -21,7 +21,8 @@ use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 use plugin_api::{
-    BatchOp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError, StorageScope,
+    BatchOp, CallStamp, CollectedReply, Entry, ErrorKind, HostContext, Payload, PluginError,
+    StorageScope,
 };
 
 use super::wire::{self, HostReply, HostRequest, ToHost};
@@ -88,7 +89,7 @@ impl Link {
     /// Sends `request` and waits for the reply (`log` asks for none).
     fn ask(&self, request: HostRequest) -> Result<HostReply, PluginError> {
         let in_call = IN_CALL.with(Cell::get);
-        if let HostRequest::Log { .. } = request {
+        if let HostRequest::Log { .. } | HostRequest::StopTimer(_) = request {
             let _ = self.send(&ToHost::Request {
                 id: 0,
                 in_call,
@@ -386,5 +387,35 @@ impl HostContext for ProxyContext {
 
     fn unregister(&self, id: u64) -> RResult<(), PluginError> {
         self.ask(HostRequest::Unregister(id), unit)
+    }
+
+    fn host_api_version(&self) -> RString {
+        RString::from(plugin_api::API_VERSION)
+    }
+
+    fn current_call(&self) -> ROption<CallStamp> {
+        // The worker's executor stamps each call as the host sent it.
+        crate::runtime::stamp::current().into()
+    }
+
+    fn start_timer(
+        &self,
+        name: RStr<'_>,
+        delay_ms: u64,
+        repeat: bool,
+    ) -> RResult<u64, PluginError> {
+        let request = HostRequest::StartTimer {
+            name: name.into(),
+            delay_ms,
+            repeat,
+        };
+        self.ask(request, |r| match r {
+            HostReply::Id(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    fn stop_timer(&self, id: u64) {
+        let _ = self.ask(HostRequest::StopTimer(id), unit);
     }
 }

@@ -18,8 +18,8 @@ use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use plugin_api::{
-    abi::PluginInstance, CommandRequest, Event, HookOutcome, Message, MiddlewareAction, Payload,
-    PluginError,
+    abi::PluginInstance, CancellationToken, CommandRequest, Event, HookOutcome, Message,
+    MiddlewareAction, Payload, PluginError,
 };
 
 use super::{
@@ -32,11 +32,17 @@ use crate::{
     runtime::{
         call::{mismatch, Answer, Call},
         slot::SendAhead,
+        stamp,
     },
 };
 
 /// How long a dropped instance's process may take to exit before it is killed.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
+
+/// How often a thread waiting on the child looks at its call's cancellation token. The token
+/// is a flag with no wake-up of its own; looking costs a few loads, and only while a call is
+/// in flight.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
 
 /// The host's handle on an instance living in a child process.
 pub(crate) struct RemoteInstance {
@@ -102,26 +108,48 @@ impl RemoteInstance {
         if !sent_ahead {
             let undelivered = std::mem::take(&mut *self.ahead.sent.lock());
             for _ in undelivered {
-                let _ = self.wait(None, entry);
+                let _ = self.wait(None, None, entry);
             }
         }
         process.begin(matches!(call, Call::Deactivate))?;
+        // The stamp `invoke` set for this call on this thread travels with it; the child's
+        // handler reads it there. Its token stays here: cancelling sends a frame.
+        let (stamp, token) = match stamp::current_parts() {
+            Some((caller, id, token)) => (Some((caller, id)), Some((id, token))),
+            None => (None, None),
+        };
         if !sent_ahead {
             // A failed write means the child is gone: its end arrives in the inbox.
-            let _ = process.send(&ToChild::Call(call));
+            let _ = process.send(&ToChild::Call { call, stamp });
         }
-        self.wait(bound, entry)
+        self.wait(bound, token, entry)
     }
 
-    /// Waits for the next answer, serving the child's requests meanwhile; with a `bound`, a
-    /// child that has not answered by then is killed.
-    fn wait(&self, bound: Option<Duration>, entry: &str) -> Result<Answer, PluginError> {
+    /// Waits for the next answer, serving the child's requests meanwhile, and telling the
+    /// child when `token` (the call's id and token) is cancelled; with a `bound`, a child that
+    /// has not answered by then is killed.
+    fn wait(
+        &self,
+        bound: Option<Duration>,
+        mut token: Option<(u64, CancellationToken)>,
+        entry: &str,
+    ) -> Result<Answer, PluginError> {
         let process = &self.process;
         let mut deadline = bound.map(|b| (Instant::now() + b, b));
         loop {
-            let got = match deadline {
-                Some((at, _)) => process.inbox.recv_deadline(at),
-                None => process
+            if let Some((id, t)) = &token {
+                if t.is_cancelled() {
+                    let _ = process.send(&ToChild::Cancel { id: *id });
+                    token = None;
+                }
+            }
+            let got = match (deadline, &token) {
+                (Some((at, _)), None) => process.inbox.recv_deadline(at),
+                (Some((at, _)), Some(_)) => process
+                    .inbox
+                    .recv_deadline(at.min(Instant::now() + CANCEL_POLL)),
+                (None, Some(_)) => process.inbox.recv_timeout(CANCEL_POLL),
+                (None, None) => process
                     .inbox
                     .recv()
                     .map_err(|_| RecvTimeoutError::Disconnected),
@@ -136,6 +164,11 @@ impl RemoteInstance {
                     return Err(process.ended_error())
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    let bound_passed = deadline.is_some_and(|(at, _)| Instant::now() >= at);
+                    if !bound_passed {
+                        // Only a look at the token was due.
+                        continue;
+                    }
                     if let Some((_, bound)) = deadline.take() {
                         process.kill(&format!(
                             "{entry} did not return within {} ms",

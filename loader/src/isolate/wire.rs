@@ -78,12 +78,20 @@ pub(crate) struct Start {
 pub(crate) enum ToChild {
     /// Load the plugin and make an instance.
     Start(Box<Start>),
-    /// Run a call on the instance (one at a time).
-    Call(Call),
+    /// Run a call on the instance (one at a time), stamped with who made it and its id
+    /// (`None` for lifecycle calls), which the plugin's `Context::caller` returns.
+    Call {
+        call: Call,
+        stamp: Option<(String, u64)>,
+    },
     /// Deliver these events to the instance, in order, each answered as a call: a run of
-    /// queued events written in one frame. Should one of them panic, the rest of the run is
-    /// answered without running (the host gives them to the instance that replaces this one).
+    /// queued events written in one frame. Each is stamped with its source and its own id.
+    /// Should one of them panic, the rest of the run is answered without running (the host
+    /// gives them to the instance that replaces this one).
     Events(Vec<Arc<Event>>),
+    /// The caller of call `id` stopped waiting, or the plugin is being deactivated: the
+    /// handler's `Context::is_cancelled` turns true.
+    Cancel { id: u64 },
     /// The answer to the child's request `id`.
     Reply {
         id: u64,
@@ -191,6 +199,13 @@ pub(crate) enum HostRequest {
     Register(String),
     /// A registration's id (plugin-api 1.1).
     Unregister(u64),
+    StartTimer {
+        name: String,
+        delay_ms: u64,
+        repeat: bool,
+    },
+    /// Asks for no reply.
+    StopTimer(u64),
 }
 
 /// [`StorageScope`] on the wire.

@@ -31,6 +31,53 @@ pub(crate) fn describe(header: &LibHeader) -> Option<String> {
     Some(summarize(&errors))
 }
 
+/// Whether the one difference between the host's root-module layout and `header`'s is that the
+/// plugin's view of the host context vtable is shorter: the plugin was built against an older
+/// minor version of plugin-api (1.0 in a 1.1 host), which knows only the entries it had.
+///
+/// abi_stable's checker assumes that vtables flow from the library to the host, so it lets a
+/// newer library through with a longer vtable and refuses an older one. The host context flows
+/// the other way: the host makes it and the plugin calls into it. An older plugin reads the
+/// entries it knows from the front of the host's longer vtable (a prefix type keeps its
+/// prefix where it was), which is what the evolution rules promise. Any other difference
+/// (another field count, a field of another name or type, another type) still refuses it.
+pub(crate) fn only_older_context(header: &LibHeader) -> bool {
+    let Some(found) = header.layout() else {
+        return false;
+    };
+    let Err(errors) = check_layout_compatibility(<PluginModRef as StableAbi>::LAYOUT, found) else {
+        return false;
+    };
+    // abi_stable lists each type on the path to a difference, most with no finding of their own.
+    let mut found_any = false;
+    let tolerable = errors
+        .errors
+        .iter()
+        .filter(|error| !error.errs.is_empty())
+        .all(|error| {
+            found_any = true;
+            let in_context_vtable = match error.stack_trace.last() {
+                Some(ExpectedFound {
+                    expected: TLFieldOrFunction::Field(field),
+                    ..
+                }) => {
+                    let layout = field.layout();
+                    layout.name() == "VTable"
+                        && layout
+                            .mod_path()
+                            .to_string()
+                            .ends_with("::HostContext_trait")
+                }
+                _ => false,
+            };
+            in_context_vtable
+                && error.errs.iter().all(
+                    |e| matches!(e, AbiInstability::FieldCountMismatch(n) if n.expected > n.found),
+                )
+        });
+    found_any && tolerable
+}
+
 /// The differences in `errors`, one line each, in abi_stable's order (outer types first).
 pub(crate) fn summarize(errors: &AbiInstabilityErrors) -> String {
     let mut lines: Vec<String> = Vec::new();

@@ -202,24 +202,22 @@ impl ShadowCopy {
             file,
             facts,
         } = self;
-        let header = open::open_image(&copy, file).map_err(|failure| match failure {
-            OpenFailure::Open(message) => open_error(&source, message),
-            OpenFailure::NoRootSymbol => LoadError::NotAPlugin {
-                path: source.clone(),
-                symbol: crate::load::image::ROOT_SYMBOL.to_owned(),
-            },
-            #[cfg(unix)]
-            OpenFailure::Replaced => LoadError::CopyReplaced {
-                path: source.clone(),
-                copy: copy.to_path_buf(),
-            },
-        })?;
-        let header = header
-            .upgrade()
-            .map_err(|e| library_error(&source, e, None))?;
-        let module = header
-            .init_root_module::<PluginModRef>()
-            .map_err(|e| library_error(&source, e, Some(header)))?;
+        let module =
+            open::open_image(&copy, file, layout::only_older_context).map_err(|failure| {
+                match failure {
+                    OpenFailure::Open(message) => open_error(&source, message),
+                    OpenFailure::NoRootSymbol => LoadError::NotAPlugin {
+                        path: source.clone(),
+                        symbol: crate::load::image::ROOT_SYMBOL.to_owned(),
+                    },
+                    #[cfg(unix)]
+                    OpenFailure::Replaced => LoadError::CopyReplaced {
+                        path: source.clone(),
+                        copy: copy.to_path_buf(),
+                    },
+                    OpenFailure::Library { error, header } => library_error(&source, error, header),
+                }
+            })?;
         let mut library = checked_module_with(source, module, manifest_deadline)?;
         library.fingerprint = facts.fingerprint;
         library.sha256 = facts.sha256;

@@ -7,7 +7,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use abi_stable::library::{AbiHeaderRef, ROOT_MODULE_LOADER_NAME_WITH_NUL};
+use abi_stable::library::{
+    AbiHeaderRef, LibHeader, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
+};
+use plugin_api::PluginModRef;
 
 static IMAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -17,7 +20,6 @@ pub(crate) fn images_mapped() -> u64 {
 }
 
 /// Why [`open_image`] has no header.
-#[derive(Debug)]
 pub(crate) enum OpenFailure {
     /// The dynamic linker refused the file; its message, without the name it was opened by.
     Open(String),
@@ -26,10 +28,18 @@ pub(crate) enum OpenFailure {
     /// The file at the copy's path is not the file that was checked (non-Linux Unix).
     #[cfg(unix)]
     Replaced,
+    /// abi_stable refused the library's header or root module (interface version, layout);
+    /// the header, when its layout can be described.
+    Library {
+        error: LibraryError,
+        header: Option<&'static LibHeader>,
+    },
 }
 
-/// Maps the checked copy of a plugin and returns its abi_stable header, leaking the library so
-/// that the `'static` header stays valid.
+/// Maps the checked copy of a plugin and returns its root module after abi_stable's checks,
+/// leaking the library so that the `'static` module stays valid. A layout that differs from
+/// the host's is accepted only when `accept_older` says the plugin was built against an older
+/// minor plugin-api (its host context vtable is shorter, nothing else differs).
 ///
 /// `copy` is the copy's path and `file` an open handle to the very file whose bytes were
 /// checked (see [`crate::load::preflight`]).
@@ -71,7 +81,11 @@ pub(crate) enum OpenFailure {
     unsafe_code,
     reason = "opening a native library and reading its root symbol cannot be done in safe Rust"
 )]
-pub(crate) fn open_image(copy: &Path, file: File) -> Result<AbiHeaderRef, OpenFailure> {
+pub(crate) fn open_image(
+    copy: &Path,
+    file: File,
+    accept_older: impl FnOnce(&LibHeader) -> bool,
+) -> Result<PluginModRef, OpenFailure> {
     #[cfg(unix)]
     let library = {
         use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
@@ -114,7 +128,32 @@ pub(crate) fn open_image(copy: &Path, file: File) -> Result<AbiHeaderRef, OpenFa
         unsafe { library.get::<AbiHeaderRef>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) }
             .map(|symbol| *symbol)
             .map_err(|_| OpenFailure::NoRootSymbol)?;
-    Ok(header)
+    let header = header.upgrade().map_err(|error| OpenFailure::Library {
+        error,
+        header: None,
+    })?;
+    match header.init_root_module::<PluginModRef>() {
+        Ok(module) => Ok(module),
+        Err(LibraryError::AbiInstability(_)) if accept_older(header) => {
+            // SAFETY: abi_stable's layout checker ran on this library and `accept_older` found
+            // that its only finding is a plugin copy of the host context vtable with fewer
+            // entries than the host's (see `layout::only_older_context`): every type, field and
+            // entry both know is the same. The host's longer vtable keeps those entries where
+            // the plugin expects them (a prefix type only grows at its end), and the plugin
+            // reads no entry it does not know. Everything the host reads from the plugin (the
+            // root module, the instance vtable) has the host's layout exactly.
+            unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }.map_err(
+                |error| OpenFailure::Library {
+                    error,
+                    header: None,
+                },
+            )
+        }
+        Err(error) => Err(OpenFailure::Library {
+            error,
+            header: Some(header),
+        }),
+    }
 }
 
 /// The name `copy` is opened by: `/proc/self/fd/<n>` where procfs is there (Linux).

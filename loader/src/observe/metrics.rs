@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     pub panics: AtomicU64,
     pub timeouts: AtomicU64,
     pub late_replies: AtomicU64,
+    pub cancelled_replies: AtomicU64,
     pub queue_full: AtomicU64,
     latency: Histogram,
 }
@@ -108,6 +109,7 @@ impl Metrics {
             panics: get(&self.panics),
             timeouts: get(&self.timeouts),
             late_replies: get(&self.late_replies),
+            cancelled_replies: get(&self.cancelled_replies),
             queue_full: get(&self.queue_full),
             queued_requests: queue_depth.0,
             queued_events: queue_depth.1,
@@ -132,8 +134,12 @@ pub struct PluginMetrics {
     pub panics: u64,
     /// Calls to this plugin whose caller gave up waiting.
     pub timeouts: u64,
-    /// Replies that arrived after their caller gave up (dropped).
+    /// Replies that arrived after their caller gave up (dropped), although the call was not
+    /// cancelled (rare since 1.1: a caller that gives up cancels the call).
     pub late_replies: u64,
+    /// Replies of handlers that returned after their call was cancelled (dropped, and not
+    /// counted as late: the handler was told to stop).
+    pub cancelled_replies: u64,
     /// Calls refused because the request queue was full.
     pub queue_full: u64,
     /// Requests waiting now.

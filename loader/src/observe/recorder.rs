@@ -336,12 +336,21 @@ pub enum TraceOutcome {
         /// The error message.
         message: Arc<str>,
     },
+    /// The call was cancelled (its caller stopped waiting, or its plugin was being
+    /// deactivated) and its handler returned this long after it started.
+    Cancelled {
+        /// How long the handler ran, in milliseconds.
+        after_ms: u64,
+    },
 }
 
 impl TraceOutcome {
     /// Whether the work succeeded (a publication always does).
     pub fn is_ok(&self) -> bool {
-        !matches!(self, TraceOutcome::Failed { .. })
+        !matches!(
+            self,
+            TraceOutcome::Failed { .. } | TraceOutcome::Cancelled { .. }
+        )
     }
 }
 
@@ -352,6 +361,7 @@ impl std::fmt::Display for TraceOutcome {
             TraceOutcome::Published { subscribers: 1 } => f.write_str("ok (1 subscriber)"),
             TraceOutcome::Published { subscribers } => write!(f, "ok ({subscribers} subscribers)"),
             TraceOutcome::Failed { message } => f.write_str(message),
+            TraceOutcome::Cancelled { after_ms } => write!(f, "cancelled after {after_ms} ms"),
         }
     }
 }
@@ -364,6 +374,8 @@ pub(crate) enum Outcome {
     Published(usize),
     /// The error message (behind one pointer, to keep records small).
     Failed(Arc<String>),
+    /// Cancelled; the handler returned after this many milliseconds.
+    Cancelled(u64),
 }
 
 impl Outcome {
@@ -380,6 +392,9 @@ impl Outcome {
             Outcome::Published(n) => TraceOutcome::Published { subscribers: *n },
             Outcome::Failed(message) => TraceOutcome::Failed {
                 message: Arc::from(message.as_str()),
+            },
+            Outcome::Cancelled(after_ms) => TraceOutcome::Cancelled {
+                after_ms: *after_ms,
             },
         }
     }

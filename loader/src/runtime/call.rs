@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     chain::{with_current, Chain},
     slot::Slot,
+    stamp::{with_stamp, Stamp},
 };
 use crate::observe::recorder::{Entry, Label, Outcome, RecordKind, Recorder};
 
@@ -226,7 +227,9 @@ impl<'a> Invoker<'a> {
 
     /// Runs `call` on `instance` for the callers `chain` as work `work`, started at `started`
     /// (a clock reading the caller of `invoke` took); [`Invoker::finished_or_now`] then tells
-    /// when it finished.
+    /// when it finished. `stamp` is what the handler learns of its caller (an event's is made
+    /// here: its source, and the event's own id, which an isolated plugin's worker can stamp
+    /// alike for events written to it ahead); lifecycle calls have none.
     ///
     /// This is the one entry into plugin code: see the module docs for what it guards.
     pub fn invoke(
@@ -235,6 +238,7 @@ impl<'a> Invoker<'a> {
         call: Call,
         (chain, work, started): (Chain, u64, Instant),
         record: Option<Record>,
+        stamp: Option<Stamp>,
     ) -> Result<Answer, PluginError> {
         let entry = call.entry();
         let handler = call.is_handler();
@@ -248,7 +252,17 @@ impl<'a> Invoker<'a> {
             ),
             _ => None,
         };
-        let result = with_current(chain, work, || run(instance, call));
+        let stamp = match (&call, stamp) {
+            (Call::Event(e), None) => Some(Stamp {
+                caller: Label::new(&e.source),
+                id: e.id,
+                token: None,
+            }),
+            (_, stamp) => stamp,
+        };
+        // Cloned only for calls that carry a token of their own (never for events).
+        let token = stamp.as_ref().and_then(|s| s.token.clone());
+        let result = with_current(chain, work, || with_stamp(stamp, || run(instance, call)));
         let result = result.and_then(|answer| {
             let size = answer.size();
             if size > self.slot.limit {
@@ -263,12 +277,22 @@ impl<'a> Invoker<'a> {
         let finished = Instant::now();
         self.finished = Some(finished);
         let took = finished.saturating_duration_since(started);
+        let cancelled =
+            self.slot.stopping.is_cancelled() || token.is_some_and(|t| t.is_cancelled());
+        let outcome = |result: &Result<Answer, PluginError>| {
+            if cancelled {
+                Outcome::Cancelled(u64::try_from(took.as_millis()).unwrap_or(u64::MAX))
+            } else {
+                Outcome::of(result)
+            }
+        };
         let failed = result.as_ref().err().map(|e| e.kind);
         let delivered = event.is_some();
         if let Some(event) = event {
             self.slot.metrics.record_event(took, failed);
             if let Some((id, name)) = event {
-                self.record_delivery((id, name), work, (started, finished, took), &result);
+                let outcome = outcome(&result);
+                self.record_delivery((id, name), work, (started, finished, took), outcome);
             }
         } else if handler {
             self.slot.metrics.record_call(took, failed);
@@ -286,7 +310,7 @@ impl<'a> Invoker<'a> {
                         .unwrap_or(u32::MAX),
                     started_us,
                     finished_us: started_us.saturating_add(took_us),
-                    outcome: Outcome::of(&result),
+                    outcome: outcome(&result),
                 });
             }
         }
@@ -305,7 +329,7 @@ impl<'a> Invoker<'a> {
         (event_id, event_type): (u64, Label),
         work: u64,
         (started, finished, took): (Instant, Instant, Duration),
-        result: &Result<Answer, PluginError>,
+        outcome: Outcome,
     ) {
         let started_us = match self.last {
             Some((at, us)) if at == started => us,
@@ -324,7 +348,7 @@ impl<'a> Invoker<'a> {
             waited_us: 0,
             started_us,
             finished_us: started_us.saturating_add(took_us),
-            outcome: Outcome::of(result),
+            outcome,
         });
         if self.pending.len() >= BATCH {
             self.flush();

@@ -8,12 +8,16 @@
 //! 4. [`slot`]: the plugin's queues, state, and the seal that retires its context.
 //! 5. [`serve`]: the plugin's thread, which takes work from the slot and invokes it.
 //! 6. [`reply`]: reply ports, one reused per calling thread.
+//! 7. [`stamp`]: who made the call a thread runs, its id and its cancellation token.
+//! 8. [`timer`]: the host's timer thread, which queues timer events on plugins' threads.
 pub(crate) mod call;
 pub(crate) mod chain;
 pub(crate) mod clock;
 pub(crate) mod reply;
 pub(crate) mod serve;
 pub(crate) mod slot;
+pub(crate) mod stamp;
+pub(crate) mod timer;
 
 use crate::observe::recorder::RecordKind;
 

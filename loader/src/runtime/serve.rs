@@ -18,6 +18,7 @@ use super::{
     call::{Answer, Call, Invoker, Record},
     chain::{serve_as, with_current, Chain},
     slot::{Control, Delivery, Fresh, Job, Seal, SendAhead, Slot},
+    stamp::{serve_with, Stamp},
 };
 use crate::observe::recorder::{Label, Recorder};
 
@@ -86,6 +87,7 @@ pub(crate) fn spawn(
         .name(format!("plugin-{}", slot.name))
         .spawn(move || {
             serve_as(&slot.name);
+            serve_with(slot.stopping.clone());
             let plugin = Label::new(&slot.name);
             let mut live = match instantiate(&slot, fresh) {
                 Ok(live) => live,
@@ -124,6 +126,7 @@ fn lifecycle_call(
         &mut live.instance,
         call,
         (Chain::empty(), 0, Instant::now()),
+        None,
         None,
     )
 }
@@ -287,6 +290,8 @@ fn run_call(
         name,
         record,
         reply,
+        caller,
+        cancel,
     } = job;
     let record = record.map(|(parent, caller, queued_us)| Record {
         kind,
@@ -295,16 +300,35 @@ fn run_call(
         caller,
         queued_us,
     });
+    let stamp = Stamp {
+        caller,
+        id: work,
+        token: Some(cancel.clone()),
+    };
     let result = invoker.invoke(
         &mut live.instance,
         call,
         (chain, work, Instant::now()),
         record,
+        Some(stamp),
     );
     let panicked = matches!(&result, Err(e) if e.kind == ErrorKind::Panicked);
     match reply {
         Some(reply) => {
-            if !reply.send(result) {
+            if reply.send(result) {
+            } else if cancel.is_cancelled() || slot.stopping.is_cancelled() {
+                // The caller was told "timed out" or "cancelled", and the handler was told to
+                // stop: its answer coming late is what cancellation looks like, not a fault.
+                slot.metrics
+                    .cancelled_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                log::debug!(
+                    "plugin {} returned from cancelled {} {}",
+                    slot.name,
+                    super::kind_word(kind),
+                    name.as_str()
+                );
+            } else {
                 slot.metrics.late_replies.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "late reply from plugin {} for {} {} dropped: the caller stopped waiting",
@@ -433,6 +457,7 @@ fn deliver(
         &mut live.instance,
         Call::Event(event),
         (chain, work, started),
+        None,
         None,
     );
     let result = result.and_then(Answer::into_payload);

@@ -15,7 +15,8 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use plugin_api::{
-    ErrorKind, Event, HostContextBox, Payload, PluginError, PluginInstanceBox, PluginModRef,
+    CancellationToken, ErrorKind, Event, HostContextBox, Payload, PluginError, PluginInstanceBox,
+    PluginModRef,
 };
 
 use super::{call::Call, chain::Chain, clock::Clock, reply::ReplyTo};
@@ -38,6 +39,10 @@ pub(crate) struct Job {
     pub name: Label,
     /// The caller's part of the record, when recording.
     pub record: Option<(u64, Label, u64)>,
+    /// Who made the call (a plugin's name, or `host`), as the handler learns it.
+    pub caller: Label,
+    /// Cancelled when the caller stops waiting (the slot's own token is added on top).
+    pub cancel: CancellationToken,
     /// Where the answer goes; `None` for a message nobody waits for.
     pub reply: Option<ReplyTo>,
 }
@@ -213,6 +218,8 @@ pub(crate) struct Slot {
     pub mailbox: CachePadded<RwLock<Option<Mailbox>>>,
     /// Set (before the mailbox is emptied) when the plugin stops taking work.
     closed: CachePadded<AtomicBool>,
+    /// Cancelled with `closed`: every call the plugin runs then reads as cancelled.
+    pub stopping: CancellationToken,
     pub control: Sender<Control>,
     pub(super) control_rx: Receiver<Control>,
     /// Bumped when a faulted plugin gets a fresh instance on a new thread; an older thread
@@ -259,6 +266,7 @@ impl Slot {
         Arc::new(Slot {
             name: Arc::from(name),
             closed: CachePadded::new(AtomicBool::new(false)),
+            stopping: CancellationToken::new(),
             mailbox: CachePadded::new(RwLock::new(Some(Mailbox {
                 jobs: jobs_tx,
                 events: events_tx,
@@ -362,6 +370,7 @@ impl Slot {
     pub fn close(&self) {
         let mut mailbox = self.mailbox.write();
         self.closed.store(true, Ordering::Release);
+        self.stopping.cancel();
         mailbox.take();
     }
 

@@ -20,7 +20,8 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use crossbeam_channel::{unbounded, Receiver};
-use plugin_api::{abi::HostContext_TO, ErrorKind, PluginError};
+use parking_lot::Mutex;
+use plugin_api::{abi::HostContext_TO, CancellationToken, ErrorKind, PluginError};
 
 use crate::{
     isolate::{
@@ -31,7 +32,11 @@ use crate::{
         library::{load_library_with, LoadOptions},
         shadow::ShadowDir,
     },
-    runtime::call::{run, Call},
+    observe::recorder::Label,
+    runtime::{
+        call::{run, Call},
+        stamp::{with_stamp, Stamp},
+    },
 };
 
 /// Frames from the host are accepted up to this size (the host is trusted, this only stops a
@@ -107,31 +112,52 @@ pub(super) fn serve() -> i32 {
             return 1;
         }
     };
-    let (calls_tx, calls_rx) = unbounded::<Exec>();
+    let (calls_tx, calls_rx) = unbounded::<Stamped>();
+    let running: Running = Arc::default();
     let executor_link = link.clone();
     let shadow_path = shadow.path().to_owned();
     let spawned = std::thread::Builder::new()
         .name(format!("plugin-{}", start.plugin))
-        .spawn(move || execute(start, shadow_path, &executor_link, &calls_rx));
+        .spawn({
+            let running = running.clone();
+            move || execute(start, shadow_path, &executor_link, &calls_rx, &running)
+        });
     if let Err(e) = spawned {
         let _ = link.send(&ToHost::Failed(format!("cannot start a thread: {e}")));
         return 1;
     }
     loop {
         match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
-            Ok(Some(ToChild::Call(call))) => {
-                if calls_tx.send(Exec::Call(call)).is_err() {
+            Ok(Some(ToChild::Call { call, stamp })) => {
+                // Made here, so that a cancel frame read next finds it even before the
+                // executor has taken the call.
+                let stamp = stamp.map(|(caller, id)| {
+                    let token = CancellationToken::new();
+                    *running.lock() = Some((id, token.clone()));
+                    (caller, id, token)
+                });
+                if calls_tx.send((Exec::Call(call), stamp)).is_err() {
                     leave(shadow, calls_tx, 1);
                 }
             }
             Ok(Some(ToChild::Events(events))) => {
+                // An event's caller is its source and its id the event's own, as in process.
                 for (i, event) in events.into_iter().enumerate() {
+                    let stamp =
+                        Some((event.source.to_string(), event.id, CancellationToken::new()));
                     let exec = Exec::Ahead {
                         call: Call::Event(event),
                         first: i == 0,
                     };
-                    if calls_tx.send(exec).is_err() {
+                    if calls_tx.send((exec, stamp)).is_err() {
                         leave(shadow, calls_tx, 1);
+                    }
+                }
+            }
+            Ok(Some(ToChild::Cancel { id })) => {
+                if let Some((running_id, token)) = running.lock().as_ref() {
+                    if *running_id == id {
+                        token.cancel();
                     }
                 }
             }
@@ -158,22 +184,33 @@ pub(super) fn serve() -> i32 {
 /// destructors, the plugin's included, which take the dynamic loader's lock that the exit
 /// handlers hold while they finalise the libraries. The two then wait for each other (seen:
 /// a worker that never exited after its stdin closed).
-fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Exec>, code: i32) -> ! {
+fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Stamped>, code: i32) -> ! {
     drop(shadow);
     let _keep_the_executor_waiting = calls;
     std::process::exit(code)
 }
 
-/// What the executor runs.
+/// What the executor runs: a call, or an event of a run the host wrote in one frame
+/// (`first` starts the run).
 enum Exec {
-    /// A call.
     Call(Call),
-    /// An event of a run the host wrote in one frame; `first` starts the run.
     Ahead { call: Call, first: bool },
 }
 
+/// A call from the host with its stamp: caller, id and the token a cancel frame cancels.
+type Stamped = (Exec, Option<(String, u64, CancellationToken)>);
+
+/// The stamped call the host sent last (the executor runs one at a time).
+type Running = Arc<Mutex<Option<(u64, CancellationToken)>>>;
+
 /// Loads the plugin, makes its instance and runs the host's calls on it, in order.
-fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exec>) {
+fn execute(
+    start: Start,
+    shadow: PathBuf,
+    link: &Arc<Link>,
+    calls: &Receiver<Stamped>,
+    running: &Running,
+) {
     let options = LoadOptions::new(&shadow)
         .manifest_deadline(std::time::Duration::from_millis(start.manifest_deadline_ms));
     let library = match load_library_with(&start.file, &options) {
@@ -233,7 +270,7 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exe
     // Set when an event of the current run panicked: the rest of the run is not run here, as
     // in process no event reaches a faulted instance (the host delivers them to the fresh one).
     let mut faulted_run = false;
-    for exec in calls {
+    for (exec, stamp) in calls {
         let call = match exec {
             Exec::Call(call) => {
                 faulted_run = false;
@@ -241,6 +278,11 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exe
             }
             Exec::Ahead { call, first } => {
                 faulted_run &= !first;
+                // The host sends a cancel for an event only while it waits for that event's
+                // answer, after every earlier call was answered: this one is the one running.
+                if let Some((_, id, token)) = &stamp {
+                    *running.lock() = Some((*id, token.clone()));
+                }
                 call
             }
         };
@@ -250,7 +292,12 @@ fn execute(start: Start, shadow: PathBuf, link: &Arc<Link>, calls: &Receiver<Exe
                 "not run: an earlier event of its run panicked",
             ))
         } else {
-            let answer = as_call(|| run(&mut instance, call));
+            let stamp = stamp.map(|(caller, id, token)| Stamp {
+                caller: Label::new(&caller),
+                id,
+                token: Some(token),
+            });
+            let answer = as_call(|| with_stamp(stamp, || run(&mut instance, call)));
             faulted_run = matches!(&answer, Err(e) if e.kind == ErrorKind::Panicked);
             answer
         };

@@ -1,0 +1,227 @@
+//! Timers: `Context::every` and `Context::after` (plugin-api 1.1).
+//!
+//! One thread per host serves every timer of every plugin, started on the first timer: a
+//! heap of due times and a crossbeam `recv_deadline` on its order channel, so it sleeps until
+//! the next timer is due or an order comes, and costs nothing while no timer runs. (A crossbeam
+//! `tick` per timer would need a `select` over a changing set of channels; one heap does not.)
+//!
+//! When a timer is due, the thread queues its event on the plugin's own event queue, exactly
+//! where a published event goes, so the handler runs on the plugin's thread in order with
+//! everything else and the trace shows the event and its delivery. A timer ends when it is
+//! stopped, when it has fired once (`after`), or when the instance whose context started it has
+//! ended (the seal) or its plugin stopped taking work: nothing of a deactivated plugin fires.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use plugin_api::{Event, Payload, PluginError};
+
+use super::{
+    chain::Chain,
+    clock::Clock,
+    slot::{Delivery, Seal, Slot},
+};
+use crate::observe::recorder::{Entry, Label, Outcome, RecordKind, Recorder};
+
+/// A timer as the thread keeps it.
+struct Armed {
+    name: Arc<str>,
+    /// `Some` for a repeating timer.
+    every: Option<Duration>,
+    slot: Weak<Slot>,
+    seal: Seal,
+}
+
+enum Order {
+    Start { id: u64, due: Instant, armed: Armed },
+    Stop(u64),
+}
+
+/// The host's timers (one per dispatcher).
+pub(crate) struct Timers {
+    orders: Mutex<Option<Sender<Order>>>,
+    next: AtomicU64,
+    /// Timers the thread holds now (for [`Timers::running`]).
+    running: Arc<AtomicUsize>,
+    recorder: Arc<Recorder>,
+    clock: Arc<Clock>,
+}
+
+/// What a timer needs to know of the plugin it serves.
+pub(crate) struct TimerTarget {
+    pub slot: Weak<Slot>,
+    pub seal: Seal,
+}
+
+fn check_name(name: &str) -> Result<(), PluginError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PluginError::invalid(format!(
+            "timer event name {name:?} is not a valid event type (not empty, no spaces or control characters)"
+        )));
+    }
+    Ok(())
+}
+
+impl Timers {
+    pub fn new(recorder: Arc<Recorder>, clock: Arc<Clock>) -> Timers {
+        Timers {
+            orders: Mutex::new(None),
+            next: AtomicU64::new(1),
+            running: Arc::default(),
+            recorder,
+            clock,
+        }
+    }
+
+    /// Starts a timer for `target` that queues event `name` after `delay`, and then every
+    /// `delay` if `repeat`. Returns its id.
+    pub fn start(
+        &self,
+        target: TimerTarget,
+        name: &str,
+        delay: Duration,
+        repeat: bool,
+    ) -> Result<u64, PluginError> {
+        check_name(name)?;
+        let delay = delay.max(Duration::from_millis(1));
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let order = Order::Start {
+            id,
+            due: Instant::now() + delay,
+            armed: Armed {
+                name: Arc::from(name),
+                every: repeat.then_some(delay),
+                slot: target.slot,
+                seal: target.seal,
+            },
+        };
+        let mut orders = self.orders.lock();
+        if orders.is_none() {
+            let (tx, rx) = unbounded();
+            let (recorder, clock) = (self.recorder.clone(), self.clock.clone());
+            let running = self.running.clone();
+            std::thread::Builder::new()
+                .name("plugin-timers".to_owned())
+                .spawn(move || run(&rx, &running, (&recorder, &clock)))
+                .map_err(|e| PluginError::failed(format!("cannot start the timer thread: {e}")))?;
+            *orders = Some(tx);
+        }
+        if let Some(tx) = orders.as_ref() {
+            tx.send(order)
+                .map_err(|_| PluginError::failed("the timer thread is gone"))?;
+        }
+        Ok(id)
+    }
+
+    /// How many timers run now. A timer whose plugin was deactivated counts until it was due
+    /// once more (the thread drops it then, without firing it).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Stops timer `id` (unknown ids are ignored).
+    pub fn stop(&self, id: u64) {
+        if let Some(tx) = self.orders.lock().as_ref() {
+            let _ = tx.send(Order::Stop(id));
+        }
+    }
+}
+
+/// The timer thread: ends when the [`Timers`] it serves is dropped.
+fn run(orders: &Receiver<Order>, running: &AtomicUsize, (recorder, clock): (&Recorder, &Clock)) {
+    let mut armed: HashMap<u64, Armed> = HashMap::new();
+    let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    loop {
+        let order = match due.peek() {
+            Some(Reverse((at, _))) => orders.recv_deadline(*at),
+            None => orders.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match order {
+            Ok(Order::Start {
+                id,
+                due: at,
+                armed: a,
+            }) => {
+                armed.insert(id, a);
+                due.push(Reverse((at, id)));
+            }
+            Ok(Order::Stop(id)) => {
+                armed.remove(&id);
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = due.peek().copied() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            let Some(timer) = armed.get(&id) else {
+                continue;
+            };
+            if fire(timer, recorder, clock) {
+                if let Some(every) = timer.every {
+                    // A host that fell behind skips the ticks it missed instead of bunching them.
+                    let next = (at + every).max(now);
+                    due.push(Reverse((next, id)));
+                    continue;
+                }
+            }
+            armed.remove(&id);
+        }
+        running.store(armed.len(), Ordering::Relaxed);
+    }
+}
+
+/// Queues one timer event; returns whether the timer's plugin still takes them.
+fn fire(timer: &Armed, recorder: &Recorder, clock: &Clock) -> bool {
+    if timer.seal.is_retired() {
+        return false;
+    }
+    let Some(slot) = timer.slot.upgrade() else {
+        return false;
+    };
+    if slot.is_closed() {
+        return false;
+    }
+    let now = Instant::now();
+    let event = Arc::new(Event {
+        id: clock.next_id(),
+        parent: 0,
+        event_type: timer.name.as_ref().into(),
+        source: "host".into(),
+        timestamp_ms: clock.wall_ms(now),
+        data: Payload::empty(),
+    });
+    if recorder.enabled() {
+        let at = recorder.micros(now);
+        recorder.push(Entry {
+            id: event.id,
+            parent: 0,
+            kind: RecordKind::Event,
+            name: Label::new(&timer.name),
+            caller: Label::new("host"),
+            plugin: Label::new(""),
+            waited_us: 0,
+            started_us: at,
+            finished_us: at,
+            outcome: Outcome::Published(1),
+        });
+    }
+    let delivery = Delivery {
+        event,
+        chain: Chain::empty(),
+        reply: None,
+    };
+    slot.deliver(delivery).is_ok()
+}
