@@ -6,7 +6,7 @@
 use loader::{FileChange, Host, LoadError};
 use plugin_api::{ErrorKind, PluginError, RegistrationDecl};
 use serde_json::json as value;
-use tests::{fixture, json, replace_by_rename, to_json, Lifecycle, PluginDir};
+use tests::{fixture, json, replace_by_rename, to_json, wait_until, Lifecycle, PluginDir};
 
 fn registrar() -> (PluginDir, Host) {
     let dir = PluginDir::with_fixtures(&["registrar"]);
@@ -267,13 +267,20 @@ fn a_restarted_plugin_starts_with_no_registrations() {
 fn the_scripts_example_registers_its_configured_scripts_at_activation() {
     let dir = PluginDir::with_examples(&["scripts"]);
     let (host, report) = dir.load_with_config(
-        "[plugins.scripts.config]\nscripts = { hello = \"hello, {name}!\", shout = \"{text}!!!\" }\n",
+        "[plugins.scripts.config]\nscripts = { hello = \"hello, {name}!\", shout = \"{text}!!!\" }\nreport_ms = 20\n",
     );
     assert!(report.is_ok(), "{report:?}");
     let out = host
         .execute("scripts:script-hello", json(r#"{"name":"Ada"}"#))
         .expect("registered at activation");
     assert_eq!(to_json(&out)["output"], "hello, Ada!");
+    // Its report timer fires on the plugin's own thread, with no thread of the plugin's.
+    let stats = || to_json(&host.execute("scripts:stats", json("null")).expect("stats"));
+    assert_eq!(stats()["runs"], 1);
+    wait_until("the report timer fired twice", || {
+        stats()["reports"].as_u64().is_some_and(|n| n >= 2)
+    });
+    assert_eq!(host.timers_running(), 1);
     assert_eq!(
         in_force(&host, "scripts"),
         ["command script-hello", "command script-shout"]
@@ -282,6 +289,10 @@ fn the_scripts_example_registers_its_configured_scripts_at_activation() {
         .registrations(None)
         .iter()
         .all(|r| r.pattern == "script-*" && r.plugin == "scripts"));
+    host.deactivate("scripts").expect("deactivated");
+    wait_until("the report timer stopped with the plugin", || {
+        host.timers_running() == 0
+    });
 }
 
 #[test]

@@ -12,12 +12,18 @@
 //!
 //! Without a `scripts` table it registers one script, `hello` = `hello, {name}!`.
 //!
+//! A host timer (`Context::every`, no thread of the plugin's own) delivers the private event
+//! `report` every `report_ms` milliseconds (`[plugins.scripts.config] report_ms`, default
+//! 60000): the plugin logs how many scripts ran since the last report. The timer stops with the
+//! plugin.
+//!
 //! | command | arguments | answer |
 //! |---|---|---|
 //! | `scripts:script-<name>` | an object whose fields fill the template | `{"script": name, "output": text}` |
 //! | `scripts:define` | `{"name": n, "template": t}` | the id of the new registration |
 //! | `scripts:forget` | `{"name": n}` | `true` (the command is gone) |
 //! | `scripts:list` | none | the script names in force, sorted |
+//! | `scripts:stats` | none | `{"runs": n, "reports": m}`: script runs, and reports the timer made |
 //!
 //! Every registration is held in the plugin value: `forget` disposes one, and when the plugin
 //! deactivates the host removes them all. A reloaded instance starts with none and registers its
@@ -29,9 +35,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-use plugin_api::prelude::*;
+use plugin_api::{prelude::*, Timer};
 use serde::{Deserialize, Serialize};
 
 /// The prefix of every script's command name; the manifest allows `script-*`.
@@ -43,6 +56,18 @@ pub struct Config {
     /// Script name to template; `None` when the table has no `scripts` entry.
     #[serde(default)]
     pub scripts: Option<BTreeMap<String, String>>,
+    /// How often the run count is reported, in milliseconds (default 60000).
+    #[serde(default)]
+    pub report_ms: Option<u64>,
+}
+
+/// What `scripts:stats` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Script commands run by this instance.
+    pub runs: u64,
+    /// Reports the timer made.
+    pub reports: u64,
 }
 
 /// What a script command answers.
@@ -102,10 +127,16 @@ pub fn render(template: &str, args: &serde_json::Value) -> String {
     out
 }
 
-/// The plugin: the registrations of its scripts, by script name.
+/// The plugin: the registrations of its scripts, by script name, and its report timer.
 #[derive(Default)]
 pub struct Scripts {
     registered: BTreeMap<String, Registration>,
+    /// Script runs; the handlers count into it.
+    runs: Arc<AtomicU64>,
+    /// Runs at the last report, and reports made.
+    reported: (u64, u64),
+    /// Stops when dropped (and with the plugin).
+    report: Option<Timer>,
 }
 
 impl Scripts {
@@ -117,6 +148,7 @@ impl Scripts {
         }
         let script = name.to_owned();
         let template = template.to_owned();
+        let runs = self.runs.clone();
         // Raw: the arguments are any JSON object (or nothing), which bincode cannot describe.
         let registration = ctx.register_command_raw(
             &format!("{PREFIX}{name}"),
@@ -127,6 +159,7 @@ impl Scripts {
                 } else {
                     args.decode()?
                 };
+                runs.fetch_add(1, Ordering::Relaxed);
                 args.reply_with(&Output {
                     script: script.clone(),
                     output: render(&template, &fields),
@@ -154,6 +187,13 @@ impl Scripts {
     fn list(&mut self, _: &Context, _: NoArgs) -> PluginResult<Vec<String>> {
         Ok(self.registered.keys().cloned().collect())
     }
+
+    fn stats(&mut self, _: &Context, _: NoArgs) -> PluginResult<Stats> {
+        Ok(Stats {
+            runs: self.runs.load(Ordering::Relaxed),
+            reports: self.reported.1,
+        })
+    }
 }
 
 impl Plugin for Scripts {
@@ -168,7 +208,8 @@ impl Plugin for Scripts {
             Self::define,
         )
         .command("forget", r#"removes script-{"name"}"#, Self::forget)
-        .command("list", "the scripts in force", Self::list);
+        .command("list", "the scripts in force", Self::list)
+        .command("stats", "script runs and timer reports", Self::stats);
     }
 
     fn activate(&mut self, ctx: &Context) -> PluginResult<()> {
@@ -179,10 +220,21 @@ impl Plugin for Scripts {
         for (name, template) in &scripts {
             self.add(ctx, name, template)?;
         }
-        // Timers (issue 15, "ctx.every"): this is where the plugin will start its periodic
-        // re-read of the config once plugin-api has timers; it starts no thread of its own.
+        let every = Duration::from_millis(config.report_ms.unwrap_or(60_000).max(1));
+        self.report = Some(ctx.every(every, "report")?);
         log::info!("{} scripts registered", self.registered.len());
         Ok(())
+    }
+
+    /// The timer's `report` (a private event: it needs no subscription).
+    fn on_event(&mut self, _ctx: &Context, event: &Event) -> PluginResult<Option<Payload>> {
+        if event.event_type.as_str() == "report" {
+            let runs = self.runs.load(Ordering::Relaxed);
+            let (last, reports) = self.reported;
+            self.reported = (runs, reports + 1);
+            log::info!("{} script runs since the last report", runs - last);
+        }
+        Ok(None)
     }
 }
 
