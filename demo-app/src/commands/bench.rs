@@ -7,7 +7,8 @@
 //! `memory_per_plugin` and `idle_cpu` see nothing else loaded.
 
 use loader_bench::{
-    format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
+    case_names, format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions,
+    SuiteReport,
 };
 use plugin_api::ErrorKind;
 
@@ -21,10 +22,6 @@ use crate::{
     json,
     progress::Progress,
 };
-
-/// How many cases `run_suite` reports: the eight of issue 8 and `direct_call`. Only the progress
-/// note uses it.
-const SUITE_CASES: usize = 9;
 
 /// The command that builds the plugin libraries next to the release binary and runs the suite.
 const BUILD_AND_RUN: &str = "cargo run --release -p demo-app -- bench";
@@ -76,24 +73,11 @@ fn bench_error(error: &BenchError) -> AppError {
     }
 }
 
-/// The order in which `loader_bench::run_suite` runs its cases (it reports them in another
-/// order), so the progress bar can name the case that is running rather than the one that just
-/// finished. Should the suite change its order, the bar names the wrong case, nothing worse.
-const RUN_ORDER: [&str; SUITE_CASES] = [
-    "memory_per_plugin",
-    "idle_cpu",
-    "command_roundtrip",
-    "recorder_overhead",
-    "direct_call",
-    "event_fanout_4",
-    "load_one",
-    "load_100",
-    "reload_swap",
-];
-
 /// The progress bar on stderr (only on a terminal): cases done out of all, the time so far,
 /// the case running now and how the last one came out.
 struct ProgressNotes {
+    /// The suite's cases in the order it runs them.
+    names: Vec<String>,
     done: usize,
     scaling: bool,
     bar: Progress,
@@ -101,8 +85,10 @@ struct ProgressNotes {
 
 impl ProgressNotes {
     fn start(options: &SuiteOptions) -> Self {
-        let bar = Progress::counter(&running(0, None), SUITE_CASES as u64);
+        let names = case_names(options);
+        let bar = Progress::counter(&running(&names, 0, None), names.len() as u64);
         ProgressNotes {
+            names,
             done: 0,
             scaling: options.scaling,
             bar,
@@ -112,20 +98,21 @@ impl ProgressNotes {
     fn finished(&mut self, case: &CaseResult) {
         self.done += 1;
         self.bar.set_position(self.done as u64);
-        let message = if self.done >= SUITE_CASES && self.scaling {
+        let all = self.done >= self.names.len();
+        let message = if all && self.scaling {
             "bench: measuring how the costs grow".to_owned()
-        } else if self.done >= SUITE_CASES {
+        } else if all {
             "bench: done".to_owned()
         } else {
-            running(self.done, Some(case))
+            running(&self.names, self.done, Some(case))
         };
         self.bar.set_message(&message);
     }
 }
 
-/// `bench: running load_one (last: load_100 ratio 1.20, met)`.
-fn running(done: usize, last: Option<&CaseResult>) -> String {
-    let next = RUN_ORDER.get(done).copied().unwrap_or("the next case");
+/// `bench: running load_one (last: load_100 ratio 1.20, met)`: `names[done]` is running.
+fn running(names: &[String], done: usize, last: Option<&CaseResult>) -> String {
+    let next = names.get(done).map_or("the next case", String::as_str);
     match last {
         Some(case) => format!(
             "bench: running {next} (last: {} {})",

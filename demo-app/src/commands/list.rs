@@ -118,7 +118,8 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The `list` table: one line per file, each failure's reason on the line below it, and a
-/// summary naming the folder (the table shows file names only, to stay narrow).
+/// summary naming the folder (the table shows file names only, to stay narrow); no summary
+/// with `--quiet`.
 pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     let cells: Vec<[String; 4]> = rows
         .iter()
@@ -171,6 +172,9 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .count();
     let not_plugins = rows.iter().filter(|r| r.state == NOT_A_PLUGIN).count();
     let other = rows.len() - serving - failed - disabled - not_plugins;
+    if crate::output::quiet() {
+        return out;
+    }
     let _ = write!(
         out,
         "{} plugin file{} in {}: {serving} active, {failed} failed",

@@ -63,17 +63,19 @@ pub fn run(session: &Session, args: &WatchArgs) -> Result<(), AppError> {
         writeln!(out, "{}", json::to_text(&watching, false)?)?;
     } else {
         write!(out, "{}", render_list(&rows, &session.plugins_dir))?;
-        let until = args.for_ms.map_or_else(
-            || "until interrupted (Ctrl-C)".to_owned(),
-            |ms| format!("for {ms} ms"),
-        );
-        writeln!(
-            out,
-            "watching {} {until}; changes apply after {} ms unchanged{}",
-            session.plugins_dir.display(),
-            args.debounce_ms,
-            if watcher.polling { " (polling)" } else { "" }
-        )?;
+        if !crate::output::quiet() {
+            let until = args.for_ms.map_or_else(
+                || "until interrupted (Ctrl-C)".to_owned(),
+                |ms| format!("for {ms} ms"),
+            );
+            writeln!(
+                out,
+                "watching {} {until}; changes apply after {} ms unchanged{}",
+                session.plugins_dir.display(),
+                args.debounce_ms,
+                if watcher.polling { " (polling)" } else { "" }
+            )?;
+        }
     }
     out.flush()?;
     drop(out);

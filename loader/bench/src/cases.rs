@@ -442,21 +442,87 @@ pub fn scaling(env: &BenchEnv, options: &SuiteOptions) -> Result<Vec<ScalingPoin
     Ok(points)
 }
 
-/// The suite's case order.
-const ORDER: [&str; 9] = [
-    "command_roundtrip",
-    "direct_call",
-    "event_fanout_4",
-    "load_one",
-    "load_100",
-    "reload_swap",
-    "recorder_overhead",
-    "idle_cpu",
-    "memory_per_plugin",
-];
+/// One case of the suite. [`Case::RUN_ORDER`] is the one list of cases: [`run_suite`] runs
+/// them from it and [`case_names`] names them from it, so a progress display built on the
+/// names cannot fall out of step with the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    MemoryPerPlugin,
+    IdleCpu,
+    CommandRoundtrip,
+    RecorderOverhead,
+    DirectCall,
+    EventFanout4,
+    LoadOne,
+    LoadMany,
+    ReloadSwap,
+}
 
-/// Runs every case (memory and idle CPU first, while the process is fresh), then the growth
-/// curves if asked, calling `progress` after each case.
+impl Case {
+    /// The order the cases run in: memory and idle CPU first, while the process is fresh.
+    const RUN_ORDER: [Case; 9] = [
+        Case::MemoryPerPlugin,
+        Case::IdleCpu,
+        Case::CommandRoundtrip,
+        Case::RecorderOverhead,
+        Case::DirectCall,
+        Case::EventFanout4,
+        Case::LoadOne,
+        Case::LoadMany,
+        Case::ReloadSwap,
+    ];
+
+    /// The order the report lists them in.
+    const REPORT_ORDER: [Case; 9] = [
+        Case::CommandRoundtrip,
+        Case::DirectCall,
+        Case::EventFanout4,
+        Case::LoadOne,
+        Case::LoadMany,
+        Case::ReloadSwap,
+        Case::RecorderOverhead,
+        Case::IdleCpu,
+        Case::MemoryPerPlugin,
+    ];
+
+    /// The name its [`CaseResult`] carries (`load_<n>` depends on the fleet size).
+    fn name(self, options: &SuiteOptions) -> String {
+        match self {
+            Case::MemoryPerPlugin => "memory_per_plugin".to_owned(),
+            Case::IdleCpu => "idle_cpu".to_owned(),
+            Case::CommandRoundtrip => "command_roundtrip".to_owned(),
+            Case::RecorderOverhead => "recorder_overhead".to_owned(),
+            Case::DirectCall => "direct_call".to_owned(),
+            Case::EventFanout4 => "event_fanout_4".to_owned(),
+            Case::LoadOne => "load_one".to_owned(),
+            Case::LoadMany => format!("load_{}", options.fleet),
+            Case::ReloadSwap => "reload_swap".to_owned(),
+        }
+    }
+
+    fn run(self, env: &BenchEnv, options: &SuiteOptions) -> Result<CaseResult, BenchError> {
+        match self {
+            Case::MemoryPerPlugin => memory_per_plugin(env, options),
+            Case::IdleCpu => idle_cpu(env, options),
+            Case::CommandRoundtrip => command_roundtrip(env, options),
+            Case::RecorderOverhead => recorder_overhead(env, options),
+            Case::DirectCall => direct_call(env, options),
+            Case::EventFanout4 => event_fanout(env, options, 4),
+            Case::LoadOne => load_one(env, options),
+            Case::LoadMany => load_many(env, options, options.fleet),
+            Case::ReloadSwap => reload_swap(env, options),
+        }
+    }
+}
+
+/// The names of the cases [`run_suite`] runs with `options`, in the order it runs them (its
+/// report lists them in another order). A progress display names the case running from it.
+pub fn case_names(options: &SuiteOptions) -> Vec<String> {
+    Case::RUN_ORDER.iter().map(|c| c.name(options)).collect()
+}
+
+/// Runs every case in [`case_names`] order (memory and idle CPU first, while the process is
+/// fresh), then the growth curves if asked, calling `progress` after each case.
 ///
 /// # Errors
 /// The first case that cannot run.
@@ -467,26 +533,17 @@ pub fn run_suite(
 ) -> Result<SuiteReport, BenchError> {
     env.check()?;
     let mut cases = Vec::new();
-    let mut run = |case: Result<CaseResult, BenchError>| -> Result<(), BenchError> {
-        let case = case?;
-        progress(&case);
-        cases.push(case);
-        Ok(())
-    };
-    run(memory_per_plugin(env, options))?;
-    run(idle_cpu(env, options))?;
-    run(command_roundtrip(env, options))?;
-    run(recorder_overhead(env, options))?;
-    run(direct_call(env, options))?;
-    run(event_fanout(env, options, 4))?;
-    run(load_one(env, options))?;
-    run(load_many(env, options, options.fleet))?;
-    run(reload_swap(env, options))?;
+    for case in Case::RUN_ORDER {
+        let result = case.run(env, options)?;
+        progress(&result);
+        cases.push(result);
+    }
+    let report_names: Vec<String> = Case::REPORT_ORDER.iter().map(|c| c.name(options)).collect();
     cases.sort_by_key(|c| {
-        ORDER
+        report_names
             .iter()
             .position(|n| *n == c.name)
-            .unwrap_or(ORDER.len())
+            .unwrap_or(report_names.len())
     });
     let scaling = if options.scaling {
         scaling(env, options)?

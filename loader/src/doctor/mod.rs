@@ -44,7 +44,10 @@ use self::reader::{Outcome, Request};
 use crate::{
     config::{HostConfig, HOST_VERSION},
     error::LoadError,
-    load::{discover, image, layout, library, preflight},
+    load::{
+        discover, image, layout, library, preflight,
+        progress::{LoadStage, ProgressHook},
+    },
     plan::admit::{self, Proposal, World},
 };
 
@@ -208,8 +211,10 @@ pub(crate) fn diagnose(
     config: &HostConfig,
     shadow_dir: &Path,
     worker_program: Option<&Path>,
+    progress: &ProgressHook,
 ) -> Result<DoctorReport, LoadError> {
     let files = discover::discover(dir)?;
+    let total = files.len();
     let allowlist = config.allowlist_set();
     let host_version =
         semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
@@ -218,7 +223,8 @@ pub(crate) fn diagnose(
     // The files whose manifest was read: (index in `out`, manifest, version).
     let mut read: Vec<(usize, Manifest, semver::Version)> = Vec::new();
     let mut manifest_reader: Option<String> = None;
-    for file in files {
+    for (done, file) in files.into_iter().enumerate() {
+        progress.report(LoadStage::Examining, done, total);
         let mut d = FileDiagnosis {
             file: file.clone(),
             is_plugin: false,
@@ -347,6 +353,7 @@ pub(crate) fn diagnose(
         }
         out.push(d);
     }
+    progress.report(LoadStage::Examining, total, total);
     // Would they load together? The same admission as a real load, from an empty host.
     let admission = {
         let disabled = |name: &str| !config.plugin(name).enabled;
