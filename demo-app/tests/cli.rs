@@ -293,7 +293,7 @@ fn list_without_plugins_flag_stages_and_activates_every_example() {
     for name in EXAMPLES {
         let row = rows
             .iter()
-            .find(|r| r["name"] == name)
+            .find(|r| r["plugin"] == name)
             .unwrap_or_else(|| panic!("{name} not listed: {rows:?}"));
         assert_eq!(row["version"], "0.1.0", "{row}");
         assert_eq!(row["state"], "active", "{row}");
@@ -311,7 +311,7 @@ fn describe_shows_commands_emits_and_capabilities() {
     let out = run(demo_in(dir.path(), &["describe", "greeter", "--json"]));
     out.ok();
     let d = out.json();
-    assert_eq!(d["name"], "greeter");
+    assert_eq!(d["plugin"], "greeter");
     assert_eq!(d["state"], "active");
     let commands: Vec<&str> = d["commands"]
         .as_array()
@@ -746,7 +746,7 @@ fn doctor_names_a_missing_dependency_and_a_junk_file() {
     assert_eq!(junk["is_plugin"], false);
     let welcome = files
         .iter()
-        .find(|f| f["name"] == "welcome")
+        .find(|f| f["plugin"] == "welcome")
         .expect("welcome");
     assert!(
         welcome["problems"]
@@ -863,6 +863,96 @@ fn list_shows_a_library_without_the_root_symbol_as_not_a_plugin() {
     assert!(error.contains("no root module"), "{row}");
 }
 
+/// Every `--json` output names plugins the same way (README, "JSON output"): `"plugin"` holds a
+/// plugin name or `null` for a file that never became one (beside its `"file"`), the host is
+/// `"host"`, and what is unknown is `null`, never `""`, `0` or `"-"`.
+#[test]
+fn json_outputs_share_one_schema() {
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
+    let library = dir.add_fixture("not-a-plugin");
+    let library = library.to_str().expect("utf-8 path");
+
+    let listed = run(demo_in(dir.path(), &["list", "--json"]));
+    listed.ok();
+    let rows = listed.json();
+    let junk = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["file"] == library)
+        .unwrap_or_else(|| panic!("library not listed: {rows}"));
+    assert_eq!(junk["plugin"], Value::Null, "{junk}");
+    assert_eq!(junk["version"], Value::Null, "{junk}");
+    assert!(junk.get("name").is_none(), "{junk}");
+
+    let doctor = run(demo_in(dir.path(), &["doctor", "--json"]));
+    let report = doctor.json();
+    let junk = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["file"] == library)
+        .unwrap_or_else(|| panic!("library not examined: {report}"));
+    assert_eq!(junk["plugin"], Value::Null, "{junk}");
+    assert_eq!(
+        report["manifest_reader"],
+        Value::Null,
+        "every key is there: {report}"
+    );
+
+    let described = run(demo_in(dir.path(), &["describe", "greeter", "--json"]));
+    described.ok();
+    assert_eq!(described.json()["plugin"], "greeter");
+
+    let stats = run(demo_in(dir.path(), &["stats", "--json"]));
+    stats.ok();
+    let stats = stats.json();
+    let rows = stats.as_array().expect("array");
+    assert_eq!(rows.len(), 2, "plugins only, not the library: {stats}");
+    let greeter = rows
+        .iter()
+        .find(|r| r["plugin"] == "greeter")
+        .expect("greeter");
+    assert_eq!(greeter["calls_served"], 0, "{greeter}");
+    assert_eq!(
+        greeter["latency_p50_us"],
+        Value::Null,
+        "no sample yet: {greeter}"
+    );
+
+    let traced = run(demo_in(
+        dir.path(),
+        &[
+            "trace",
+            "--json",
+            "call",
+            "greeter:greet",
+            r#"{"name":"Ada"}"#,
+        ],
+    ));
+    traced.ok();
+    let records = json_lines(&traced.stdout);
+    let command = records
+        .iter()
+        .find(|r| r["kind"] == "command")
+        .expect("the command");
+    assert_eq!(command["caller"], "host", "{command}");
+    let event = records
+        .iter()
+        .find(|r| r["kind"] == "event")
+        .expect("the event");
+    assert_eq!(
+        event["plugin"],
+        Value::Null,
+        "a publication has no target: {event}"
+    );
+    for record in &records {
+        for key in ["caller", "plugin"] {
+            assert_ne!(record[key], "", "{key} in {record}");
+        }
+    }
+}
+
 // ---- 10. watch -------------------------------------------------------------------------------
 
 /// `--for-ms` ends the watch on its own.
@@ -933,7 +1023,7 @@ fn watch_json_reports_the_reload_with_both_versions() {
     ));
     let first = live.wait_for("the watching line", |l| l.contains(r#""event":"watching""#));
     let first: Value = serde_json::from_str(&first).expect("JSON");
-    assert_eq!(first["plugins"][0]["name"], "counter", "{first}");
+    assert_eq!(first["plugins"][0]["plugin"], "counter", "{first}");
     assert_eq!(first["debounce_ms"], 100);
 
     replace_by_rename(&v2, &target);

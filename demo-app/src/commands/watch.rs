@@ -36,7 +36,7 @@ struct Watching<'a> {
     debounce_ms: u64,
     polling: bool,
     plugins: &'a [ListRow],
-    timestamp: u64,
+    timestamp_ms: u64,
 }
 
 /// Runs `watch` on a loaded session until `--for-ms` passes or a signal comes.
@@ -58,7 +58,7 @@ pub fn run(session: &Session, args: &WatchArgs) -> Result<(), AppError> {
             debounce_ms: args.debounce_ms,
             polling: watcher.polling,
             plugins: &rows,
-            timestamp: clock::now_ms(),
+            timestamp_ms: clock::now_ms(),
         };
         writeln!(out, "{}", json::to_text(&watching, false)?)?;
     } else {

@@ -59,7 +59,7 @@ pub struct Problem {
     /// What to do about it.
     pub fix: String,
     /// The long form, when there is one (abi_stable's full layout report).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -70,7 +70,8 @@ pub struct FileDiagnosis {
     pub file: PathBuf,
     /// Whether it is a loadable plugin library at all.
     pub is_plugin: bool,
-    /// Plugin name, if the manifest was read.
+    /// Plugin name, if the manifest was read (`plugin` in JSON, as in every other report).
+    #[serde(rename = "plugin")]
     pub name: Option<String>,
     /// Plugin version.
     pub version: Option<String>,
@@ -105,7 +106,6 @@ pub struct DoctorReport {
     pub activation_order: Vec<String>,
     /// Why no manifest could be read, said once for the whole folder (the worker program
     /// cannot be started or is not a loader worker); `None` when the manifest reader works.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_reader: Option<String>,
 }
 
@@ -132,7 +132,6 @@ pub struct ImageFacts {
     pub exports_root: bool,
     /// abi_stable's ABI version in the header at the root symbol (`0.11`), when it could be
     /// read from the bytes; `unknown header` when the bytes there are not abi_stable's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub abi_stable: Option<String>,
 }
 
