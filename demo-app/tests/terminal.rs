@@ -354,8 +354,9 @@ impl Stoppable {
         let config = scratch.path().join("host.toml");
         fs::write(
             &config,
+            // A short grace: `slow:hold` never lets go, and the stop waits that long for it.
             format!(
-                "[plugins.farewell.config]\nfile = {:?}\n",
+                "shutdown_grace_ms = 300\n[plugins.farewell.config]\nfile = {:?}\n",
                 mark.to_str().expect("utf-8 path")
             ),
         )
