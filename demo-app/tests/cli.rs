@@ -404,6 +404,27 @@ fn call_prints_the_reply_exactly() {
     assert_eq!(out.stderr, "");
 }
 
+/// The README's config sample is true: greeter reads `salutation` from its table.
+#[test]
+fn greeter_reads_its_salutation_from_the_host_config() {
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let scratch = temp_dir("demo-config");
+    let config = scratch.path().join("host.toml");
+    std::fs::write(&config, "[plugins.greeter.config]\nsalutation = \"Hi\"\n").expect("write");
+    let out = run(demo_in(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "call",
+            "greeter:greet",
+            r#"{"name":"Ada"}"#,
+        ],
+    ));
+    out.ok();
+    assert_eq!(out.stdout, "{\"message\":\"Hi, Ada!\"}\n");
+}
+
 #[test]
 fn call_of_an_unknown_command_fails_with_exit_1() {
     let dir = PluginDir::with_examples(&["greeter"]);
