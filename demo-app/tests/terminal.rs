@@ -645,3 +645,26 @@ fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
         "the temporary folder is removed"
     );
 }
+
+/// On a terminal, `list` counts the load file by file (`loading 3/8 [...]`), from the host's
+/// progress reports; piped, stderr stays empty (the other tests here see only their lines).
+#[cfg(unix)]
+#[test]
+fn list_on_a_terminal_counts_the_files_as_they_load() {
+    let dir = PluginDir::with_examples(&tests::EXAMPLES);
+    let pty = Pty::open();
+    let mut command = demo_in(dir.path(), &["list"]);
+    pty.attach(&mut command);
+    let mut child = command.spawn().expect("start list");
+    let mut seen = String::new();
+    // Eight debug libraries take long enough to open that the bar is drawn at least once.
+    pty.wait_for(&mut seen, "/8 [");
+    assert_eq!(wait(&mut child), Some(0));
+    assert!(
+        seen.contains("loading ") || seen.contains("activating "),
+        "{seen:?}"
+    );
+    let piped = run(demo_in(dir.path(), &["list"]));
+    assert_eq!(piped.code, Some(0));
+    assert_eq!(piped.stderr, "", "no progress into a pipe");
+}
