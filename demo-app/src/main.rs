@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         ColorWhen::Never => anstream::ColorChoice::Never,
     });
     output::init_logging(cli.global.verbose, cli.global.quiet);
-    progress::set_quiet(cli.global.quiet);
+    output::set_quiet(cli.global.quiet);
     stop::install();
     let result = run(&cli);
     // After a signal the command's own outcome (often a cancelled call) is not news: the

@@ -9,7 +9,10 @@
 
 use std::{
     io::{self, Write},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
 };
 
 use anstyle::{AnsiColor, Style};
@@ -29,6 +32,21 @@ pub type LinePrinter = Box<dyn FnMut(String) + Send>;
 /// The printer log records go through instead of stderr, while the shell runs.
 static LOG_PRINTER: Mutex<Option<LinePrinter>> = Mutex::new(None);
 
+/// `--quiet`: results and errors only.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Sets `--quiet` for the whole process: no warnings, no progress, no summary or banner lines;
+/// results and `error:` lines are printed as ever.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given: what is not a result (a summary line, a banner, a hint, a
+/// warning) is left out.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// Prints `error: <message>` on stderr, the message terminal-safe.
 pub fn error(message: &str) {
     let mut err = anstream::stderr().lock();
@@ -36,8 +54,11 @@ pub fn error(message: &str) {
     let _ = err.flush();
 }
 
-/// Prints `warning: <message>` on stderr, the message terminal-safe.
+/// Prints `warning: <message>` on stderr, the message terminal-safe; nothing with `--quiet`.
 pub fn warning(message: &str) {
+    if quiet() {
+        return;
+    }
     let mut err = anstream::stderr().lock();
     let _ = writeln!(err, "{WARNING}warning:{WARNING:#} {}", Safe(message));
     let _ = err.flush();

@@ -7,33 +7,31 @@
 
 use std::{
     io::{self, IsTerminal},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::Mutex,
     time::Duration,
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// `--quiet`: no progress at all.
-static QUIET: AtomicBool = AtomicBool::new(false);
+/// The line that the loader's progress reports move ([`on_load`]) while a
+/// [`Progress::follow_loads`] lives; none otherwise (the watcher's reloads draw nothing).
+static LOAD_LINE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// How often the line is redrawn while nothing else changes it (the elapsed time moves).
 const TICK: Duration = Duration::from_millis(120);
-
-/// Switches progress off for the whole process (`--quiet`).
-pub fn set_quiet(quiet: bool) {
-    QUIET.store(quiet, Ordering::Relaxed);
-}
 
 /// A progress line shown on stderr until dropped, then erased.
 #[must_use = "the line is erased when the value is dropped"]
 pub struct Progress {
     bar: ProgressBar,
+    /// Whether this is the line [`on_load`] moves.
+    follows_loads: bool,
 }
 
 impl Progress {
     /// Whether progress is drawn at all: stderr is a terminal and `--quiet` is off.
     pub fn visible() -> bool {
-        !QUIET.load(Ordering::Relaxed) && io::stderr().is_terminal()
+        !crate::output::quiet() && io::stderr().is_terminal()
     }
 
     /// A spinner with `message` and the time so far: `⠙ examining 100 files (3s)`.
@@ -45,13 +43,31 @@ impl Progress {
         );
         bar.set_message(message.to_owned());
         bar.enable_steady_tick(TICK);
-        Progress { bar }
+        Progress {
+            bar,
+            follows_loads: false,
+        }
+    }
+
+    /// A spinner with `message` that the host's progress reports ([`on_load`]) turn into a
+    /// count per file and per plugin: `loading 37/100 [=====>    ] 3s`, `activating 12/98`,
+    /// `examining 5/100`. One at a time; the line stops following the loads when dropped.
+    pub fn follow_loads(message: &str) -> Progress {
+        let mut progress = Progress::spinner(message);
+        if let Ok(mut line) = LOAD_LINE.lock() {
+            *line = Some(progress.bar.clone());
+            progress.follows_loads = true;
+        }
+        progress
     }
 
     /// A count towards `total` with a verb: `activating 37/100 [=====>    ] 3s`.
     pub fn counter(verb: &str, total: u64) -> Progress {
         let bar = Self::hidden_unless_visible(ProgressBar::new(total));
-        let progress = Progress { bar };
+        let progress = Progress {
+            bar,
+            follows_loads: false,
+        };
         progress.count(verb, total);
         progress.bar.enable_steady_tick(TICK);
         progress
@@ -59,13 +75,7 @@ impl Progress {
 
     /// Turns this line (a spinner, say) into a count towards `total` with a verb.
     pub fn count(&self, verb: &str, total: u64) {
-        self.bar.set_length(total);
-        self.bar.set_style(
-            ProgressStyle::with_template("{msg} {pos}/{len} [{bar:30}] {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        self.bar.set_message(verb.to_owned());
+        count_on(&self.bar, verb, total);
     }
 
     /// Replaces the message (the verb of a counter).
@@ -90,8 +100,37 @@ impl Progress {
     }
 }
 
+fn count_on(bar: &ProgressBar, verb: &str, total: u64) {
+    bar.set_length(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {pos}/{len} [{bar:30}] {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(verb.to_owned());
+}
+
+/// The host's progress callback (`HostBuilder::on_progress`): moves the line of
+/// [`Progress::follow_loads`] when there is one, and does nothing otherwise. Runs on the
+/// loading thread, between files, so it only updates the bar (indicatif draws it).
+pub fn on_load(report: loader::LoadProgress) {
+    let Ok(line) = LOAD_LINE.lock() else { return };
+    let Some(bar) = line.as_ref() else { return };
+    let verb = report.stage.as_str();
+    let total = report.total as u64;
+    if bar.message() != verb || bar.length() != Some(total) {
+        count_on(bar, verb, total);
+    }
+    bar.set_position((report.done as u64).min(total));
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
+        if self.follows_loads {
+            if let Ok(mut line) = LOAD_LINE.lock() {
+                line.take();
+            }
+        }
         self.bar.finish_and_clear();
     }
 }

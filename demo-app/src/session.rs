@@ -91,6 +91,7 @@ impl Unloaded {
         // Without a data folder the builder keeps storage in memory, for this process only.
         let host = Host::builder()
             .config(config)
+            .on_progress(crate::progress::on_load)
             .build()
             .map_err(|e| AppError::from_error(&e))?;
         Ok(Unloaded {
@@ -131,46 +132,11 @@ impl Unloaded {
     }
 }
 
-/// Loads the folder; on a terminal with a spinner while the files are checked and opened (the
-/// loader says nothing until that phase is over), then a count of the plugins activated as the
-/// host announces them (`plugin:activated`).
+/// Loads the folder; on a terminal with a progress line that the host moves per file and per
+/// plugin (`loading 37/100`, then `activating 12/98`).
 fn load_with_progress(host: &Host, plugins_dir: &std::path::Path) -> Result<LoadReport, AppError> {
-    let load = || host.load_dir().map_err(|e| AppError::from_error(&e));
-    if !Progress::visible() {
-        return load();
-    }
-    // 0 when the folder cannot be listed: the load reports that properly.
-    let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
-    let events = host.subscribe("plugin:*", 4 * count + 16);
-    let progress = Progress::spinner(&format!(
-        "loading {count} plugin file{}",
-        if count == 1 { "" } else { "s" }
-    ));
-    let (done, finished) = crossbeam_channel::bounded::<()>(0);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut activated = 0;
-            loop {
-                crossbeam_channel::select! {
-                    recv(events.receiver()) -> event => match event {
-                        Ok(event) if event.event_type.as_str() == "plugin:activated" => {
-                            if activated == 0 {
-                                progress.count("activating", count as u64);
-                            }
-                            activated += 1;
-                            progress.set_position(activated);
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    },
-                    recv(finished) -> _ => return,
-                }
-            }
-        });
-        let report = load();
-        drop(done);
-        report
-    })
+    let _progress = Progress::follow_loads(&format!("loading {}", plugins_dir.display()));
+    host.load_dir().map_err(|e| AppError::from_error(&e))
 }
 
 /// Warns about each `[plugins.<name>]` table of the config that names no plugin of the folder:

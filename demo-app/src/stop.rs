@@ -7,14 +7,14 @@
 //! 1. wakes everything that waits on [`receiver`] (the `watch` loop, the scripted shell), which
 //!    then returns normally, so the session is dropped the ordinary way: every plugin's
 //!    `deactivate` in reverse dependency order, then the temporary shadow folder;
-//! 2. on its own thread, deactivates the plugins of the host [`Registration`] names
-//!    ([`loader::Host::shutdown`]), which also ends a one-shot command waiting in plugin code
-//!    (its call is cancelled or times out) so that it returns too;
+//! 2. on its own thread, deactivates the plugins of the host [`Registration`] names and
+//!    removes its temporary shadow folder ([`loader::Host::close`]), which also ends a one-shot
+//!    command waiting in plugin code (its call is cancelled or times out) so that it returns
+//!    too;
 //! 3. gives the main thread [`GRACE`] to finish that way (`main` calls [`finish`]), and ends
 //!    the process itself after that. The interactive shell waits in its line editor, which
-//!    nothing can wake: there the process ends as soon as the plugins are deactivated, and the
-//!    shadow folder is removed by the next host that starts (the loader clears the folders of
-//!    hosts that are gone).
+//!    nothing can wake: there the process ends as soon as the host is closed, since the
+//!    plugins are deactivated and the folder is gone already.
 
 use std::{
     process,
@@ -177,7 +177,7 @@ fn cleanup(code: u8) {
     let shared = shared();
     let host = shared.host.lock().ok().and_then(|mut slot| slot.take());
     if let Some(host) = host {
-        host.shutdown();
+        host.close();
         drop(host);
     }
     if let Ok(mut cleaned) = shared.cleaned.lock() {

@@ -293,7 +293,7 @@ fn list_without_plugins_flag_stages_and_activates_every_example() {
     for name in EXAMPLES {
         let row = rows
             .iter()
-            .find(|r| r["name"] == name)
+            .find(|r| r["plugin"] == name)
             .unwrap_or_else(|| panic!("{name} not listed: {rows:?}"));
         assert_eq!(row["version"], "0.1.0", "{row}");
         assert_eq!(row["state"], "active", "{row}");
@@ -311,7 +311,7 @@ fn describe_shows_commands_emits_and_capabilities() {
     let out = run(demo_in(dir.path(), &["describe", "greeter", "--json"]));
     out.ok();
     let d = out.json();
-    assert_eq!(d["name"], "greeter");
+    assert_eq!(d["plugin"], "greeter");
     assert_eq!(d["state"], "active");
     let commands: Vec<&str> = d["commands"]
         .as_array()
@@ -439,6 +439,27 @@ fn call_prints_the_reply_exactly() {
     out.ok();
     assert_eq!(out.stdout, "{\"message\":\"Hello, Ada!\"}\n");
     assert_eq!(out.stderr, "");
+}
+
+/// The README's config sample is true: greeter reads `salutation` from its table.
+#[test]
+fn greeter_reads_its_salutation_from_the_host_config() {
+    let dir = PluginDir::with_examples(&["greeter", "users"]);
+    let scratch = temp_dir("demo-config");
+    let config = scratch.path().join("host.toml");
+    std::fs::write(&config, "[plugins.greeter.config]\nsalutation = \"Hi\"\n").expect("write");
+    let out = run(demo_in(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "call",
+            "greeter:greet",
+            r#"{"name":"Ada"}"#,
+        ],
+    ));
+    out.ok();
+    assert_eq!(out.stdout, "{\"message\":\"Hi, Ada!\"}\n");
 }
 
 #[test]
@@ -783,7 +804,7 @@ fn doctor_names_a_missing_dependency_and_a_junk_file() {
     assert_eq!(junk["is_plugin"], false);
     let welcome = files
         .iter()
-        .find(|f| f["name"] == "welcome")
+        .find(|f| f["plugin"] == "welcome")
         .expect("welcome");
     assert!(
         welcome["problems"]
@@ -900,6 +921,96 @@ fn list_shows_a_library_without_the_root_symbol_as_not_a_plugin() {
     assert!(error.contains("no root module"), "{row}");
 }
 
+/// Every `--json` output names plugins the same way (README, "JSON output"): `"plugin"` holds a
+/// plugin name or `null` for a file that never became one (beside its `"file"`), the host is
+/// `"host"`, and what is unknown is `null`, never `""`, `0` or `"-"`.
+#[test]
+fn json_outputs_share_one_schema() {
+    let dir = PluginDir::with_examples(&["greeter", "audit-log"]);
+    let library = dir.add_fixture("not-a-plugin");
+    let library = library.to_str().expect("utf-8 path");
+
+    let listed = run(demo_in(dir.path(), &["list", "--json"]));
+    listed.ok();
+    let rows = listed.json();
+    let junk = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["file"] == library)
+        .unwrap_or_else(|| panic!("library not listed: {rows}"));
+    assert_eq!(junk["plugin"], Value::Null, "{junk}");
+    assert_eq!(junk["version"], Value::Null, "{junk}");
+    assert!(junk.get("name").is_none(), "{junk}");
+
+    let doctor = run(demo_in(dir.path(), &["doctor", "--json"]));
+    let report = doctor.json();
+    let junk = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["file"] == library)
+        .unwrap_or_else(|| panic!("library not examined: {report}"));
+    assert_eq!(junk["plugin"], Value::Null, "{junk}");
+    assert_eq!(
+        report["manifest_reader"],
+        Value::Null,
+        "every key is there: {report}"
+    );
+
+    let described = run(demo_in(dir.path(), &["describe", "greeter", "--json"]));
+    described.ok();
+    assert_eq!(described.json()["plugin"], "greeter");
+
+    let stats = run(demo_in(dir.path(), &["stats", "--json"]));
+    stats.ok();
+    let stats = stats.json();
+    let rows = stats.as_array().expect("array");
+    assert_eq!(rows.len(), 2, "plugins only, not the library: {stats}");
+    let greeter = rows
+        .iter()
+        .find(|r| r["plugin"] == "greeter")
+        .expect("greeter");
+    assert_eq!(greeter["calls_served"], 0, "{greeter}");
+    assert_eq!(
+        greeter["latency_p50_us"],
+        Value::Null,
+        "no sample yet: {greeter}"
+    );
+
+    let traced = run(demo_in(
+        dir.path(),
+        &[
+            "trace",
+            "--json",
+            "call",
+            "greeter:greet",
+            r#"{"name":"Ada"}"#,
+        ],
+    ));
+    traced.ok();
+    let records = json_lines(&traced.stdout);
+    let command = records
+        .iter()
+        .find(|r| r["kind"] == "command")
+        .expect("the command");
+    assert_eq!(command["caller"], "host", "{command}");
+    let event = records
+        .iter()
+        .find(|r| r["kind"] == "event")
+        .expect("the event");
+    assert_eq!(
+        event["plugin"],
+        Value::Null,
+        "a publication has no target: {event}"
+    );
+    for record in &records {
+        for key in ["caller", "plugin"] {
+            assert_ne!(record[key], "", "{key} in {record}");
+        }
+    }
+}
+
 // ---- 10. watch -------------------------------------------------------------------------------
 
 /// `--for-ms` ends the watch on its own.
@@ -970,7 +1081,7 @@ fn watch_json_reports_the_reload_with_both_versions() {
     ));
     let first = live.wait_for("the watching line", |l| l.contains(r#""event":"watching""#));
     let first: Value = serde_json::from_str(&first).expect("JSON");
-    assert_eq!(first["plugins"][0]["name"], "counter", "{first}");
+    assert_eq!(first["plugins"][0]["plugin"], "counter", "{first}");
     assert_eq!(first["debounce_ms"], 100);
 
     replace_by_rename(&v2, &target);
@@ -995,13 +1106,17 @@ fn watch_json_reports_the_reload_with_both_versions() {
 
 // ---- 11. new-plugin ----------------------------------------------------------------------------
 
-/// The `cargo` running these tests.
+/// The `cargo` running these tests, building into the workspace's own target folder.
+///
+/// The scaffold is a workspace of its own, but it depends on this checkout's crates by path and
+/// carries this repository's `Cargo.lock`: in the same target folder, cargo finds everything
+/// but the scaffold, `plugin-api` and `loader` already compiled by the `cargo test` that runs
+/// this, and builds in well under a minute instead of compiling the whole tree again. The folder
+/// is not locked meanwhile: cargo lets go of it once the test binaries are built.
 fn cargo() -> Command {
     let mut command = Command::new(cargo_program());
-    // Its own target folder, shared by every run of this test so later builds are
-    // incremental; not the main one, whose lock the running `cargo test` may hold.
     command
-        .env("CARGO_TARGET_DIR", target_dir().join("scaffold"))
+        .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("CARGO_BUILD_TARGET")
         .stdin(Stdio::null());
     command
@@ -1017,8 +1132,7 @@ fn repository() -> PathBuf {
 
 /// Scaffolds a plugin outside the repository without `--api-path`, builds it with cargo
 /// offline, loads the library with the demo and runs its command; runs the scaffold's own
-/// tests. The slowest test here (the first run compiles the scaffold's dependencies into
-/// `<target>/scaffold`).
+/// tests. The slowest test here (it compiles the scaffold, plugin-api and loader).
 #[test]
 fn new_plugin_builds_loads_and_tests() {
     let parent = temp_dir("scaffold-");
@@ -1060,7 +1174,6 @@ fn new_plugin_builds_loads_and_tests() {
     build.args(["build", "--offline"]).current_dir(&crate_dir);
     run_cargo(build, "cargo build");
     let library = target_dir()
-        .join("scaffold")
         .join("debug")
         .join(library_file_name("hello-world"));
     assert!(library.is_file(), "{} not built", library.display());
@@ -1213,19 +1326,13 @@ fn bench_quick_json_is_one_object_with_every_case() {
         .map(|c| c["name"].as_str().unwrap_or_else(|| panic!("a name: {c}")))
         .collect();
     names.sort_unstable();
-    assert_eq!(
-        names,
-        [
-            "command_roundtrip",
-            "direct_call",
-            "event_fanout_4",
-            "idle_cpu",
-            "load_100",
-            "load_one",
-            "memory_per_plugin",
-            "recorder_overhead",
-            "reload_swap",
-        ]
+    // Every case of the suite's own list, `load_<n>` named after the quick fleet.
+    let mut expected = loader_bench::case_names(&loader_bench::SuiteOptions::quick());
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(
+        names.contains(&"command_roundtrip") && names.len() == 9,
+        "{names:?}"
     );
     for case in cases {
         assert!(case["met"].is_boolean(), "met is a boolean: {case}");

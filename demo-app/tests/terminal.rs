@@ -354,8 +354,9 @@ impl Stoppable {
         let config = scratch.path().join("host.toml");
         fs::write(
             &config,
+            // A short grace: `slow:hold` never lets go, and the stop waits that long for it.
             format!(
-                "[plugins.farewell.config]\nfile = {:?}\n",
+                "shutdown_grace_ms = 300\n[plugins.farewell.config]\nfile = {:?}\n",
                 mark.to_str().expect("utf-8 path")
             ),
         )
@@ -541,4 +542,129 @@ fn sigterm_stops_the_scripted_shell_and_a_one_shot_call() {
     call.signal("INT");
     let (exit, stderr) = call.finish();
     assert_cleaned_up(&host, exit, 130, &stderr);
+}
+
+/// A pseudo-terminal for a child: what it prints arrives on a channel, read from the master
+/// side on a thread of its own.
+#[cfg(unix)]
+struct Pty {
+    slave: fs::File,
+    output: Receiver<String>,
+    /// Kept open so that the child's terminal stays connected (writes to it would be typing).
+    _master: fs::File,
+}
+
+#[cfg(unix)]
+impl Pty {
+    fn open() -> Pty {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("open a pty");
+        grantpt(&master).expect("grantpt");
+        unlockpt(&master).expect("unlockpt");
+        let name = ptsname(&master, Vec::new()).expect("ptsname");
+        let slave = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().expect("utf-8 pty name"))
+            .expect("open the pty's terminal side");
+        let master = fs::File::from(master);
+        let mut reader = master.try_clone().expect("clone the master");
+        let (tx, output) = mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = [0_u8; 4096];
+            // Reading ends with EIO once no process has the terminal open any more.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Pty {
+            slave,
+            output,
+            _master: master,
+        }
+    }
+
+    /// Gives `command` this terminal as stdin, stdout and stderr.
+    fn attach(&self, command: &mut Command) {
+        let end = || Stdio::from(self.slave.try_clone().expect("clone the terminal side"));
+        command.stdin(end()).stdout(end()).stderr(end());
+    }
+
+    /// Waits until the child has printed `text`; returns everything printed so far.
+    #[track_caller]
+    fn wait_for(&self, seen: &mut String, text: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => seen.push_str(&chunk),
+                Err(e) => panic!("no {text:?} on the terminal ({e}); it shows:\n{seen:?}"),
+            }
+        }
+    }
+}
+
+/// The interactive shell (a real terminal, so rustyline's editor) left idle at its prompt and
+/// sent SIGTERM: its plugins are deactivated and its temporary folder removed before the exit
+/// with 143, though the editor's read cannot be woken.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
+    let host = Stoppable::new();
+    let pty = Pty::open();
+    let mut command = host.command(&["shell"]);
+    // History goes to the scratch folder, not the user's data folder.
+    command.env("XDG_DATA_HOME", host.scratch.path().join("data"));
+    pty.attach(&mut command);
+    let mut child = command.spawn().expect("start the shell");
+    let mut seen = String::new();
+    pty.wait_for(&mut seen, "demo> ");
+    assert_eq!(host.mark(), "active");
+    assert_eq!(
+        host.leftovers().len(),
+        1,
+        "the host's shadow folder is there"
+    );
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM");
+    let code = wait(&mut child);
+    assert_eq!(code, Some(143), "exit code; the terminal shows:\n{seen:?}");
+    assert_eq!(host.mark(), "deactivated", "farewell's deactivate ran");
+    assert_eq!(
+        host.leftovers(),
+        Vec::<String>::new(),
+        "the temporary folder is removed"
+    );
+}
+
+/// On a terminal, `list` counts the load file by file (`loading 3/8 [...]`), from the host's
+/// progress reports; piped, stderr stays empty (the other tests here see only their lines).
+#[cfg(unix)]
+#[test]
+fn list_on_a_terminal_counts_the_files_as_they_load() {
+    let dir = PluginDir::with_examples(&tests::EXAMPLES);
+    let pty = Pty::open();
+    let mut command = demo_in(dir.path(), &["list"]);
+    pty.attach(&mut command);
+    let mut child = command.spawn().expect("start list");
+    let mut seen = String::new();
+    // Eight debug libraries take long enough to open that the bar is drawn at least once.
+    pty.wait_for(&mut seen, "/8 [");
+    assert_eq!(wait(&mut child), Some(0));
+    assert!(
+        seen.contains("loading ") || seen.contains("activating "),
+        "{seen:?}"
+    );
+    let piped = run(demo_in(dir.path(), &["list"]));
+    assert_eq!(piped.code, Some(0));
+    assert_eq!(piped.stderr, "", "no progress into a pipe");
 }

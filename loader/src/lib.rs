@@ -151,6 +151,7 @@ pub use load::manifest::{
 pub use load::preflight::{
     check_permissions, fingerprint, preflight, read_checked, sha256_hex, Preflight,
 };
+pub use load::progress::{LoadProgress, LoadStage};
 pub use load::shadow::{
     ensure_private as ensure_private_shadow_dir, remove_leftover_copies, remove_stale, ShadowDir,
     SHADOW_PREFIX,

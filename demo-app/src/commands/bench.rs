@@ -7,8 +7,8 @@
 //! `memory_per_plugin` and `idle_cpu` see nothing else loaded.
 
 use loader_bench::{
-    format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions, SuiteReport,
-    RUN_ORDER,
+    case_names, format_number, run_suite, BenchEnv, BenchError, CaseResult, SuiteOptions,
+    SuiteReport,
 };
 use plugin_api::ErrorKind;
 
@@ -22,9 +22,6 @@ use crate::{
     json,
     progress::Progress,
 };
-
-/// How many cases `run_suite` runs (the progress bar counts them).
-const SUITE_CASES: usize = RUN_ORDER.len();
 
 /// The command that builds the plugin libraries next to the release binary and runs the suite.
 const BUILD_AND_RUN: &str = "cargo run --release -p demo-app -- bench";
@@ -81,6 +78,8 @@ fn bench_error(error: &BenchError) -> AppError {
 /// The progress bar on stderr (only on a terminal): cases done out of all, the time so far,
 /// the case running now and how the last one came out.
 struct ProgressNotes {
+    /// The suite's cases in the order it runs them.
+    names: Vec<String>,
     done: usize,
     scaling: bool,
     bar: Progress,
@@ -88,8 +87,10 @@ struct ProgressNotes {
 
 impl ProgressNotes {
     fn start(options: &SuiteOptions) -> Self {
-        let bar = Progress::counter(&running(0, None), SUITE_CASES as u64);
+        let names = case_names(options);
+        let bar = Progress::counter(&running(&names, 0, None), names.len() as u64);
         ProgressNotes {
+            names,
             done: 0,
             scaling: options.scaling,
             bar,
@@ -99,20 +100,21 @@ impl ProgressNotes {
     fn finished(&mut self, case: &CaseResult) {
         self.done += 1;
         self.bar.set_position(self.done as u64);
-        let message = if self.done >= SUITE_CASES && self.scaling {
+        let all = self.done >= self.names.len();
+        let message = if all && self.scaling {
             "bench: measuring how the costs grow".to_owned()
-        } else if self.done >= SUITE_CASES {
+        } else if all {
             "bench: done".to_owned()
         } else {
-            running(self.done, Some(case))
+            running(&self.names, self.done, Some(case))
         };
         self.bar.set_message(&message);
     }
 }
 
-/// `bench: running load_one (last: load_100 ratio 1.20, met)`.
-fn running(done: usize, last: Option<&CaseResult>) -> String {
-    let next = RUN_ORDER.get(done).copied().unwrap_or("the next case");
+/// `bench: running load_one (last: load_100 ratio 1.20, met)`: `names[done]` is running.
+fn running(names: &[String], done: usize, last: Option<&CaseResult>) -> String {
+    let next = names.get(done).map_or("the next case", String::as_str);
     match last {
         Some(case) => format!(
             "bench: running {next} (last: {} {})",

@@ -54,6 +54,9 @@ pub fn render_dead_letters(d: &DeadLetters) -> String {
         &[Align::Left, Align::Left, Align::Right],
         &cells,
     );
+    if crate::output::quiet() {
+        return out;
+    }
     out.push_str(&format!(
         "{} dead letter{} in all, {} kept\n",
         d.total,

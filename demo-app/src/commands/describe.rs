@@ -18,7 +18,8 @@ use crate::{
 /// What `describe` shows about one plugin.
 #[derive(Debug, Clone, Serialize)]
 pub struct Description {
-    /// Plugin name.
+    /// Plugin name (`plugin` in JSON, as in every other output).
+    #[serde(rename = "plugin")]
     pub name: String,
     /// Plugin version, when known.
     pub version: Option<String>,

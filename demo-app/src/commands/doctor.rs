@@ -17,11 +17,7 @@ const SHORT_SHA: usize = 12;
 /// # Errors
 /// The folder cannot be listed.
 pub fn diagnose(host: &Host, plugins_dir: &Path) -> Result<DoctorReport, AppError> {
-    let count = loader::discover(plugins_dir).map_or(0, |files| files.len());
-    let _progress = Progress::spinner(&format!(
-        "examining {count} file{}",
-        if count == 1 { "" } else { "s" }
-    ));
+    let _progress = Progress::follow_loads(&format!("examining {}", plugins_dir.display()));
     host.diagnose(None).map_err(|e| AppError::from_error(&e))
 }
 
@@ -48,21 +44,27 @@ pub fn unhealthy(report: &DoctorReport) -> Option<AppError> {
     })
 }
 
-/// The report as text for people.
+/// The report as text for people: a header naming the folder and the versions, each file, the
+/// activation order and a count (without the header and the count with `--quiet`).
 pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
+    let quiet = crate::output::quiet();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "plugins folder {} (host {}, plugin-api {})",
-        report.folder.display(),
-        report.host_version,
-        report.api_version
-    );
+    if !quiet {
+        let _ = writeln!(
+            out,
+            "plugins folder {} (host {}, plugin-api {})",
+            report.folder.display(),
+            report.host_version,
+            report.api_version
+        );
+    }
     if let Some(reason) = &report.manifest_reader {
         let _ = writeln!(out, "no manifest was read: {reason}");
     }
-    for file in &report.files {
-        out.push('\n');
+    for (i, file) in report.files.iter().enumerate() {
+        if i > 0 || !quiet {
+            out.push('\n');
+        }
         push_file(&mut out, file, verbose);
     }
     let healthy = report
@@ -75,6 +77,9 @@ pub fn render_doctor(report: &DoctorReport, verbose: bool) -> String {
         "\nactivation order: {}",
         safe::text(&joined(&report.activation_order))
     );
+    if quiet {
+        return out;
+    }
     let _ = writeln!(
         out,
         "{} file{}: {healthy} ok, {} with problems",

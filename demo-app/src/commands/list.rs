@@ -11,11 +11,11 @@ use crate::{error::error_chain, safe, session::Session};
 /// dependency DLL beside the plugins on Windows, say), and never opened by the loader.
 pub const NOT_A_PLUGIN: &str = "not a plugin";
 
-/// One plugin file in `list`.
+/// One plugin file in `list`: `{"plugin", "version", "state", "file", "error", "isolation"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListRow {
-    /// Plugin name, or the file name when the manifest could not be read.
-    pub name: String,
+    /// Plugin name; `None` (`null`) when the file's manifest could not be read.
+    pub plugin: Option<String>,
     /// Plugin version, when known.
     pub version: Option<String>,
     /// Lifecycle state (`active`, `failed`, ...), or [`NOT_A_PLUGIN`].
@@ -42,7 +42,7 @@ pub fn list(session: &Session) -> Vec<ListRow> {
                 None => info.state.as_str(),
             };
             ListRow {
-                name: info.name,
+                plugin: plugin_name(info.name, &info.file),
                 version: info.version,
                 state: state.to_owned(),
                 file: info.file.display().to_string(),
@@ -60,18 +60,14 @@ pub fn list(session: &Session) -> Vec<ListRow> {
         {
             continue;
         }
-        let name = entry
-            .plugin
-            .clone()
-            .unwrap_or_else(|| file_name(&entry.file));
         let isolation = session
             .host
             .config()
-            .isolation_of(&name)
+            .isolation_of(entry.plugin.as_deref().unwrap_or_default())
             .as_str()
             .to_owned();
         rows.push(ListRow {
-            name,
+            plugin: entry.plugin.clone(),
             version: entry.version.clone(),
             state: state_of(PluginState::Failed, error).to_owned(),
             file,
@@ -88,8 +84,28 @@ pub fn list(session: &Session) -> Vec<ListRow> {
             error.push_str(SYMLINK_HINT);
         }
     }
-    rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.file.cmp(&b.file)));
+    rows.sort_by(|a, b| {
+        a.shown_name()
+            .cmp(&b.shown_name())
+            .then_with(|| a.file.cmp(&b.file))
+    });
     rows
+}
+
+/// The plugin name in `name`, which the host fills with the file's name when it never read
+/// the manifest. The two cannot be mistaken: a plugin name has no `.`, a plugin file's name
+/// always has one before its extension.
+pub fn plugin_name(name: String, file: &Path) -> Option<String> {
+    (name != file_name(file)).then_some(name)
+}
+
+impl ListRow {
+    /// What the table's NAME column shows: the plugin name, else the file name.
+    pub fn shown_name(&self) -> String {
+        self.plugin
+            .clone()
+            .unwrap_or_else(|| file_name(Path::new(&self.file)))
+    }
 }
 
 /// Added to the error of a plugin file that is a symbolic link, which the loader refuses.
@@ -118,13 +134,14 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The `list` table: one line per file, each failure's reason on the line below it, and a
-/// summary naming the folder (the table shows file names only, to stay narrow).
+/// summary naming the folder (the table shows file names only, to stay narrow); no summary
+/// with `--quiet`.
 pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
     let cells: Vec<[String; 4]> = rows
         .iter()
         .map(|r| {
             [
-                safe::text(&r.name).into_owned(),
+                safe::text(&r.shown_name()).into_owned(),
                 safe::text(r.version.as_deref().unwrap_or("-")).into_owned(),
                 r.state.clone(),
                 safe::text(&file_name(Path::new(&r.file))).into_owned(),
@@ -148,7 +165,7 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
                 let _ = writeln!(
                     out,
                     "    enabled = false under [plugins.{}] in the host config",
-                    safe::text(&row.name)
+                    safe::text(&row.shown_name())
                 );
             }
             Some(error) => {
@@ -171,6 +188,9 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
         .count();
     let not_plugins = rows.iter().filter(|r| r.state == NOT_A_PLUGIN).count();
     let other = rows.len() - serving - failed - disabled - not_plugins;
+    if crate::output::quiet() {
+        return out;
+    }
     let _ = write!(
         out,
         "{} plugin file{} in {}: {serving} active, {failed} failed",
@@ -208,10 +228,14 @@ mod tests {
 
     fn row(name: &str, state: &str, error: Option<&str>) -> ListRow {
         ListRow {
-            name: name.to_owned(),
+            plugin: (state != NOT_A_PLUGIN).then(|| name.to_owned()),
             version: error.is_none().then(|| "0.1.0".to_owned()),
             state: state.to_owned(),
-            file: format!("/p/lib{name}.so"),
+            file: if state == NOT_A_PLUGIN {
+                format!("/p/{name}")
+            } else {
+                format!("/p/lib{name}.so")
+            },
             error: error.map(str::to_owned),
             isolation: "in-process".to_owned(),
         }
@@ -253,7 +277,7 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[2],
-            "dependency.dll  -        not a plugin  libdependency.dll.so"
+            "dependency.dll  -        not a plugin  dependency.dll"
         );
         assert_eq!(
             lines[4],
@@ -266,7 +290,28 @@ mod tests {
         let text = json::to_text(&[row("greeter", "active", None)], false).expect("json");
         assert_eq!(
             text,
-            r#"[{"name":"greeter","version":"0.1.0","state":"active","file":"/p/libgreeter.so","error":null,"isolation":"in-process"}]"#
+            r#"[{"plugin":"greeter","version":"0.1.0","state":"active","file":"/p/libgreeter.so","error":null,"isolation":"in-process"}]"#
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_no_plugin_has_a_null_plugin_and_its_file() {
+        let junk = row("libjunk.so", NOT_A_PLUGIN, Some("not a plugin"));
+        let text = json::to_text(&junk, false).expect("json");
+        assert!(
+            text.starts_with(
+                r#"{"plugin":null,"version":null,"state":"not a plugin","file":"/p/libjunk.so""#
+            ),
+            "{text}"
+        );
+        assert_eq!(junk.shown_name(), "libjunk.so");
+        assert_eq!(
+            plugin_name("libjunk.so".to_owned(), Path::new("/p/libjunk.so")),
+            None
+        );
+        assert_eq!(
+            plugin_name("junk".to_owned(), Path::new("/p/libjunk.so")).as_deref(),
+            Some("junk")
         );
     }
 }

@@ -23,6 +23,13 @@ const REPOSITORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// empty, or a file that cannot be written (exit 1).
 pub fn run(args: &NewPluginArgs) -> Result<(), AppError> {
     let created = create(args)?;
+    if crate::output::quiet() {
+        return super::print_line(&format!(
+            "created plugin crate {} in {}",
+            args.name,
+            created.dir.display()
+        ));
+    }
     super::print_text(&next_steps(&args.name, &created.dir, &created.api.origin))
 }
 

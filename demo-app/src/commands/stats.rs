@@ -19,16 +19,19 @@ pub struct StatsRow {
     pub metrics: PluginMetrics,
 }
 
-/// Every plugin the host knows, sorted by name, with a snapshot of its metrics.
+/// Every plugin the host knows, sorted by name, with a snapshot of its metrics. Files that never
+/// became a plugin (no manifest read) have no metrics and are left out: `list` shows them.
 pub fn stats(host: &Host) -> Vec<StatsRow> {
     let mut rows: Vec<StatsRow> = host
         .plugins()
         .into_iter()
-        .map(|info| StatsRow {
-            plugin: info.name,
-            state: info.state.as_str().to_owned(),
-            isolation: info.isolation.as_str().to_owned(),
-            metrics: info.metrics,
+        .filter_map(|info| {
+            Some(StatsRow {
+                plugin: super::list::plugin_name(info.name, &info.file)?,
+                state: info.state.as_str().to_owned(),
+                isolation: info.isolation.as_str().to_owned(),
+                metrics: info.metrics,
+            })
         })
         .collect();
     rows.sort_by(|a, b| a.plugin.cmp(&b.plugin));
@@ -109,6 +112,15 @@ mod tests {
         );
         assert!(text.contains(r#""queued_events":4"#), "{text}");
         assert!(text.contains(r#""latency_p99_us":128}]"#), "{text}");
+        // No sample yet: unknown, not 0.
+        let mut idle = row();
+        idle.metrics.latency_p50_us = 0;
+        idle.metrics.latency_p99_us = 0;
+        let text = json::to_text(&idle, false).expect("json");
+        assert!(
+            text.ends_with(r#""latency_p50_us":null,"latency_p99_us":null}"#),
+            "{text}"
+        );
     }
 
     #[test]

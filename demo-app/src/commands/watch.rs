@@ -36,7 +36,7 @@ struct Watching<'a> {
     debounce_ms: u64,
     polling: bool,
     plugins: &'a [ListRow],
-    timestamp: u64,
+    timestamp_ms: u64,
 }
 
 /// Runs `watch` on a loaded session until `--for-ms` passes or a signal comes.
@@ -58,22 +58,24 @@ pub fn run(session: &Session, args: &WatchArgs) -> Result<(), AppError> {
             debounce_ms: args.debounce_ms,
             polling: watcher.polling,
             plugins: &rows,
-            timestamp: clock::now_ms(),
+            timestamp_ms: clock::now_ms(),
         };
         writeln!(out, "{}", json::to_text(&watching, false)?)?;
     } else {
         write!(out, "{}", render_list(&rows, &session.plugins_dir))?;
-        let until = args.for_ms.map_or_else(
-            || "until interrupted (Ctrl-C)".to_owned(),
-            |ms| format!("for {ms} ms"),
-        );
-        writeln!(
-            out,
-            "watching {} {until}; changes apply after {} ms unchanged{}",
-            session.plugins_dir.display(),
-            args.debounce_ms,
-            if watcher.polling { " (polling)" } else { "" }
-        )?;
+        if !crate::output::quiet() {
+            let until = args.for_ms.map_or_else(
+                || "until interrupted (Ctrl-C)".to_owned(),
+                |ms| format!("for {ms} ms"),
+            );
+            writeln!(
+                out,
+                "watching {} {until}; changes apply after {} ms unchanged{}",
+                session.plugins_dir.display(),
+                args.debounce_ms,
+                if watcher.polling { " (polling)" } else { "" }
+            )?;
+        }
     }
     out.flush()?;
     drop(out);

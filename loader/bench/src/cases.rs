@@ -442,67 +442,107 @@ pub fn scaling(env: &BenchEnv, options: &SuiteOptions) -> Result<Vec<ScalingPoin
     Ok(points)
 }
 
-/// The order of the cases in a report.
-pub const ORDER: [&str; 13] = [
-    "command_roundtrip",
-    "direct_call",
-    "event_fanout_4",
-    "load_one",
-    "load_100",
-    "reload_swap",
-    "recorder_overhead",
-    "idle_cpu",
-    "memory_per_plugin",
-    "isolated_roundtrip",
-    "isolated_fanout_4",
-    "isolated_load_one",
-    "isolated_idle_memory",
-];
+/// One case of the suite. [`Case::RUN_ORDER`] is the one list of cases: [`run_suite`] runs
+/// them from it and [`case_names`] names them from it, so a progress display built on the
+/// names cannot fall out of step with the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    MemoryPerPlugin,
+    IdleCpu,
+    CommandRoundtrip,
+    RecorderOverhead,
+    DirectCall,
+    EventFanout4,
+    LoadOne,
+    LoadMany,
+    ReloadSwap,
+    IsolatedIdleMemory,
+    IsolatedRoundtrip,
+    IsolatedFanout4,
+    IsolatedLoadOne,
+}
 
-/// The order in which [`run_suite`] runs its cases: memory and idle CPU first, while the
-/// process is fresh (it reports them in [`ORDER`]). A host's progress display can name the case
-/// that is running from it.
-pub const RUN_ORDER: [&str; ORDER.len()] = [
-    "memory_per_plugin",
-    "idle_cpu",
-    "command_roundtrip",
-    "recorder_overhead",
-    "direct_call",
-    "event_fanout_4",
-    "load_one",
-    "load_100",
-    "reload_swap",
-    "isolated_idle_memory",
-    "isolated_roundtrip",
-    "isolated_fanout_4",
-    "isolated_load_one",
-];
+impl Case {
+    /// The order the cases run in: memory and idle CPU first, while the process is fresh.
+    const RUN_ORDER: [Case; 13] = [
+        Case::MemoryPerPlugin,
+        Case::IdleCpu,
+        Case::CommandRoundtrip,
+        Case::RecorderOverhead,
+        Case::DirectCall,
+        Case::EventFanout4,
+        Case::LoadOne,
+        Case::LoadMany,
+        Case::ReloadSwap,
+        Case::IsolatedIdleMemory,
+        Case::IsolatedRoundtrip,
+        Case::IsolatedFanout4,
+        Case::IsolatedLoadOne,
+    ];
 
-/// Runs the case called `name` (one of [`RUN_ORDER`]).
-fn run_case(name: &str, env: &BenchEnv, options: &SuiteOptions) -> Result<CaseResult, BenchError> {
-    match name {
-        "memory_per_plugin" => memory_per_plugin(env, options),
-        "idle_cpu" => idle_cpu(env, options),
-        "command_roundtrip" => command_roundtrip(env, options),
-        "recorder_overhead" => recorder_overhead(env, options),
-        "direct_call" => direct_call(env, options),
-        "event_fanout_4" => event_fanout(env, options, 4),
-        "load_one" => load_one(env, options),
-        "load_100" => load_many(env, options, options.fleet),
-        "reload_swap" => reload_swap(env, options),
-        "isolated_idle_memory" => super::isolated_idle_memory(env, options),
-        "isolated_roundtrip" => super::isolated_roundtrip(env, options),
-        "isolated_fanout_4" => super::isolated_fanout(env, options),
-        "isolated_load_one" => super::isolated_load_one(env, options),
-        other => Err(BenchError::check(
-            "suite",
-            format!("no case called {other}"),
-        )),
+    /// The order the report lists them in.
+    const REPORT_ORDER: [Case; 13] = [
+        Case::CommandRoundtrip,
+        Case::DirectCall,
+        Case::EventFanout4,
+        Case::LoadOne,
+        Case::LoadMany,
+        Case::ReloadSwap,
+        Case::RecorderOverhead,
+        Case::IdleCpu,
+        Case::MemoryPerPlugin,
+        Case::IsolatedRoundtrip,
+        Case::IsolatedFanout4,
+        Case::IsolatedLoadOne,
+        Case::IsolatedIdleMemory,
+    ];
+
+    /// The name its [`CaseResult`] carries (`load_<n>` depends on the fleet size).
+    fn name(self, options: &SuiteOptions) -> String {
+        match self {
+            Case::MemoryPerPlugin => "memory_per_plugin".to_owned(),
+            Case::IdleCpu => "idle_cpu".to_owned(),
+            Case::CommandRoundtrip => "command_roundtrip".to_owned(),
+            Case::RecorderOverhead => "recorder_overhead".to_owned(),
+            Case::DirectCall => "direct_call".to_owned(),
+            Case::EventFanout4 => "event_fanout_4".to_owned(),
+            Case::LoadOne => "load_one".to_owned(),
+            Case::LoadMany => format!("load_{}", options.fleet),
+            Case::ReloadSwap => "reload_swap".to_owned(),
+            Case::IsolatedIdleMemory => "isolated_idle_memory".to_owned(),
+            Case::IsolatedRoundtrip => "isolated_roundtrip".to_owned(),
+            Case::IsolatedFanout4 => "isolated_fanout_4".to_owned(),
+            Case::IsolatedLoadOne => "isolated_load_one".to_owned(),
+        }
+    }
+
+    fn run(self, env: &BenchEnv, options: &SuiteOptions) -> Result<CaseResult, BenchError> {
+        match self {
+            Case::MemoryPerPlugin => memory_per_plugin(env, options),
+            Case::IdleCpu => idle_cpu(env, options),
+            Case::CommandRoundtrip => command_roundtrip(env, options),
+            Case::RecorderOverhead => recorder_overhead(env, options),
+            Case::DirectCall => direct_call(env, options),
+            Case::EventFanout4 => event_fanout(env, options, 4),
+            Case::LoadOne => load_one(env, options),
+            Case::LoadMany => load_many(env, options, options.fleet),
+            Case::ReloadSwap => reload_swap(env, options),
+            Case::IsolatedIdleMemory => super::isolated_idle_memory(env, options),
+            Case::IsolatedRoundtrip => super::isolated_roundtrip(env, options),
+            Case::IsolatedFanout4 => super::isolated_fanout(env, options),
+            Case::IsolatedLoadOne => super::isolated_load_one(env, options),
+        }
     }
 }
 
-/// Runs every case in [`RUN_ORDER`], then the growth curves if asked, calling `progress`
-/// after each case.
+/// The names of the cases [`run_suite`] runs with `options`, in the order it runs them (its
+/// report lists them in another order). A progress display names the case running from it.
+pub fn case_names(options: &SuiteOptions) -> Vec<String> {
+    Case::RUN_ORDER.iter().map(|c| c.name(options)).collect()
+}
+
+/// Runs every case in [`case_names`] order (memory and idle CPU first, while the process is
+/// fresh), then the growth curves if asked, calling `progress` after each case.
 ///
 /// # Errors
 /// The first case that cannot run.
@@ -513,16 +553,17 @@ pub fn run_suite(
 ) -> Result<SuiteReport, BenchError> {
     env.check()?;
     let mut cases = Vec::new();
-    for name in RUN_ORDER {
-        let case = run_case(name, env, options)?;
-        progress(&case);
-        cases.push(case);
+    for case in Case::RUN_ORDER {
+        let result = case.run(env, options)?;
+        progress(&result);
+        cases.push(result);
     }
+    let report_names: Vec<String> = Case::REPORT_ORDER.iter().map(|c| c.name(options)).collect();
     cases.sort_by_key(|c| {
-        ORDER
+        report_names
             .iter()
             .position(|n| *n == c.name)
-            .unwrap_or(ORDER.len())
+            .unwrap_or(report_names.len())
     });
     let scaling = if options.scaling {
         scaling(env, options)?

@@ -58,9 +58,10 @@ mod fixtures;
 mod isolated;
 mod measure;
 
+pub use cases::case_names;
 pub use cases::{
     command_roundtrip, direct_call, event_fanout, idle_cpu, load_many, load_one, memory_per_plugin,
-    recorder_overhead, reload_swap, run_suite, scaling, ORDER, RUN_ORDER,
+    recorder_overhead, reload_swap, run_suite, scaling,
 };
 pub use fixtures::{CommandBench, DirectCallBench, FanoutBench, LoadBench, ReloadBench};
 pub use isolated::{
@@ -284,7 +285,7 @@ pub struct SuiteOptions {
     pub event_rounds: usize,
     /// Loads timed in `load_one`, each side.
     pub loads: usize,
-    /// Plugins in the folder of `load_100` and `memory_per_plugin`.
+    /// Plugins in the folder of `load_<fleet>` (`load_100` by default) and `memory_per_plugin`.
     pub fleet: usize,
     /// Repetitions of the folder load, each side.
     pub fleet_rounds: usize,
@@ -327,7 +328,9 @@ impl SuiteOptions {
             events: 100,
             event_rounds: 3,
             loads: 3,
-            fleet: 100,
+            // Enough to exercise a folder load; a debug plugin library is ~15 MB, and copying
+            // and loading 100 of them twice is most of a debug build's quick run.
+            fleet: 20,
             fleet_rounds: 1,
             reloads: 3,
             idle_ms: 200,

@@ -44,7 +44,10 @@ use self::reader::{Outcome, Request};
 use crate::{
     config::{HostConfig, HOST_VERSION},
     error::LoadError,
-    load::{discover, image, layout, library, preflight},
+    load::{
+        discover, image, layout, library, preflight,
+        progress::{LoadStage, ProgressHook},
+    },
     plan::admit::{self, Proposal, World},
 };
 
@@ -56,7 +59,7 @@ pub struct Problem {
     /// What to do about it.
     pub fix: String,
     /// The long form, when there is one (abi_stable's full layout report).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -67,7 +70,8 @@ pub struct FileDiagnosis {
     pub file: PathBuf,
     /// Whether it is a loadable plugin library at all.
     pub is_plugin: bool,
-    /// Plugin name, if the manifest was read.
+    /// Plugin name, if the manifest was read (`plugin` in JSON, as in every other report).
+    #[serde(rename = "plugin")]
     pub name: Option<String>,
     /// Plugin version.
     pub version: Option<String>,
@@ -102,7 +106,6 @@ pub struct DoctorReport {
     pub activation_order: Vec<String>,
     /// Why no manifest could be read, said once for the whole folder (the worker program
     /// cannot be started or is not a loader worker); `None` when the manifest reader works.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_reader: Option<String>,
 }
 
@@ -129,7 +132,6 @@ pub struct ImageFacts {
     pub exports_root: bool,
     /// abi_stable's ABI version in the header at the root symbol (`0.11`), when it could be
     /// read from the bytes; `unknown header` when the bytes there are not abi_stable's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub abi_stable: Option<String>,
 }
 
@@ -209,8 +211,10 @@ pub(crate) fn diagnose(
     config: &HostConfig,
     shadow_dir: &Path,
     worker_program: Option<&Path>,
+    progress: &ProgressHook,
 ) -> Result<DoctorReport, LoadError> {
     let files = discover::discover(dir)?;
+    let total = files.len();
     let allowlist = config.allowlist_set();
     let host_version =
         semver::Version::parse(HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
@@ -219,7 +223,8 @@ pub(crate) fn diagnose(
     // The files whose manifest was read: (index in `out`, manifest, version).
     let mut read: Vec<(usize, Manifest, semver::Version)> = Vec::new();
     let mut manifest_reader: Option<String> = None;
-    for file in files {
+    for (done, file) in files.into_iter().enumerate() {
+        progress.report(LoadStage::Examining, done, total);
         let mut d = FileDiagnosis {
             file: file.clone(),
             is_plugin: false,
@@ -348,6 +353,7 @@ pub(crate) fn diagnose(
         }
         out.push(d);
     }
+    progress.report(LoadStage::Examining, total, total);
     // Would they load together? The same admission as a real load, from an empty host.
     let admission = {
         let disabled = |name: &str| !config.plugin(name).enabled;

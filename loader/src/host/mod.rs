@@ -29,6 +29,7 @@ use crate::{
         supervisor::{self, SupervisorHandle},
         Lifecycle, LoadReport,
     },
+    load::progress::{LoadProgress, ProgressHook},
     observe::{deadletter::DeadLetter, recorder::TraceRecord},
     storage::Store,
 };
@@ -37,8 +38,9 @@ struct HostInner {
     dispatcher: Arc<Dispatcher>,
     lifecycle: Arc<Lifecycle>,
     _supervisor: Option<SupervisorHandle>,
-    /// The private temporary shadow folder, removed with the host (none with a data folder).
-    _shadow: Option<crate::load::shadow::ShadowDir>,
+    /// The private temporary shadow folder, removed with the host or by [`Host::close`] (none
+    /// with a data folder).
+    shadow: parking_lot::Mutex<Option<crate::load::shadow::ShadowDir>>,
 }
 
 /// Builds a [`Host`].
@@ -46,6 +48,7 @@ struct HostInner {
 pub struct HostBuilder {
     config: HostConfig,
     in_memory: bool,
+    progress: ProgressHook,
 }
 
 impl HostBuilder {
@@ -64,6 +67,38 @@ impl HostBuilder {
     /// Sets the data folder (database and shadow copies).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Calls `callback` as a load goes on, for a progress bar: before each file of a load is
+    /// taken up, before each plugin is activated, before each file [`Host::diagnose`]
+    /// examines, and once at the end of each of these stages ([`LoadProgress`]). It is called
+    /// for every load the host makes, the watcher's included.
+    ///
+    /// The callback runs on the loading thread while the host holds its lifecycle lock: keep it
+    /// short (update a counter, redraw a line) and do not call the host from it, or the load
+    /// waits for itself.
+    ///
+    /// ```
+    /// use std::sync::{atomic::{AtomicUsize, Ordering}, Arc};
+    /// use loader::{Host, LoadStage};
+    ///
+    /// let files = Arc::new(AtomicUsize::new(0));
+    /// let seen = files.clone();
+    /// let host = Host::builder()
+    ///     .in_memory_storage()
+    ///     .on_progress(move |p| {
+    ///         if p.stage == LoadStage::Loading {
+    ///             seen.store(p.total, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// host.load_files(&[]);
+    /// assert_eq!(files.load(Ordering::Relaxed), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_progress(mut self, callback: impl Fn(LoadProgress) + Send + Sync + 'static) -> Self {
+        self.progress = ProgressHook::new(callback);
         self
     }
 
@@ -150,14 +185,20 @@ impl HostBuilder {
         let config = Arc::new(self.config);
         let (faults_tx, faults_rx) = crossbeam_channel::unbounded();
         let dispatcher = Arc::new(Dispatcher::new(config.clone(), store));
-        let lifecycle = Lifecycle::new(config, dispatcher.clone(), shadow_dir, faults_tx);
+        let lifecycle = Lifecycle::new(
+            config,
+            dispatcher.clone(),
+            shadow_dir,
+            faults_tx,
+            self.progress,
+        );
         let supervisor = supervisor::start(&lifecycle, faults_rx);
         Ok(Host {
             inner: Arc::new(HostInner {
                 dispatcher,
                 lifecycle,
                 _supervisor: supervisor,
-                _shadow: shadow,
+                shadow: parking_lot::Mutex::new(shadow),
             }),
         })
     }
@@ -545,6 +586,7 @@ impl Host {
             self.config(),
             self.lifecycle().shadow_dir(),
             self.config().worker_program.as_deref(),
+            self.lifecycle().progress(),
         )
     }
 
@@ -607,6 +649,21 @@ impl Host {
         let lifecycle = self.lifecycle();
         let turn = lifecycle.turn();
         lifecycle.shutdown(&turn);
+    }
+
+    /// Deactivates every plugin ([`Host::shutdown`]), then removes the host's private temporary
+    /// shadow folder at once instead of when the last clone is dropped: for a process that is
+    /// about to exit while a clone is still held elsewhere (a signal handler whose main thread
+    /// waits in a read it cannot leave, say). The libraries stay mapped; only their copies'
+    /// names go (on Windows, where a mapped file cannot be deleted, the folder stays until a
+    /// later host removes it). A host with a data folder keeps its `shadow/` there.
+    ///
+    /// The host is finished afterwards: a load after `close` fails, since there is no folder to
+    /// copy into.
+    pub fn close(&self) {
+        self.shutdown();
+        let shadow = self.inner.shadow.lock().take();
+        drop(shadow);
     }
 }
 

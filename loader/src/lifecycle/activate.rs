@@ -9,7 +9,10 @@ use plugin_api::{ErrorKind, PluginError, PluginModRef};
 use super::{registry::Failure, registry::SlotEntry, Lifecycle, LifecycleEvent, Turn};
 use crate::{
     error::LoadError,
-    load::library::{self, PluginLibrary},
+    load::{
+        library::{self, PluginLibrary},
+        progress::LoadStage,
+    },
     plan::admit::{self, Proposal, World},
     runtime::{
         serve,
@@ -85,7 +88,8 @@ impl Lifecycle {
     pub fn load_files(&self, turn: &Turn<'_>, files: &[PathBuf]) -> LoadReport {
         let mut libraries = Vec::new();
         let mut report = LoadReport::default();
-        for file in files {
+        for (done, file) in files.iter().enumerate() {
+            self.progress.report(LoadStage::Loading, done, files.len());
             if let Some(plugin) = self.registry.read().serving_from(file) {
                 report.entries.push(LoadEntry {
                     file: file.clone(),
@@ -108,6 +112,8 @@ impl Lifecycle {
                 }),
             }
         }
+        self.progress
+            .report(LoadStage::Loading, files.len(), files.len());
         self.activate_all(turn, libraries, &mut report);
         self.record_failures(&report);
         report
@@ -198,7 +204,9 @@ impl Lifecycle {
             report.entries.push(entry(&libraries[i], Some(error)));
         }
         let mut failed: Vec<String> = Vec::new();
-        for i in admission.order {
+        let total = admission.order.len();
+        for (done, i) in admission.order.into_iter().enumerate() {
+            self.progress.report(LoadStage::Activating, done, total);
             let lib = &libraries[i];
             // Admission ordered dependencies first; one that failed to activate takes its
             // dependents with it.
@@ -231,6 +239,7 @@ impl Lifecycle {
                 }
             }
         }
+        self.progress.report(LoadStage::Activating, total, total);
     }
 
     /// Creates the plugin's slot and thread, instantiates and activates it there (under the

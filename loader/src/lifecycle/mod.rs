@@ -38,7 +38,7 @@ use crate::{
     context::PluginContext,
     dispatch::{Caller, Dispatcher},
     isolate::{wire::Start, Children, Spec},
-    load::library::PluginLibrary,
+    load::{library::PluginLibrary, progress::ProgressHook},
     runtime::slot::{Fault, Fresh, MakeRemote, Seal, Slot},
 };
 
@@ -59,6 +59,8 @@ pub(crate) struct Lifecycle {
     allowlist: Option<HashSet<String>>,
     /// The child processes of isolated plugins.
     children: Arc<Children>,
+    /// The application's progress callback ([`crate::HostBuilder::on_progress`]).
+    progress: ProgressHook,
 }
 
 impl Lifecycle {
@@ -68,6 +70,7 @@ impl Lifecycle {
         dispatcher: Arc<Dispatcher>,
         shadow_dir: PathBuf,
         faults: Sender<Fault>,
+        progress: ProgressHook,
     ) -> Arc<Lifecycle> {
         let host_version =
             semver::Version::parse(crate::HOST_VERSION).unwrap_or(semver::Version::new(0, 0, 0));
@@ -82,6 +85,7 @@ impl Lifecycle {
             detached: Arc::new(AtomicU64::new(0)),
             host_version,
             shadow_dir,
+            progress,
         })
     }
 
@@ -97,6 +101,11 @@ impl Lifecycle {
 
     pub fn shadow_dir(&self) -> &std::path::Path {
         &self.shadow_dir
+    }
+
+    /// The application's progress callback.
+    pub fn progress(&self) -> &ProgressHook {
+        &self.progress
     }
 
     /// Plugin threads left behind in plugin code.

@@ -11,6 +11,7 @@
 //! 6. [`layout`]: what differs when abi_stable refuses the layout.
 //! 7. [`manifest`]: the manifest read on a reused reader thread, within a deadline.
 //! 8. [`library`]: the pipeline from file to [`library::PluginLibrary`].
+//! 9. [`progress`]: how far a load has got, for the application's progress bar.
 pub(crate) mod discover;
 pub(crate) mod image;
 pub(crate) mod layout;
@@ -18,6 +19,7 @@ pub(crate) mod library;
 pub(crate) mod manifest;
 pub(crate) mod open;
 pub(crate) mod preflight;
+pub(crate) mod progress;
 pub(crate) mod shadow;
 
 /// Real libraries for unit tests.

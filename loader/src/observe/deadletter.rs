@@ -13,7 +13,8 @@ pub struct DeadLetter {
     pub timestamp_ms: u64,
     /// `event` or `message`.
     pub kind: String,
-    /// The event id (0 for messages that never got queued).
+    /// The event id (0 for messages that never got queued; `null` in JSON).
+    #[serde(serialize_with = "super::json::zero_as_null")]
     pub id: u64,
     /// The event type.
     pub name: String,

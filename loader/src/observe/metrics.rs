@@ -146,8 +146,12 @@ pub struct PluginMetrics {
     pub queued_requests: usize,
     /// Events waiting now.
     pub queued_events: usize,
-    /// Median handler latency, as the upper bound of its power-of-two bucket, in µs.
+    /// Median handler latency, as the upper bound of its power-of-two bucket, in µs (0 before
+    /// the first sample; `null` in JSON).
+    #[serde(serialize_with = "super::json::zero_as_null")]
     pub latency_p50_us: u64,
-    /// 99th-percentile handler latency, bucket upper bound, in µs.
+    /// 99th-percentile handler latency, bucket upper bound, in µs (0 before the first sample;
+    /// `null` in JSON).
+    #[serde(serialize_with = "super::json::zero_as_null")]
     pub latency_p99_us: u64,
 }

@@ -56,15 +56,19 @@ pub struct TraceRecord {
     /// Command, event type, hook, method or provider name.
     pub name: Arc<str>,
     /// Who asked: a plugin name or `host`. For a delivery, the event's source, taken from the
-    /// publication's record (empty if that record was already overwritten).
+    /// publication's record (empty if that record was already overwritten; `null` in JSON).
+    #[serde(serialize_with = "super::json::empty_as_null")]
     pub caller: Arc<str>,
-    /// The plugin that did the work (empty for a publication).
+    /// The plugin that did the work (empty for a publication; `null` in JSON).
+    #[serde(serialize_with = "super::json::empty_as_null")]
     pub plugin: Arc<str>,
     /// Microseconds since the host started, when the work was queued.
     pub queued_us: u64,
-    /// When the plugin started it (0 if it never did).
+    /// When the plugin started it (0 if it never did; `null` in JSON).
+    #[serde(serialize_with = "super::json::zero_as_null")]
     pub started_us: u64,
-    /// When it finished (0 if it never did).
+    /// When it finished (0 if it never did; `null` in JSON).
+    #[serde(serialize_with = "super::json::zero_as_null")]
     pub finished_us: u64,
     /// `ok`, or the error message.
     pub outcome: TraceOutcome,

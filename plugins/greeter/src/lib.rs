@@ -56,25 +56,51 @@ pub struct User {
     pub name: String,
 }
 
+/// What the host config may set under `[plugins.greeter.config]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GreeterConfig {
+    /// The word before the name: `salutation = "Hi"` greets `Hi, Ada!`.
+    pub salutation: String,
+}
+
+impl Default for GreeterConfig {
+    fn default() -> Self {
+        GreeterConfig {
+            salutation: "Hello".to_owned(),
+        }
+    }
+}
+
 /// The greeting for `name`, which is trimmed first.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`] when `name` is empty or only whitespace.
 pub fn greeting(name: &str) -> PluginResult<String> {
+    greeting_with(&GreeterConfig::default().salutation, name)
+}
+
+/// [`greeting`] with another salutation.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] when `name` is empty or only whitespace.
+pub fn greeting_with(salutation: &str, name: &str) -> PluginResult<String> {
     let name = name.trim();
     if name.is_empty() {
         return Err(PluginError::invalid("name must be a non-empty string"));
     }
-    Ok(format!("Hello, {name}!"))
+    Ok(format!("{salutation}, {name}!"))
 }
 
-/// The greeter plugin; it keeps no state.
+/// The greeter plugin; it keeps only its config.
 #[derive(Debug, Default)]
-pub struct Greeter;
+pub struct Greeter {
+    config: GreeterConfig,
+}
 
 impl Greeter {
     fn greet(&mut self, ctx: &Context, Greet { name }: Greet) -> PluginResult<Greeting> {
-        let message = greeting(&name)?;
+        let message = greeting_with(&self.config.salutation, &name)?;
         let name = name.trim().to_owned();
         log::info!("greeting {name}");
         ctx.emit("greeter:greeted", &Greeted { name })?;
@@ -83,7 +109,7 @@ impl Greeter {
 
     fn greet_user(&mut self, ctx: &Context, id: UserId) -> PluginResult<Greeting> {
         let user: User = ctx.provider_call("users", "get", &id)?;
-        let message = greeting(&user.name)?;
+        let message = greeting_with(&self.config.salutation, &user.name)?;
         log::info!("greeting user {} ({})", user.id, user.name);
         Ok(Greeting { message })
     }
@@ -94,6 +120,13 @@ impl Plugin for Greeter {
         Manifest::new("greeter")
             .emits("greeter:greeted")
             .uses_provider("users")
+    }
+
+    /// Reads `[plugins.greeter.config]`; a config it does not understand fails the activation
+    /// with serde's message rather than being ignored.
+    fn activate(&mut self, ctx: &Context) -> PluginResult<()> {
+        self.config = ctx.config::<GreeterConfig>()?;
+        Ok(())
     }
 
     fn register(api: &mut Registrar<Self>) {

@@ -1,7 +1,7 @@
 //! What `watch` prints, one line per happening: lifecycle events, changes the watcher could not
 //! apply, and the image counts after a reload. Pure formatting, no I/O.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use loader::{FileChange, LifecycleEvent, LoadError};
 use plugin_api::Event;
@@ -25,7 +25,7 @@ pub enum WatchLine {
 }
 
 /// A lifecycle event: `{"event": "plugin:reloaded", "kind": "reloaded", "plugin", "version",
-/// "old_version", "new_version", "timestamp"}`: the event type, the host's
+/// "old_version", "new_version", "timestamp_ms"}`: the event type, the host's
 /// [`LifecycleEvent`] with all of its fields, and when it was emitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LifecycleLine {
@@ -35,24 +35,26 @@ pub struct LifecycleLine {
     #[serde(flatten)]
     pub what: LifecycleEvent,
     /// When the host emitted it, ms since the Unix epoch.
-    pub timestamp: u64,
+    pub timestamp_ms: u64,
 }
 
-/// A change the watcher could not apply: `{"event": "watch:error", "file", "error",
-/// "timestamp"}`.
+/// A change the watcher could not apply: `{"event": "watch:error", "plugin", "file", "error",
+/// "timestamp_ms"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApplyFailure {
     /// Always `watch:error`.
     pub event: &'static str,
+    /// The plugin, when its manifest was read (`null` otherwise).
+    pub plugin: Option<String>,
     /// The plugin file.
     pub file: PathBuf,
     /// Why, with its source chain.
     pub error: String,
     /// When it was reported, ms since the Unix epoch.
-    pub timestamp: u64,
+    pub timestamp_ms: u64,
 }
 
-/// `{"event": "watch:images", "mapped", "retired", "timestamp"}` ([`loader::Host::mapped_images`]).
+/// `{"event": "watch:images", "mapped", "retired", "timestamp_ms"}` ([`loader::Host::mapped_images`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageCounts {
     /// Always `watch:images`.
@@ -62,7 +64,7 @@ pub struct ImageCounts {
     /// How many of them serve no plugin any more (they are never unmapped).
     pub retired: u64,
     /// When they were counted, ms since the Unix epoch.
-    pub timestamp: u64,
+    pub timestamp_ms: u64,
 }
 
 impl LifecycleLine {
@@ -72,7 +74,7 @@ impl LifecycleLine {
         Some(LifecycleLine {
             event: what.event_type(),
             what,
-            timestamp: event.timestamp_ms,
+            timestamp_ms: event.timestamp_ms,
         })
     }
 
@@ -89,7 +91,7 @@ impl ImageCounts {
             event: "watch:images",
             mapped,
             retired,
-            timestamp,
+            timestamp_ms: timestamp,
         }
     }
 }
@@ -180,18 +182,19 @@ impl WatchLine {
 /// reload (the `Err`) and an activation failure are left out: the host announces both as
 /// `plugin:error` events, and a plugin disabled in the config is no failure at all.
 pub fn failures(outcome: &Result<FileChange, LoadError>, timestamp: u64) -> Vec<ApplyFailure> {
-    let failure = |file: &Path, error: &LoadError| ApplyFailure {
+    let failure = |entry: &loader::LoadEntry, error: &LoadError| ApplyFailure {
         event: "watch:error",
-        file: file.to_owned(),
+        plugin: entry.plugin.clone(),
+        file: entry.file.clone(),
         error: error_chain(error),
-        timestamp,
+        timestamp_ms: timestamp,
     };
     match outcome {
         Err(_) => Vec::new(),
         Ok(FileChange::Loaded(report)) => report
             .entries
             .iter()
-            .filter_map(|e| e.error.as_deref().map(|error| (&e.file, error)))
+            .filter_map(|e| e.error.as_deref().map(|error| (e, error)))
             .filter(|(_, error)| {
                 !matches!(
                     error,
@@ -200,7 +203,7 @@ pub fn failures(outcome: &Result<FileChange, LoadError>, timestamp: u64) -> Vec<
                         | LoadError::AlreadyLoaded { .. }
                 )
             })
-            .map(|(file, error)| failure(file, error))
+            .map(|(entry, error)| failure(entry, error))
             .collect(),
         Ok(_) => Vec::new(),
     }
@@ -236,7 +239,7 @@ mod tests {
         assert_eq!(l.human(), "reloaded    greeter 0.1.0 -> 0.2.0");
         assert_eq!(
             json::to_text(&l, false).expect("json"),
-            r#"{"event":"plugin:reloaded","kind":"reloaded","plugin":"greeter","version":"0.2.0","old_version":"0.1.0","new_version":"0.2.0","timestamp":1700000000000}"#
+            r#"{"event":"plugin:reloaded","kind":"reloaded","plugin":"greeter","version":"0.2.0","old_version":"0.1.0","new_version":"0.2.0","timestamp_ms":1700000000000}"#
         );
     }
 
@@ -320,7 +323,7 @@ mod tests {
         );
         assert_eq!(
             json::to_text(&images, false).expect("json"),
-            r#"{"event":"watch:images","mapped":10,"retired":2,"timestamp":5}"#
+            r#"{"event":"watch:images","mapped":10,"retired":2,"timestamp_ms":5}"#
         );
         let refused: Result<FileChange, LoadError> = Err(LoadError::Cycle {
             cycle: "a -> b -> a".to_owned(),
@@ -348,7 +351,7 @@ mod tests {
         );
         assert_eq!(
             json::to_text(&failed, false).expect("json"),
-            r#"{"event":"watch:error","file":"/p/liba.so","error":"dependency cycle: a -> b -> a","timestamp":9}"#
+            r#"{"event":"watch:error","plugin":null,"file":"/p/liba.so","error":"dependency cycle: a -> b -> a","timestamp_ms":9}"#
         );
     }
 
