@@ -19,14 +19,15 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--version`: this program's, the loader's, and the plugin-api version plugins are checked
-/// against (same major; for 0.x the same minor).
+/// `--version`: this program's, the loader's, the plugin-api version plugins are checked
+/// against (same major; for 0.x the same minor), and the protocol its worker processes speak.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "{} (loader {}, plugin-api {})",
+        "{} (loader {}, plugin-api {}, worker protocol {})",
         env!("CARGO_PKG_VERSION"),
         loader::HOST_VERSION,
-        plugin_api::API_VERSION
+        plugin_api::API_VERSION,
+        loader::worker::PROTOCOL_VERSION
     )
 });
 
@@ -439,10 +440,17 @@ mod tests {
     }
 
     #[test]
-    fn version_names_the_plugin_api() {
+    fn version_names_the_plugin_api_and_the_worker_protocol() {
         let version = Cli::command().render_version();
         assert!(
             version.contains(&format!("plugin-api {}", plugin_api::API_VERSION)),
+            "{version}"
+        );
+        assert!(
+            version.contains(&format!(
+                "worker protocol {}",
+                loader::worker::PROTOCOL_VERSION
+            )),
             "{version}"
         );
     }
