@@ -1331,9 +1331,19 @@ fn bench_quick_json_is_one_object_with_every_case() {
     expected.sort_unstable();
     assert_eq!(names, expected);
     assert!(
-        names.contains(&"command_roundtrip") && names.len() == 9,
+        names.contains(&"command_roundtrip")
+            && names.contains(&"isolated_roundtrip")
+            && names.len() == 13,
         "{names:?}"
     );
+    // The isolation cases ran: demo-app is its own worker program.
+    for case in cases.iter().filter(|c| {
+        c["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("isolated_"))
+    }) {
+        assert!(case["ours"].is_number(), "{case}");
+    }
     for case in cases {
         assert!(case["met"].is_boolean(), "met is a boolean: {case}");
         for key in ["ours", "baseline", "unit", "ratio", "target"] {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     chain::{with_current, Chain},
     slot::Slot,
-    stamp::{with_stamp, Stamp},
+    stamp::{with_stamp, Name, Stamp},
 };
 use crate::observe::recorder::{Entry, Label, Outcome, RecordKind, Recorder};
 
@@ -254,7 +254,7 @@ impl<'a> Invoker<'a> {
         };
         let stamp = match (&call, stamp) {
             (Call::Event(e), None) => Some(Stamp {
-                caller: Label::new(&e.source),
+                caller: Name::new(&e.source),
                 id: e.id,
                 token: None,
             }),

@@ -32,10 +32,9 @@ use crate::{
         library::{load_library_with, LoadOptions},
         shadow::ShadowDir,
     },
-    observe::recorder::Label,
     runtime::{
         call::{run, Call},
-        stamp::{with_stamp, Stamp},
+        stamp::{with_stamp, Name, Stamp},
     },
 };
 
@@ -293,7 +292,7 @@ fn execute(
             ))
         } else {
             let stamp = stamp.map(|(caller, id, token)| Stamp {
-                caller: Label::new(&caller),
+                caller: Name::new(&caller),
                 id,
                 token: Some(token),
             });
