@@ -646,7 +646,7 @@ fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
     );
 }
 
-/// On a terminal, `list` counts the load file by file (`loading 3/8 [...]`), from the host's
+/// On a terminal, `list` counts the load file by file (`loading 3/9 [...]`), from the host's
 /// progress reports; piped, stderr stays empty (the other tests here see only their lines).
 #[cfg(unix)]
 #[test]
@@ -657,8 +657,8 @@ fn list_on_a_terminal_counts_the_files_as_they_load() {
     pty.attach(&mut command);
     let mut child = command.spawn().expect("start list");
     let mut seen = String::new();
-    // Eight debug libraries take long enough to open that the bar is drawn at least once.
-    pty.wait_for(&mut seen, "/8 [");
+    // The example debug libraries take long enough to open that the bar is drawn at least once.
+    pty.wait_for(&mut seen, &format!("/{} [", tests::EXAMPLES.len()));
     assert_eq!(wait(&mut child), Some(0));
     assert!(
         seen.contains("loading ") || seen.contains("activating "),
