@@ -15,9 +15,16 @@ def fail(message, text):
     sys.exit(1)
 
 
+def row_name(row):
+    """A row's plugin name; for a file that is no plugin (`"plugin": null`), its file name."""
+    if row["plugin"] is not None:
+        return row["plugin"]
+    return row["file"].replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def check_list(text, plugins):
     rows = json.loads(text)
-    by_name = {row["name"]: row for row in rows}
+    by_name = {row_name(row): row for row in rows}
     for plugin in plugins:
         row = by_name.get(plugin)
         if row is None:
@@ -29,7 +36,7 @@ def check_list(text, plugins):
         fail("the dependency DLL is not listed", text)
     if dependency["state"] != "not a plugin" or "no root module" not in (dependency["error"] or ""):
         fail(f"the dependency DLL is {dependency['state']}: {dependency['error']}", text)
-    failed = [row["name"] for row in rows if row["state"] == "failed"]
+    failed = [row_name(row) for row in rows if row["state"] == "failed"]
     if failed:
         fail(f"failed: {', '.join(failed)}", text)
     extra = set(by_name) - set(plugins) - {"dependency.dll"}

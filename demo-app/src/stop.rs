@@ -37,7 +37,8 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// Exit code for SIGINT (Ctrl-C): 128 + 2.
 pub const SIGINT_CODE: u8 = 130;
 
-/// Exit code for SIGTERM: 128 + 15.
+/// Exit code for SIGTERM: 128 + 15 (Unix only: Windows has no SIGTERM).
+#[cfg(unix)]
 pub const SIGTERM_CODE: u8 = 143;
 
 /// What the signal thread and the main thread share.
