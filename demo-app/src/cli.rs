@@ -293,8 +293,8 @@ pub struct BenchArgs {
     /// Print one JSON object `{"machine", "cases": [...], "scaling": [...]}` instead of tables
     #[arg(long)]
     pub json: bool,
-    /// Few repetitions and 20 plugins instead of 100: a smoke test that every case runs, not a
-    /// measurement (about 45 s in a debug build on two cores, whose plugins are ~15 MB each)
+    /// Few repetitions and 5 plugins instead of 100: a smoke test that every case runs, not a
+    /// measurement (about 10 s in a debug build on two cores, whose plugins are ~15 MB each)
     #[arg(long)]
     pub quick: bool,
 }

@@ -323,17 +323,17 @@ impl SuiteOptions {
     /// Few repetitions: checks that every case runs, not what it costs.
     pub fn quick() -> Self {
         SuiteOptions {
-            rounds: 3,
+            rounds: 2,
             calls: 20,
             events: 100,
-            event_rounds: 3,
-            loads: 3,
+            event_rounds: 2,
+            loads: 2,
             // Enough to exercise a folder load; a debug plugin library is ~15 MB, and copying
-            // and loading 100 of them twice is most of a debug build's quick run.
-            fleet: 20,
+            // and loading many of them is most of a debug build's quick run.
+            fleet: 5,
             fleet_rounds: 1,
-            reloads: 3,
-            idle_ms: 200,
+            reloads: 2,
+            idle_ms: 100,
             scaling: false,
             worker_program: None,
         }
