@@ -589,6 +589,15 @@ impl Pty {
         }
     }
 
+    /// Types `line` and Enter, as a user at the keyboard.
+    fn type_line(&self, line: &str) {
+        use std::io::Write as _;
+        let mut keyboard = &self._master;
+        keyboard
+            .write_all(format!("{line}\r").as_bytes())
+            .expect("type into the terminal");
+    }
+
     /// Gives `command` this terminal as stdin, stdout and stderr.
     fn attach(&self, command: &mut Command) {
         let end = || Stdio::from(self.slave.try_clone().expect("clone the terminal side"));
@@ -611,7 +620,8 @@ impl Pty {
 
 /// The interactive shell (a real terminal, so rustyline's editor) left idle at its prompt and
 /// sent SIGTERM: its plugins are deactivated and its temporary folder removed before the exit
-/// with 143, though the editor's read cannot be woken.
+/// with 143, though the editor's read cannot be woken; the line typed before is in the history
+/// file.
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
@@ -624,6 +634,8 @@ fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
     let mut child = command.spawn().expect("start the shell");
     let mut seen = String::new();
     pty.wait_for(&mut seen, "demo> ");
+    pty.type_line("help clear");
+    pty.wait_for(&mut seen, "empty the screen");
     assert_eq!(host.mark(), "active");
     assert_eq!(
         host.leftovers().len(),
@@ -643,6 +655,18 @@ fn sigterm_stops_the_idle_interactive_shell_with_cleanup() {
         host.leftovers(),
         Vec::<String>::new(),
         "the temporary folder is removed"
+    );
+    let history = host
+        .scratch
+        .path()
+        .join("data")
+        .join("native-plugins")
+        .join("shell_history");
+    let kept = fs::read_to_string(&history)
+        .unwrap_or_else(|e| panic!("{}: {e}; the terminal shows:\n{seen:?}", history.display()));
+    assert!(
+        kept.lines().any(|l| l == "help clear"),
+        "the line typed before the signal is kept:\n{kept}"
     );
 }
 

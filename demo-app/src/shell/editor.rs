@@ -71,13 +71,8 @@ pub fn run(session: &Session, quiet: bool) -> Result<(), AppError> {
         output::set_log_printer(Some(sinks()));
     }
     let mut shell = Shell::new(session, Some(sinks));
-    let result = read_eval_print(&mut shell, &mut editor);
+    let result = read_eval_print(&mut shell, &mut editor, history.as_deref());
     output::set_log_printer(None);
-    if let Some(path) = &history {
-        if let Err(e) = editor.save_history(path) {
-            log::warn!("cannot save shell history {}: {e}", path.display());
-        }
-    }
     result
 }
 
@@ -127,7 +122,9 @@ fn stdout_sinks() -> SinkFactory {
 fn read_eval_print(
     shell: &mut Shell<'_>,
     editor: &mut Editor<ShellHelper, FileHistory>,
+    history: Option<&std::path::Path>,
 ) -> Result<(), AppError> {
+    let mut history_failed = false;
     loop {
         let typed = match stop::at_prompt(|| editor.readline(PROMPT)) {
             Ok(typed) => typed,
@@ -136,6 +133,14 @@ fn read_eval_print(
             Err(ReadlineError::Eof) => return Ok(()),
             Err(e) => return Err(readline_error(e)),
         };
+        // Each line is added to the file as it is entered, so a signal or a crash at the next
+        // prompt loses none of them. One warning if the file cannot be written.
+        if let Some(path) = history.filter(|_| !history_failed) {
+            if let Err(e) = editor.append_history(path) {
+                log::warn!("cannot save shell history {}: {e}", path.display());
+                history_failed = true;
+            }
+        }
         match line::parse(&typed) {
             Ok(None) => {}
             Ok(Some(ShellCommand::Quit)) => return Ok(()),
