@@ -287,7 +287,7 @@ pub struct NewPluginArgs {
     pub api_path: Option<PathBuf>,
 }
 
-/// `bench [--json] [--quick]`
+/// `bench [--json] [--quick] [--only NAME]...`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Print one JSON object `{"machine", "cases": [...], "scaling": [...]}` instead of tables
@@ -297,6 +297,10 @@ pub struct BenchArgs {
     /// measurement (about 10 s in a debug build on two cores, whose plugins are ~15 MB each)
     #[arg(long)]
     pub quick: bool,
+    /// Run only the cases whose name contains NAME (repeatable: `--only isolated --only
+    /// load_one`); the growth curves run only with every case
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
 }
 
 #[cfg(test)]

@@ -47,6 +47,18 @@ pub fn run(args: &BenchArgs) -> Result<(), AppError> {
     };
     // The isolation cases start this program as their worker (main calls run_if_worker).
     options.worker_program = std::env::current_exe().ok();
+    let every_case = case_names(&options);
+    options.only.clone_from(&args.only);
+    if case_names(&options).is_empty() {
+        return Err(AppError::failed(
+            ErrorKind::NotFound,
+            format!(
+                "bench: no case's name contains {}; the cases are {}",
+                args.only.join(" or "),
+                every_case.join(", ")
+            ),
+        ));
+    }
     let mut notes = ProgressNotes::start(&options);
     let report = run_suite(&env, &options, |case| notes.finished(case));
     drop(notes);
@@ -92,7 +104,7 @@ impl ProgressNotes {
         ProgressNotes {
             names,
             done: 0,
-            scaling: options.scaling,
+            scaling: options.scaling && options.only.is_empty(),
             bar,
         }
     }

@@ -538,7 +538,15 @@ impl Case {
 /// The names of the cases [`run_suite`] runs with `options`, in the order it runs them (its
 /// report lists them in another order). A progress display names the case running from it.
 pub fn case_names(options: &SuiteOptions) -> Vec<String> {
-    Case::RUN_ORDER.iter().map(|c| c.name(options)).collect()
+    selected(options).map(|c| c.name(options)).collect()
+}
+
+/// The cases `options` selects ([`SuiteOptions::only`]), in run order.
+fn selected(options: &SuiteOptions) -> impl Iterator<Item = Case> + '_ {
+    Case::RUN_ORDER.into_iter().filter(|case| {
+        let name = case.name(options);
+        options.only.is_empty() || options.only.iter().any(|part| name.contains(part.as_str()))
+    })
 }
 
 /// Runs every case in [`case_names`] order (memory and idle CPU first, while the process is
@@ -553,7 +561,7 @@ pub fn run_suite(
 ) -> Result<SuiteReport, BenchError> {
     env.check()?;
     let mut cases = Vec::new();
-    for case in Case::RUN_ORDER {
+    for case in selected(options) {
         let result = case.run(env, options)?;
         progress(&result);
         cases.push(result);
@@ -565,7 +573,7 @@ pub fn run_suite(
             .position(|n| *n == c.name)
             .unwrap_or(report_names.len())
     });
-    let scaling = if options.scaling {
+    let scaling = if options.scaling && options.only.is_empty() {
         scaling(env, options)?
     } else {
         Vec::new()

@@ -299,6 +299,9 @@ pub struct SuiteOptions {
     /// that calls `loader::worker::run_if_worker()` first in `main`); without one those cases
     /// are reported as not run.
     pub worker_program: Option<PathBuf>,
+    /// Runs only the cases whose name contains one of these (`isolated`, `load_one`); empty:
+    /// every case. The growth curves run only with every case.
+    pub only: Vec<String>,
 }
 
 impl Default for SuiteOptions {
@@ -315,6 +318,7 @@ impl Default for SuiteOptions {
             idle_ms: 3000,
             scaling: true,
             worker_program: None,
+            only: Vec::new(),
         }
     }
 }
@@ -336,6 +340,7 @@ impl SuiteOptions {
             idle_ms: 100,
             scaling: false,
             worker_program: None,
+            only: Vec::new(),
         }
     }
 }

@@ -54,6 +54,12 @@ use crate::{
     storage::Store,
 };
 
+/// How long a caller of a plugin in a child process polls for the answer before it sleeps:
+/// such a call takes 10–30 µs, and a caller woken from sleep on an idle CPU pays several times
+/// that (BENCHMARKS.md, process isolation). Only calls that take longer pay for the polling,
+/// with at most this much CPU time, offered to other threads between looks.
+const REMOTE_PATIENCE: Duration = Duration::from_micros(200);
+
 /// The sizes of the tables that grow with what plugins send (see [`Host::table_sizes`]).
 ///
 /// [`Host::table_sizes`]: crate::Host::table_sizes
@@ -334,7 +340,12 @@ impl Dispatcher {
             caller: Label::new(caller.name),
             cancel: cancel.clone(),
         })?;
-        match waiter.wait(deadline) {
+        let patience = if slot.is_remote() {
+            REMOTE_PATIENCE
+        } else {
+            Duration::ZERO
+        };
+        match waiter.wait(deadline, patience) {
             Waited::Answer(result) => result,
             Waited::TimedOut => {
                 // Before the waiter goes: a handler that returns from now on sees itself

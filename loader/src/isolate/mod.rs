@@ -12,16 +12,22 @@
 //!
 //! 1. [`wire`]: the frames and the versioned handshake.
 //! 2. [`broker`]: the host answers the child's context requests.
-//! 3. [`proxy`]: the child's context, which asks the host.
+//! 3. [`proxy`]: the child's context, which asks the host, and [`input`]: who reads the
+//!    child's stdin and what each frame does there.
 //! 4. [`process`]: starting, watching, killing and reaping the child.
 //! 5. [`remote`]: the instance the plugin's thread holds.
+//! 6. [`turn`]: whose turn it is to read a pipe, so that the thread waiting on it reads it
+//!    itself (Unix).
 //!
 //! The child's side is the worker mode `serve` (`loader::worker`, `worker/serve.rs`).
 
 pub(crate) mod broker;
+pub(crate) mod input;
 pub(crate) mod process;
 pub(crate) mod proxy;
 pub(crate) mod remote;
+#[cfg(unix)]
+pub(crate) mod turn;
 pub(crate) mod wire;
 
 use std::{

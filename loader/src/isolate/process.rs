@@ -1,12 +1,14 @@
 //! The host's side of one isolated plugin's child process: starting it, the handshake, the
 //! thread that reads its frames and its stderr, killing it, and saying how it ended.
 //!
-//! The reader thread owns the child's stdout. Answers and the requests the child makes while
-//! it serves a call go to the [`inbox`](Process::inbox) of whoever made the call; requests from
-//! the plugin's other threads are served on a thread of their own. When the pipe ends (or a
-//! frame does not decode) the thread reaps the child, works out how it ended, and, when nobody
-//! asked for that, reports the plugin faulted: the supervisor restarts it as it would after a
-//! panic.
+//! The plugin's thread reads the child's stdout itself while it waits for a call's answer (on
+//! Unix; see [`turn`](super::turn)). The reader thread is the standby: it reads what comes while
+//! nobody waits. What it reads for a call (an answer, a request the child makes while it serves
+//! the call) goes to the [`inbox`](Process::inbox) of the thread waiting for it; requests from
+//! the plugin's other threads are served on a thread of their own, whoever reads them. When the
+//! pipe ends (or a frame does not decode) the reader thread reaps the child, works out how it
+//! ended, and, when nobody asked for that, reports the plugin faulted: the supervisor restarts
+//! it as it would after a panic.
 
 use std::{
     collections::VecDeque,
@@ -34,6 +36,15 @@ use crate::{
 pub(super) enum Inbound {
     Answer(Result<Answer, PluginError>),
     Request { id: u64, request: HostRequest },
+    Ended,
+}
+
+/// What the plugin's thread read while it held the turn.
+pub(super) enum Turned {
+    Frame(ToHost),
+    /// Nothing within the timeout.
+    Timeout,
+    /// The output ended or broke: the reader thread ends the child and says so in the inbox.
     Ended,
 }
 
@@ -65,6 +76,19 @@ pub(crate) struct Process {
     child: Mutex<Child>,
     state: Mutex<State>,
     pub(super) inbox: Receiver<Inbound>,
+    /// The child's stdout, read by whoever holds the turn.
+    output: Mutex<BufReader<ChildStdout>>,
+    /// The largest frame accepted from the child.
+    frame_limit: usize,
+    /// Whose turn it is to read `output` (Unix; elsewhere the reader thread always reads).
+    #[cfg(unix)]
+    turn: super::turn::Turn,
+    /// `output`'s descriptor, polled without taking `output`'s lock.
+    #[cfg(unix)]
+    output_fd: std::os::fd::OwnedFd,
+    /// A broken frame the plugin's thread read, for the reader thread to end the child with.
+    #[cfg(unix)]
+    broken: Mutex<Option<String>>,
     pub(super) context: Arc<HostContextBox>,
     memory_limit_mb: Option<u64>,
     tail: Mutex<VecDeque<String>>,
@@ -116,6 +140,21 @@ impl Process {
             let _ = child.wait();
             return Err(failed("its worker process has no pipes".into()));
         };
+        #[cfg(unix)]
+        let polling = rustix::io::dup(&output)
+            .map_err(std::io::Error::from)
+            .and_then(|fd| Ok((fd, super::turn::Turn::new(true)?)));
+        #[cfg(unix)]
+        let (output_fd, turn) = match polling {
+            Ok(polling) => polling,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "cannot poll its worker process's output: {e}"
+                )));
+            }
+        };
         let (inbox_tx, inbox_rx) = unbounded();
         let (reaped_tx, reaped_rx) = bounded::<()>(0);
         let process = Arc::new(Process {
@@ -126,6 +165,14 @@ impl Process {
             child: Mutex::new(child),
             state: Mutex::new(State::default()),
             inbox: inbox_rx,
+            output: Mutex::new(BufReader::new(output)),
+            frame_limit: launch.frame_limit,
+            #[cfg(unix)]
+            turn,
+            #[cfg(unix)]
+            output_fd,
+            #[cfg(unix)]
+            broken: Mutex::new(None),
             context: Arc::new(context),
             memory_limit_mb: launch.start.memory_limit_mb,
             tail: Mutex::new(VecDeque::new()),
@@ -151,11 +198,10 @@ impl Process {
         *process.input.lock() = Some(input);
         let (started_tx, started_rx) = bounded::<Result<(), String>>(1);
         let reader = process.clone();
-        let limit = launch.frame_limit;
         let spawned = std::thread::Builder::new()
             .name(format!("isolated-{name}"))
             .spawn(move || {
-                reader.read(output, limit, &inbox_tx, &started_tx, stderr_done_rx);
+                reader.read(&inbox_tx, &started_tx, stderr_done_rx);
                 drop(reaped_tx);
             });
         if let Err(e) = spawned {
@@ -192,18 +238,14 @@ impl Process {
     /// The reader thread's body.
     fn read(
         self: &Arc<Process>,
-        output: ChildStdout,
-        limit: usize,
         inbox: &Sender<Inbound>,
         started: &Sender<Result<(), String>>,
         stderr_done: Receiver<()>,
     ) {
-        let mut output = BufReader::new(output);
         let ours = Hello::ours();
-        let protocol_error = match wire::read_frame::<_, Hello>(&mut output, limit) {
-            Ok(Some(theirs)) if theirs == ours => {
-                self.serve_frames(&mut output, limit, inbox, started)
-            }
+        let hello = wire::read_frame::<_, Hello>(&mut *self.output.lock(), self.frame_limit);
+        let protocol_error = match hello {
+            Ok(Some(theirs)) if theirs == ours => self.serve_frames(inbox, started),
             Ok(Some(theirs)) => {
                 let _ = started.send(Err(format!(
                     "its worker process speaks {theirs}; this host speaks {ours}: refused"
@@ -213,6 +255,8 @@ impl Process {
             Ok(None) => None,
             Err(e) => Some(e.to_string()),
         };
+        #[cfg(unix)]
+        self.turn.close();
         if protocol_error.is_some() {
             self.kill_quietly();
         }
@@ -250,19 +294,43 @@ impl Process {
     }
 
     /// Reads frames until the pipe ends; returns the protocol error, if that is why it stopped.
+    ///
+    /// On Unix this thread is the standby: it reads only while the plugin's thread is not
+    /// waiting for an answer ([`Turn`](super::turn::Turn)).
     fn serve_frames(
         self: &Arc<Process>,
-        output: &mut BufReader<ChildStdout>,
-        limit: usize,
         inbox: &Sender<Inbound>,
         started: &Sender<Result<(), String>>,
     ) -> Option<String> {
         loop {
-            let frame = match wire::read_frame::<_, ToHost>(output, limit) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return None,
-                Err(e) => return Some(e.to_string()),
-            };
+            #[cfg(unix)]
+            {
+                use super::turn::Polled;
+                use std::os::fd::AsFd;
+                if let Some(broken) = self.broken.lock().take() {
+                    return Some(broken);
+                }
+                if !self.turn.standby_wait() {
+                    return None;
+                }
+                if let Some(broken) = self.broken.lock().take() {
+                    return Some(broken);
+                }
+                let buffered = !self.output.lock().buffer().is_empty();
+                if !buffered {
+                    match self.turn.standby_poll(self.output_fd.as_fd()) {
+                        Ok(Polled::Data) => {}
+                        Ok(Polled::GaveUp) => continue,
+                        Err(e) => return Some(format!("cannot poll its output: {e}")),
+                    }
+                }
+            }
+            let frame =
+                match wire::read_frame::<_, ToHost>(&mut *self.output.lock(), self.frame_limit) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return None,
+                    Err(e) => return Some(e.to_string()),
+                };
             match frame {
                 ToHost::Ready => {
                     self.state.lock().ready = true;
@@ -281,24 +349,90 @@ impl Process {
                 } => {
                     let _ = inbox.send(Inbound::Request { id, request });
                 }
-                ToHost::Request { id: 0, request, .. } => {
-                    // Only logging and stopping a timer ask for no reply; they are served here,
-                    // in order.
-                    let _ = broker::serve(&self.context, request);
+                ToHost::Request { id, request, .. } => self.serve_aside(id, request),
+            }
+        }
+    }
+
+    /// Serves a request that is not part of the call being waited for: logging and stopping a
+    /// timer (which ask for no reply) here and in order, others from the plugin's own threads on
+    /// a thread of the host's, as an in-process plugin's thread would be served.
+    pub(super) fn serve_aside(self: &Arc<Process>, id: u64, request: HostRequest) {
+        if id == 0 {
+            let _ = broker::serve(&self.context, request);
+            return;
+        }
+        let process = self.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("request-{}", self.name))
+            .spawn(move || {
+                let reply = broker::serve(&process.context, request);
+                process.reply(id, reply);
+            });
+    }
+
+    /// The plugin's thread takes the turn to read the child's output while it waits for an
+    /// answer; `false` when it cannot (the output ended, or this is not Unix): it then waits on
+    /// the inbox.
+    pub(super) fn take_turn(&self) -> bool {
+        #[cfg(unix)]
+        {
+            self.turn.take()
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+
+    /// The plugin's thread gives the turn back (it got its answer, or it serves a request).
+    pub(super) fn release_turn(&self) {
+        #[cfg(unix)]
+        self.turn.release(false);
+    }
+
+    /// Reads the next frame from the child within `timeout`, for the plugin's thread holding
+    /// the turn. When the output ended or broke, the turn goes to the reader thread at once,
+    /// which ends the child; the caller then waits on the inbox.
+    pub(super) fn read_turn(&self, timeout: Option<Duration>) -> Turned {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            let mut output = self.output.lock();
+            if output.buffer().is_empty() {
+                match super::turn::readable(self.output_fd.as_fd(), timeout) {
+                    Ok(true) => {}
+                    Ok(false) => return Turned::Timeout,
+                    Err(e) => return self.hand_over(Some(format!("cannot poll its output: {e}"))),
                 }
-                ToHost::Request { id, request, .. } => {
-                    // From a thread of the plugin's own: served on one of the host's, as an
-                    // in-process plugin's thread would be.
-                    let process = self.clone();
-                    let _ = std::thread::Builder::new()
-                        .name(format!("request-{}", self.name))
-                        .spawn(move || {
-                            let reply = broker::serve(&process.context, request);
-                            process.reply(id, reply);
-                        });
+            }
+            match wire::read_frame::<_, ToHost>(&mut *output, self.frame_limit) {
+                Ok(Some(frame)) => Turned::Frame(frame),
+                Ok(None) => {
+                    drop(output);
+                    self.hand_over(None)
+                }
+                Err(e) => {
+                    drop(output);
+                    self.hand_over(Some(e.to_string()))
                 }
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = timeout;
+            Turned::Ended
+        }
+    }
+
+    /// Gives the turn to the reader thread at once, with the broken frame if there was one.
+    #[cfg(unix)]
+    fn hand_over(&self, broken: Option<String>) -> Turned {
+        if let Some(broken) = broken {
+            *self.broken.lock() = Some(broken);
+        }
+        self.turn.release(true);
+        Turned::Ended
     }
 
     /// Answers the child's request `id`.

@@ -1,20 +1,23 @@
 //! The child's side of the plugin's context: a [`HostContext`] whose methods send a
 //! [`HostRequest`] to the host and wait for its [`HostReply`].
 //!
-//! Plugin threads may call the context at the same time: every request gets an id, and the
-//! child's reader thread hands each reply to the thread waiting for that id ([`Link::settle`]).
+//! Plugin threads may call the context at the same time: every request gets an id, and
+//! whoever reads the worker's input hands each reply to the thread waiting for that id
+//! ([`Link::settle`]); a request made by the call running reads the input itself while it
+//! waits ([`Input::reply_for`]).
 //! The plugin's name, its configuration and the host's log level are known from the start
 //! frame and answered here.
 
 use std::{
     cell::Cell,
     collections::HashMap,
-    io::Write,
+    io::{BufWriter, Write},
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
+    time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
@@ -25,7 +28,10 @@ use plugin_api::{
     StorageScope,
 };
 
-use super::wire::{self, HostReply, HostRequest, ToHost};
+use super::{
+    input::Input,
+    wire::{self, HostReply, HostRequest, ToHost},
+};
 
 thread_local! {
     /// Whether this thread is running a call of the host right now.
@@ -43,21 +49,42 @@ pub(crate) fn as_call<T>(f: impl FnOnce() -> T) -> T {
 
 type Waiting = Sender<Result<HostReply, PluginError>>;
 
+/// How long an answer may wait in the worker's buffer for the answers after it (see
+/// [`Link::send_later`]).
+const ANSWER_DELAY: Duration = Duration::from_millis(2);
+
 /// The child's connection to the host: the frame writer and the requests waiting for replies.
 pub(crate) struct Link {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Output>,
     waiting: Mutex<HashMap<u64, Waiting>>,
     next: AtomicU64,
+    /// The worker's input, once the handshake is done.
+    input: OnceLock<Arc<Input>>,
+}
+
+/// The frame writer, and when what it holds unwritten was first put there.
+struct Output {
+    out: BufWriter<Box<dyn Write + Send>>,
+    held_since: Option<Instant>,
 }
 
 impl Link {
     /// A link that writes frames to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Arc<Link> {
         Arc::new(Link {
-            out: Mutex::new(out),
+            out: Mutex::new(Output {
+                out: BufWriter::with_capacity(64 * 1024, out),
+                held_since: None,
+            }),
             waiting: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            input: OnceLock::new(),
         })
+    }
+
+    /// Gives the link the worker's input, from which the call running reads its replies.
+    pub fn attach(&self, input: Arc<Input>) {
+        let _ = self.input.set(input);
     }
 
     /// Writes one frame to the host.
@@ -75,8 +102,39 @@ impl Link {
     pub fn send_raw<T: serde::Serialize>(&self, frame: &T) -> std::io::Result<()> {
         let bytes = wire::encode(frame)?;
         let mut out = self.out.lock();
-        out.write_all(&bytes)?;
-        out.flush()
+        out.out.write_all(&bytes)?;
+        out.held_since = None;
+        out.out.flush()
+    }
+
+    /// Writes one frame, leaving it in the buffer for a while (at most [`ANSWER_DELAY`], and
+    /// never past the executor's next wait, [`Link::flush`]): the answers to a run of events go
+    /// out together, in one write the host reads at once.
+    ///
+    /// # Errors
+    /// The host's end of the pipe is closed.
+    pub fn send_later(&self, frame: &ToHost) -> std::io::Result<()> {
+        let bytes = wire::encode(frame)?;
+        let mut out = self.out.lock();
+        out.out.write_all(&bytes)?;
+        let since = *out.held_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= ANSWER_DELAY {
+            out.held_since = None;
+            out.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the buffer holds.
+    ///
+    /// # Errors
+    /// The host's end of the pipe is closed.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let mut out = self.out.lock();
+        if out.held_since.take().is_some() {
+            out.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Hands the host's reply to request `id` to the thread waiting for it.
@@ -84,6 +142,11 @@ impl Link {
         if let Some(waiting) = self.waiting.lock().remove(&id) {
             let _ = waiting.send(reply);
         }
+    }
+
+    /// Forgets request `id`, whose reply its own thread read.
+    pub fn forget(&self, id: u64) {
+        self.waiting.lock().remove(&id);
     }
 
     /// Sends `request` and waits for the reply (`log` asks for none).
@@ -108,7 +171,11 @@ impl Link {
             self.waiting.lock().remove(&id);
             return Err(gone(&e.to_string()));
         }
-        rx.recv().unwrap_or_else(|_| Err(gone("no reply")))
+        let reply = match (in_call, self.input.get()) {
+            (true, Some(input)) => input.reply_for(id, &rx),
+            _ => rx.recv().ok(),
+        };
+        reply.unwrap_or_else(|| Err(gone("no reply")))
     }
 }
 
@@ -129,13 +196,14 @@ impl ProxyContext {
     fn ask<T>(
         &self,
         request: HostRequest,
-        shape: impl FnOnce(HostReply) -> Option<T>,
+        shape: impl FnOnce(HostReply) -> Result<T, HostReply>,
     ) -> RResult<T, PluginError> {
         let asked = catch_unwind(AssertUnwindSafe(|| {
             self.link.ask(request).and_then(|reply| {
-                let text = format!("{reply:?}");
-                shape(reply).ok_or_else(|| {
-                    PluginError::failed(format!("internal error: unexpected host reply {text}"))
+                // The reply is described only when it is not of the kind asked for (a
+                // description of every reply would format every payload).
+                shape(reply).map_err(|other| {
+                    PluginError::failed(format!("internal error: unexpected host reply {other:?}"))
                 })
             })
         }));
@@ -148,14 +216,17 @@ impl ProxyContext {
     }
 }
 
-fn unit(r: HostReply) -> Option<()> {
-    matches!(r, HostReply::Unit).then_some(())
+fn unit(r: HostReply) -> Result<(), HostReply> {
+    match r {
+        HostReply::Unit => Ok(()),
+        other => Err(other),
+    }
 }
 
-fn payload(r: HostReply) -> Option<Payload> {
+fn payload(r: HostReply) -> Result<Payload, HostReply> {
     match r {
-        HostReply::Payload(p) => Some(p),
-        _ => None,
+        HostReply::Payload(p) => Ok(p),
+        other => Err(other),
     }
 }
 
@@ -170,8 +241,8 @@ impl HostContext for ProxyContext {
             data,
         };
         self.ask(request, |r| match r {
-            HostReply::Id(id) => Some(id),
-            _ => None,
+            HostReply::Id(id) => Ok(id),
+            other => Err(other),
         })
     }
 
@@ -187,15 +258,14 @@ impl HostContext for ProxyContext {
             timeout_ms,
         };
         self.ask(request, |r| match r {
-            HostReply::Collected(v) => Some(
-                v.into_iter()
-                    .map(|(plugin, result)| CollectedReply {
-                        plugin: plugin.into(),
-                        result: result.into(),
-                    })
-                    .collect(),
-            ),
-            _ => None,
+            HostReply::Collected(v) => Ok(v
+                .into_iter()
+                .map(|(plugin, result)| CollectedReply {
+                    plugin: plugin.into(),
+                    result: result.into(),
+                })
+                .collect()),
+            other => Err(other),
         })
     }
 
@@ -293,8 +363,8 @@ impl HostContext for ProxyContext {
             key: key.into(),
         };
         self.ask(request, |r| match r {
-            HostReply::Maybe(v) => Some(ROption::from(v)),
-            _ => None,
+            HostReply::Maybe(v) => Ok(ROption::from(v)),
+            other => Err(other),
         })
     }
 
@@ -318,8 +388,8 @@ impl HostContext for ProxyContext {
             key: key.into(),
         };
         self.ask(request, |r| match r {
-            HostReply::Bool(b) => Some(b),
-            _ => None,
+            HostReply::Bool(b) => Ok(b),
+            other => Err(other),
         })
     }
 
@@ -337,15 +407,14 @@ impl HostContext for ProxyContext {
             limit,
         };
         self.ask(request, |r| match r {
-            HostReply::Entries(v) => Some(
-                v.into_iter()
-                    .map(|(key, value)| Entry {
-                        key: key.into(),
-                        value,
-                    })
-                    .collect(),
-            ),
-            _ => None,
+            HostReply::Entries(v) => Ok(v
+                .into_iter()
+                .map(|(key, value)| Entry {
+                    key: key.into(),
+                    value,
+                })
+                .collect()),
+            other => Err(other),
         })
     }
 
@@ -380,8 +449,8 @@ impl HostContext for ProxyContext {
 
     fn register(&self, declaration: RStr<'_>) -> RResult<u64, PluginError> {
         self.ask(HostRequest::Register(declaration.into()), |r| match r {
-            HostReply::Id(id) => Some(id),
-            _ => None,
+            HostReply::Id(id) => Ok(id),
+            other => Err(other),
         })
     }
 
@@ -410,8 +479,8 @@ impl HostContext for ProxyContext {
             repeat,
         };
         self.ask(request, |r| match r {
-            HostReply::Id(id) => Some(id),
-            _ => None,
+            HostReply::Id(id) => Ok(id),
+            other => Err(other),
         })
     }
 

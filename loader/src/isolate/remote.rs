@@ -15,7 +15,7 @@ use std::{
 use std::collections::VecDeque;
 
 use abi_stable::std_types::{ROption, RResult, RStr, RVec};
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 use parking_lot::Mutex;
 use plugin_api::{
     abi::PluginInstance, CancellationToken, CommandRequest, Event, HookOutcome, Message,
@@ -24,8 +24,8 @@ use plugin_api::{
 
 use super::{
     broker,
-    process::{Inbound, Process},
-    wire::ToChild,
+    process::{Inbound, Process, Turned},
+    wire::{ToChild, ToHost},
 };
 use crate::{
     observe::recorder::Label,
@@ -128,6 +128,10 @@ impl RemoteInstance {
     /// Waits for the next answer, serving the child's requests meanwhile, and telling the
     /// child when `token` (the call's id and token) is cancelled; with a `bound`, a child that
     /// has not answered by then is killed.
+    ///
+    /// This thread reads the child's output itself while it waits, when it can take the turn
+    /// ([`Process::take_turn`]); what the reader thread read before that is in the inbox, and
+    /// is taken first.
     fn wait(
         &self,
         bound: Option<Duration>,
@@ -136,34 +140,89 @@ impl RemoteInstance {
     ) -> Result<Answer, PluginError> {
         let process = &self.process;
         let mut deadline = bound.map(|b| (Instant::now() + b, b));
-        loop {
+        // Whether this thread holds the turn, and whether it may still take it.
+        let mut reading = false;
+        let mut can_read = true;
+        let outcome = loop {
             if let Some((id, t)) = &token {
                 if t.is_cancelled() {
                     let _ = process.send(&ToChild::Cancel { id: *id });
                     token = None;
                 }
             }
-            let got = match (deadline, &token) {
-                (Some((at, _)), None) => process.inbox.recv_deadline(at),
-                (Some((at, _)), Some(_)) => process
-                    .inbox
-                    .recv_deadline(at.min(Instant::now() + CANCEL_POLL)),
-                (None, Some(_)) => process.inbox.recv_timeout(CANCEL_POLL),
-                (None, None) => process
-                    .inbox
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+            // This step waits until the bound, or until the token is due another look.
+            let until = match (deadline, &token) {
+                (Some((at, _)), None) => Some(at),
+                (Some((at, _)), Some(_)) => Some(at.min(Instant::now() + CANCEL_POLL)),
+                (None, Some(_)) => Some(Instant::now() + CANCEL_POLL),
+                (None, None) => None,
+            };
+            let handed = match process.inbox.try_recv() {
+                Ok(inbound) => Some(inbound),
+                Err(TryRecvError::Disconnected) => Some(Inbound::Ended),
+                Err(TryRecvError::Empty) => None,
+            };
+            let got = if let Some(inbound) = handed {
+                Some(inbound)
+            } else if can_read && (reading || process.take_turn()) {
+                if !reading {
+                    // Look at the inbox once more: the reader thread may have read the answer
+                    // just before it gave the turn up. From now on only this thread reads.
+                    reading = true;
+                    continue;
+                }
+                let timeout = until.map(|at| at.saturating_duration_since(Instant::now()));
+                match process.read_turn(timeout) {
+                    Turned::Frame(ToHost::Answer(result)) => Some(Inbound::Answer(result)),
+                    Turned::Frame(ToHost::Request {
+                        id,
+                        in_call: true,
+                        request,
+                    }) => Some(Inbound::Request { id, request }),
+                    Turned::Frame(ToHost::Request { id, request, .. }) => {
+                        process.serve_aside(id, request);
+                        continue;
+                    }
+                    // Only the start is answered so; the reader thread read it long ago.
+                    Turned::Frame(ToHost::Ready | ToHost::Failed(_)) => continue,
+                    Turned::Timeout => None,
+                    Turned::Ended => {
+                        // The reader thread has the turn and ends the child; its end comes
+                        // through the inbox.
+                        reading = false;
+                        can_read = false;
+                        continue;
+                    }
+                }
+            } else {
+                can_read = false;
+                let got = match until {
+                    Some(at) => process.inbox.recv_deadline(at),
+                    None => process
+                        .inbox
+                        .recv()
+                        .map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(inbound) => Some(inbound),
+                    Err(RecvTimeoutError::Disconnected) => Some(Inbound::Ended),
+                    Err(RecvTimeoutError::Timeout) => None,
+                }
             };
             match got {
-                Ok(Inbound::Answer(result)) => return result,
-                Ok(Inbound::Request { id, request }) => {
+                Some(Inbound::Answer(result)) => break result,
+                Some(Inbound::Request { id, request }) => {
+                    // Serving may take long (the request may be a call to another plugin): the
+                    // reader thread reads the plugin's other traffic meanwhile.
+                    if reading {
+                        process.release_turn();
+                        reading = false;
+                    }
                     let reply = broker::serve(&process.context, request);
                     process.reply(id, reply);
                 }
-                Ok(Inbound::Ended) | Err(RecvTimeoutError::Disconnected) => {
-                    return Err(process.ended_error())
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                Some(Inbound::Ended) => break Err(process.ended_error()),
+                None => {
                     let bound_passed = deadline.is_some_and(|(at, _)| Instant::now() >= at);
                     if !bound_passed {
                         // Only a look at the token was due.
@@ -177,7 +236,11 @@ impl RemoteInstance {
                     }
                 }
             }
+        };
+        if reading {
+            process.release_turn();
         }
+        outcome
     }
 
     /// [`RemoteInstance::invoke`] behind a fence: host code must not unwind through the

@@ -20,7 +20,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -97,14 +97,19 @@ impl Waiter {
         }
     }
 
-    /// Polls for the answer for a few microseconds, then blocks until `deadline`.
+    /// Polls for the answer for a few microseconds (and, with `patience`, for that long more,
+    /// offering the CPU to other threads between looks), then blocks until `deadline`.
     ///
     /// crossbeam's `recv` spins before it parks too, but for less time than a round trip
     /// through a plugin's thread takes on two CPUs (about 4 µs): without this first poll the
     /// caller parks on most calls, and every answer then pays a futex wake-up. Measured with
     /// `demo-app bench`: without it the round trip went bimodal, 0.69–2.18 of the raw pair
     /// depending on which mode a run fell into (BENCHMARKS.md).
-    pub fn wait(&self, deadline: Instant) -> Waited {
+    ///
+    /// A plugin in a child process answers in tens of microseconds; a caller that slept for
+    /// that long was woken on a CPU that had gone idle, which on the virtual machines measured
+    /// cost 50–150 µs per call instead of 15 (BENCHMARKS.md). Its callers pass a `patience`.
+    pub fn wait(&self, deadline: Instant, patience: Duration) -> Waited {
         let Some(rx) = &self.rx else {
             return Waited::Cancelled;
         };
@@ -116,6 +121,17 @@ impl Waiter {
                 Err(TryRecvError::Empty) => backoff.snooze(),
                 // The port holds its own sender: never disconnected.
                 Err(TryRecvError::Disconnected) => return Waited::Cancelled,
+            }
+        }
+        if !patience.is_zero() {
+            let until = Instant::now() + patience;
+            while Instant::now() < until.min(deadline) {
+                match rx.try_recv() {
+                    Ok(reply) if reply.work == self.work => return Self::unpack(reply),
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty) => std::thread::yield_now(),
+                    Err(TryRecvError::Disconnected) => return Waited::Cancelled,
+                }
             }
         }
         loop {
@@ -207,7 +223,7 @@ mod tests {
         let reply = waiter.reply_to();
         std::thread::spawn(move || assert!(reply.send(Ok(Answer::Payload(Payload::empty())))));
         assert!(matches!(
-            waiter.wait(soon()),
+            waiter.wait(soon(), Duration::ZERO),
             Waited::Answer(Ok(Answer::Payload(p))) if p.is_empty()
         ));
     }
@@ -216,10 +232,13 @@ mod tests {
     fn a_dropped_job_cancels_and_a_reply_after_the_wait_is_late() {
         let waiter = Waiter::new(1);
         drop(waiter.reply_to());
-        assert!(matches!(waiter.wait(soon()), Waited::Cancelled));
+        assert!(matches!(
+            waiter.wait(soon(), Duration::ZERO),
+            Waited::Cancelled
+        ));
         let late = waiter.reply_to();
         assert!(matches!(
-            waiter.wait(Instant::now() + Duration::from_millis(20)),
+            waiter.wait(Instant::now() + Duration::from_millis(20), Duration::ZERO),
             Waited::TimedOut
         ));
         drop(waiter);
@@ -232,7 +251,7 @@ mod tests {
         let reply = waiter.reply_to();
         assert!(reply.send(Err(PluginError::invalid("two"))));
         assert!(matches!(
-            waiter.wait(soon()),
+            waiter.wait(soon(), Duration::ZERO),
             Waited::Answer(Err(e)) if e.message() == "two"
         ));
     }
@@ -256,7 +275,7 @@ mod tests {
             .reply_to()
             .send(Ok(Answer::Hook(HookOutcome::Veto("no".into())))));
         assert!(matches!(
-            waiter.wait(soon()),
+            waiter.wait(soon(), Duration::ZERO),
             Waited::Answer(Ok(Answer::Hook(HookOutcome::Veto(r)))) if r.as_str() == "no"
         ));
         drop(stale);

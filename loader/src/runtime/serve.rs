@@ -46,6 +46,7 @@ fn instantiate(slot: &Slot, fresh: Fresh) -> Result<Live, PluginError> {
         seal,
         remote,
     } = fresh;
+    slot.set_remote(remote.is_some());
     let made = with_current(Chain::empty(), 0, || match remote {
         Some(make) => make(context).map(|r| (r.instance, Some(r.ahead))),
         None => match module {

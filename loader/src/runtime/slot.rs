@@ -239,6 +239,9 @@ pub(crate) struct Slot {
     pub(super) busy: CachePadded<AtomicBool>,
     /// `max_payload_bytes`: the largest answer that may leave the plugin's thread.
     pub(super) limit: usize,
+    /// Whether the instance lives in a child process: its answers take tens of microseconds,
+    /// and its callers poll longer before they sleep ([`Waiter::wait`](super::reply::Waiter::wait)).
+    remote: AtomicBool,
     event_capacity: usize,
     job_capacity: usize,
 }
@@ -284,9 +287,20 @@ impl Slot {
             metrics: CachePadded::new(Metrics::default()),
             busy: CachePadded::new(AtomicBool::new(false)),
             limit,
+            remote: AtomicBool::new(false),
             event_capacity: event_capacity.max(1),
             job_capacity: job_capacity.max(1),
         })
+    }
+
+    /// Whether the current instance lives in a child process.
+    pub fn is_remote(&self) -> bool {
+        self.remote.load(Ordering::Relaxed)
+    }
+
+    /// Says where the instance made now lives.
+    pub(super) fn set_remote(&self, remote: bool) {
+        self.remote.store(remote, Ordering::Relaxed);
     }
 
     /// Current state.

@@ -20,11 +20,11 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use crossbeam_channel::{unbounded, Receiver};
-use parking_lot::Mutex;
-use plugin_api::{abi::HostContext_TO, CancellationToken, ErrorKind, PluginError};
+use plugin_api::{abi::HostContext_TO, ErrorKind, PluginError};
 
 use crate::{
     isolate::{
+        input::{Exec, Input, Stamped, FRAME_LIMIT, PROTOCOL_ERROR},
         proxy::{as_call, Link, ProxyContext},
         wire::{self, Hello, Start, ToChild, ToHost},
     },
@@ -33,17 +33,10 @@ use crate::{
         shadow::ShadowDir,
     },
     runtime::{
-        call::{run, Call},
+        call::run,
         stamp::{with_stamp, Name, Stamp},
     },
 };
-
-/// Frames from the host are accepted up to this size (the host is trusted, this only stops a
-/// corrupt length from allocating without bound).
-const FRAME_LIMIT: usize = 1 << 30;
-
-/// Exit status when the host speaks other versions or breaks the protocol.
-const PROTOCOL_ERROR: i32 = 3;
 
 /// Runs the child until its stdin ends; returns the exit status.
 pub(super) fn serve() -> i32 {
@@ -60,7 +53,13 @@ pub(super) fn serve() -> i32 {
             return PROTOCOL_ERROR;
         }
     };
-    let mut input = BufReader::new(std::io::stdin().lock());
+    let mut input = match frames_in() {
+        Ok(input) => BufReader::new(input),
+        Err(e) => {
+            eprintln!("loader worker: cannot set up its input: {e}");
+            return PROTOCOL_ERROR;
+        }
+    };
     let link = Link::new(out);
     let ours = Hello::ours();
     if let Err(e) = link.send_raw(&ours) {
@@ -101,114 +100,47 @@ pub(super) fn serve() -> i32 {
             return 1;
         }
     }
-    // Kept here, so that it is removed when this function returns.
+    let failed = |why: String| {
+        let _ = link.send(&ToHost::Failed(why));
+        1
+    };
     let shadow = match ShadowDir::private() {
         Ok(shadow) => shadow,
-        Err(e) => {
-            let _ = link.send(&ToHost::Failed(format!(
-                "cannot make the worker's shadow folder: {e}"
-            )));
-            return 1;
-        }
+        Err(e) => return failed(format!("cannot make the worker's shadow folder: {e}")),
     };
-    let (calls_tx, calls_rx) = unbounded::<Stamped>();
-    let running: Running = Arc::default();
-    let executor_link = link.clone();
     let shadow_path = shadow.path().to_owned();
+    let (calls_tx, calls_rx) = unbounded::<Stamped>();
+    let input = match Input::new(input, calls_tx, link.clone(), shadow) {
+        Ok(input) => input,
+        Err(e) => return failed(format!("cannot set up the worker's input: {e}")),
+    };
+    link.attach(input.clone());
+    let executor_link = link.clone();
+    let executor_input = input.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("plugin-{}", start.plugin))
-        .spawn({
-            let running = running.clone();
-            move || execute(start, shadow_path, &executor_link, &calls_rx, &running)
+        .spawn(move || {
+            execute(
+                start,
+                shadow_path,
+                &executor_link,
+                &executor_input,
+                &calls_rx,
+            )
         });
     if let Err(e) = spawned {
-        let _ = link.send(&ToHost::Failed(format!("cannot start a thread: {e}")));
-        return 1;
+        return failed(format!("cannot start a thread: {e}"));
     }
-    loop {
-        match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
-            Ok(Some(ToChild::Call { call, stamp })) => {
-                // Made here, so that a cancel frame read next finds it even before the
-                // executor has taken the call.
-                let stamp = stamp.map(|(caller, id)| {
-                    let token = CancellationToken::new();
-                    *running.lock() = Some((id, token.clone()));
-                    (caller, id, token)
-                });
-                if calls_tx.send((Exec::Call(call), stamp)).is_err() {
-                    leave(shadow, calls_tx, 1);
-                }
-            }
-            Ok(Some(ToChild::Events(events))) => {
-                // An event's caller is its source and its id the event's own, as in process.
-                for (i, event) in events.into_iter().enumerate() {
-                    let stamp =
-                        Some((event.source.to_string(), event.id, CancellationToken::new()));
-                    let exec = Exec::Ahead {
-                        call: Call::Event(event),
-                        first: i == 0,
-                    };
-                    if calls_tx.send((exec, stamp)).is_err() {
-                        leave(shadow, calls_tx, 1);
-                    }
-                }
-            }
-            Ok(Some(ToChild::Cancel { id })) => {
-                if let Some((running_id, token)) = running.lock().as_ref() {
-                    if *running_id == id {
-                        token.cancel();
-                    }
-                }
-            }
-            Ok(Some(ToChild::Reply { id, reply })) => link.settle(id, reply),
-            Ok(Some(ToChild::Start(_))) => {
-                eprintln!("loader worker: a second start frame");
-                leave(shadow, calls_tx, PROTOCOL_ERROR);
-            }
-            // The host closed our input: it is done with us (or gone).
-            Ok(None) => leave(shadow, calls_tx, 0),
-            Err(e) => {
-                eprintln!("loader worker: {e}");
-                leave(shadow, calls_tx, PROTOCOL_ERROR);
-            }
-        }
-    }
+    input.standby()
 }
-
-/// Exits with `code` once the shadow folder is removed, with the executor thread still
-/// blocked on `calls` (which is why it is passed in and never dropped).
-///
-/// Letting the executor see its channel close would have it drop the instance and end while
-/// this thread runs the process's exit handlers: a thread that ends runs its thread-local
-/// destructors, the plugin's included, which take the dynamic loader's lock that the exit
-/// handlers hold while they finalise the libraries. The two then wait for each other (seen:
-/// a worker that never exited after its stdin closed).
-fn leave(shadow: ShadowDir, calls: crossbeam_channel::Sender<Stamped>, code: i32) -> ! {
-    drop(shadow);
-    let _keep_the_executor_waiting = calls;
-    std::process::exit(code)
-}
-
-/// What the executor runs: a call, or an event of a run the host wrote in one frame
-/// (`first` starts the run).
-enum Exec {
-    Call(Call),
-    Ahead { call: Call, first: bool },
-}
-
-/// A call from the host with its stamp: caller, id and the token a cancel frame cancels.
-type Stamped = (Exec, Option<(String, u64, CancellationToken)>);
-
-/// The stamped call the host sent last (the executor runs one at a time).
-type Running = Arc<Mutex<Option<(u64, CancellationToken)>>>;
 
 /// Loads the plugin, makes its instance and runs the host's calls on it, in order.
 fn execute(
     start: Start,
     shadow: PathBuf,
     link: &Arc<Link>,
+    input: &Input,
     calls: &Receiver<Stamped>,
-    running: &Running,
 ) {
     let options = LoadOptions::new(&shadow)
         .manifest_deadline(std::time::Duration::from_millis(start.manifest_deadline_ms));
@@ -269,7 +201,8 @@ fn execute(
     // Set when an event of the current run panicked: the rest of the run is not run here, as
     // in process no event reaches a faulted instance (the host delivers them to the fresh one).
     let mut faulted_run = false;
-    for (exec, stamp) in calls {
+    loop {
+        let (exec, stamp) = input.next_call(calls);
         let call = match exec {
             Exec::Call(call) => {
                 faulted_run = false;
@@ -280,7 +213,7 @@ fn execute(
                 // The host sends a cancel for an event only while it waits for that event's
                 // answer, after every earlier call was answered: this one is the one running.
                 if let Some((_, id, token)) = &stamp {
-                    *running.lock() = Some((*id, token.clone()));
+                    *input.running().lock() = Some((*id, token.clone()));
                 }
                 call
             }
@@ -300,10 +233,26 @@ fn execute(
             faulted_run = matches!(&answer, Err(e) if e.kind == ErrorKind::Panicked);
             answer
         };
-        if link.send(&ToHost::Answer(answer)).is_err() {
-            return;
+        // Held back for the answers after it, if more calls are queued: `next_call` writes it
+        // before it waits for the host.
+        if link.send_later(&ToHost::Answer(answer)).is_err() {
+            input.leave(0);
         }
     }
+}
+
+/// Where frames come from: a duplicate of stdin, which can be polled and read from any thread.
+#[cfg(unix)]
+fn frames_in() -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    Ok(Box::new(std::fs::File::from(rustix::io::dup(
+        std::io::stdin(),
+    )?)))
+}
+
+/// Where frames come from: stdin.
+#[cfg(not(unix))]
+fn frames_in() -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    Ok(Box::new(std::io::stdin()))
 }
 
 /// Where frames go: a duplicate of stdout, with stdout itself pointed at stderr.

@@ -1,0 +1,259 @@
+//! The worker's stdin after the handshake: who reads it, and what each frame does.
+//!
+//! On Unix the executor (the thread that runs the host's calls on the instance) reads it
+//! itself while it waits for the next call, and so does a call that waits for the host's reply
+//! to its context request; the worker's main thread is the standby that reads while the
+//! executor is busy in plugin code ([`Turn`](super::turn::Turn)). Elsewhere the main thread
+//! reads everything and hands calls to the executor.
+//!
+//! Whoever reads a frame acts on it: a call or a run of events goes to the executor's queue, a
+//! cancel cancels the running call's token, a reply goes to the thread that asked. The end of
+//! stdin (the host is done with this worker, or gone) or a broken frame ends the process.
+
+use std::{
+    io::{BufReader, Read},
+    sync::Arc,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use plugin_api::{CancellationToken, PluginError};
+
+use super::{
+    proxy::Link,
+    wire::{self, HostReply, ToChild},
+};
+use crate::{load::shadow::ShadowDir, runtime::call::Call};
+
+/// Frames from the host are accepted up to this size (the host is trusted, this only stops a
+/// corrupt length from allocating without bound).
+pub(crate) const FRAME_LIMIT: usize = 1 << 30;
+
+/// Exit status when the host speaks other versions or breaks the protocol.
+pub(crate) const PROTOCOL_ERROR: i32 = 3;
+
+/// What the executor runs: a call, or an event of a run the host wrote in one frame
+/// (`first` starts the run).
+pub(crate) enum Exec {
+    Call(Call),
+    Ahead { call: Call, first: bool },
+}
+
+/// A call from the host with its stamp: caller, id and the token a cancel frame cancels.
+pub(crate) type Stamped = (Exec, Option<(String, u64, CancellationToken)>);
+
+/// The stamped call the host sent last (the executor runs one at a time).
+pub(crate) type Running = Arc<Mutex<Option<(u64, CancellationToken)>>>;
+
+/// The worker's stdin, shared by the threads that read it.
+pub(crate) struct Input {
+    reader: Mutex<BufReader<Box<dyn Read + Send>>>,
+    /// The descriptor `reader` reads, polled without taking its lock.
+    #[cfg(unix)]
+    fd: std::os::fd::OwnedFd,
+    #[cfg(unix)]
+    turn: super::turn::Turn,
+    calls: Sender<Stamped>,
+    running: Running,
+    link: Arc<Link>,
+    /// Removed when the process leaves.
+    shadow: Mutex<Option<ShadowDir>>,
+}
+
+impl Input {
+    /// The input after the handshake (`reader` may hold bytes already read), whose calls go to
+    /// `calls`.
+    ///
+    /// # Errors
+    /// Unix: stdin cannot be polled.
+    pub fn new(
+        reader: BufReader<Box<dyn Read + Send>>,
+        calls: Sender<Stamped>,
+        link: Arc<Link>,
+        shadow: ShadowDir,
+    ) -> std::io::Result<Arc<Input>> {
+        Ok(Arc::new(Input {
+            reader: Mutex::new(reader),
+            #[cfg(unix)]
+            fd: rustix::io::dup(std::io::stdin())?,
+            // Nobody holds it while the executor loads the plugin: the standby then reads.
+            #[cfg(unix)]
+            turn: super::turn::Turn::new(false)?,
+            calls,
+            running: Running::default(),
+            link,
+            shadow: Mutex::new(Some(shadow)),
+        }))
+    }
+
+    /// The token of the call running now, if the host stamped it (for the executor, which
+    /// marks each event of a run as running when it takes it).
+    pub fn running(&self) -> &Running {
+        &self.running
+    }
+
+    /// Ends the process with `code`, once the shadow folder is removed.
+    ///
+    /// The other threads stay where they are (the executor is never told to end): a thread
+    /// that ends runs its thread-local destructors, the plugin's included, which take the
+    /// dynamic loader's lock that the exit handlers hold while they finalise the libraries; the
+    /// two would then wait for each other (seen: a worker that never exited after its stdin
+    /// closed).
+    ///
+    /// Only the first thread to leave runs the exit; another that gets here meanwhile (the
+    /// executor and the standby can both see the host go) waits for it: two threads running
+    /// the exit handlers at once is undefined.
+    pub fn leave(&self, code: i32) -> ! {
+        static LEAVING: std::sync::Once = std::sync::Once::new();
+        LEAVING.call_once(|| {
+            drop(self.shadow.lock().take());
+            std::process::exit(code)
+        });
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// Reads one frame and acts on it; returns the reply if it is the one to request `mine`.
+    fn read_one(&self, mine: Option<u64>) -> Option<Result<HostReply, PluginError>> {
+        let frame = wire::read_frame::<_, ToChild>(&mut *self.reader.lock(), FRAME_LIMIT);
+        match frame {
+            Ok(Some(ToChild::Call { call, stamp })) => {
+                // Made here, so that a cancel frame read next finds it even before the
+                // executor has taken the call.
+                let stamp = stamp.map(|(caller, id)| {
+                    let token = CancellationToken::new();
+                    *self.running.lock() = Some((id, token.clone()));
+                    (caller, id, token)
+                });
+                self.queue((Exec::Call(call), stamp));
+            }
+            Ok(Some(ToChild::Events(events))) => {
+                // An event's caller is its source and its id the event's own, as in process.
+                for (i, event) in events.into_iter().enumerate() {
+                    let stamp =
+                        Some((event.source.to_string(), event.id, CancellationToken::new()));
+                    let exec = Exec::Ahead {
+                        call: Call::Event(event),
+                        first: i == 0,
+                    };
+                    self.queue((exec, stamp));
+                }
+            }
+            Ok(Some(ToChild::Cancel { id })) => {
+                if let Some((running_id, token)) = self.running.lock().as_ref() {
+                    if *running_id == id {
+                        token.cancel();
+                    }
+                }
+            }
+            Ok(Some(ToChild::Reply { id, reply })) if Some(id) == mine => return Some(reply),
+            Ok(Some(ToChild::Reply { id, reply })) => self.link.settle(id, reply),
+            Ok(Some(ToChild::Start(_))) => {
+                eprintln!("loader worker: a second start frame");
+                self.leave(PROTOCOL_ERROR);
+            }
+            // The host closed our input: it is done with us (or gone).
+            Ok(None) => self.leave(0),
+            Err(e) => {
+                eprintln!("loader worker: {e}");
+                self.leave(PROTOCOL_ERROR);
+            }
+        }
+        None
+    }
+
+    fn queue(&self, stamped: Stamped) {
+        // The receiver is the executor's, which never ends before the process does.
+        if self.calls.send(stamped).is_err() {
+            self.leave(1);
+        }
+    }
+
+    /// The main thread's part: reads whenever the executor does not (Unix: while it is busy in
+    /// plugin code), until the process leaves.
+    pub fn standby(&self) -> ! {
+        loop {
+            #[cfg(unix)]
+            {
+                use std::os::fd::AsFd;
+                if !self.turn.standby_wait() {
+                    // Never closed in the worker: only leaving ends its input.
+                    self.leave(0);
+                }
+                let buffered = !self.reader.lock().buffer().is_empty();
+                if !buffered {
+                    match self.turn.standby_poll(self.fd.as_fd()) {
+                        Ok(super::turn::Polled::Data) => {}
+                        Ok(super::turn::Polled::GaveUp) => continue,
+                        Err(e) => {
+                            eprintln!("loader worker: cannot poll its input: {e}");
+                            self.leave(PROTOCOL_ERROR);
+                        }
+                    }
+                }
+            }
+            let _ = self.read_one(None);
+        }
+    }
+
+    /// The executor's next call: one read already, or else the next one the host sends. Its
+    /// answers written so far go out before it waits.
+    pub fn next_call(&self, calls: &Receiver<Stamped>) -> Stamped {
+        loop {
+            if let Ok(stamped) = calls.try_recv() {
+                #[cfg(unix)]
+                self.turn.release(false);
+                return stamped;
+            }
+            if self.link.flush().is_err() {
+                self.leave(0);
+            }
+            #[cfg(unix)]
+            {
+                if self.turn.take() {
+                    // The standby may have queued a call just before it gave the turn up.
+                    if let Ok(stamped) = calls.try_recv() {
+                        self.turn.release(false);
+                        return stamped;
+                    }
+                    let _ = self.read_one(None);
+                    continue;
+                }
+            }
+            match calls.recv() {
+                Ok(stamped) => return stamped,
+                Err(_) => self.leave(1),
+            }
+        }
+    }
+
+    /// Waits for the reply to request `id` (whose channel is `rx`), reading the input itself
+    /// while it waits (Unix). For the executor's own requests, made while it runs a call.
+    pub fn reply_for(
+        &self,
+        id: u64,
+        rx: &Receiver<Result<HostReply, PluginError>>,
+    ) -> Option<Result<HostReply, PluginError>> {
+        #[cfg(unix)]
+        {
+            if !self.turn.take() {
+                return rx.recv().ok();
+            }
+            // The standby may have read the reply just before it gave the turn up.
+            let reply = rx.try_recv().ok().or_else(|| loop {
+                if let Some(reply) = self.read_one(Some(id)) {
+                    self.link.forget(id);
+                    break Some(reply);
+                }
+            });
+            self.turn.release(false);
+            reply
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = id;
+            rx.recv().ok()
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Whose turn it is to read a pipe: the thread that waits on it reads it itself, and a standby
+//! thread reads only while nobody has waited for a while.
+//!
+//! A call to an isolated plugin crosses two pipes. Had one thread always read each pipe and
+//! handed what it read to the thread waiting for it, every call would wake four threads instead
+//! of two, and on the virtual machines we measured a wake-up across CPUs costs far more than a
+//! pipe's (a pipe tells the scheduler that the writer is about to wait, so the reader runs on
+//! the writer's CPU). So the *main* reader (on the host's side the plugin's thread, which waits
+//! for its call's answers; in the worker the executor, which waits for the next call) reads the
+//! pipe itself. What arrives when it is not waiting (a request from one of the plugin's own
+//! threads, a cancel for the call running, the end of the pipe) is read by the *standby*, which
+//! takes the turn once the main reader has left it for [`LINGER`] and gives it back as soon as
+//! the main reader wants it: the main reader writes a byte to a wake-up pipe that the standby
+//! polls with the data pipe.
+//!
+//! A stream of calls therefore never involves the standby: it wakes at most once per
+//! [`LINGER`] to see that the main reader is still busy. An idle pair costs nothing: the
+//! standby blocks in `poll`. Unix only; elsewhere the standby reads all the time (no `poll` on
+//! Windows pipes) and the main reader waits for what it hands over.
+
+use std::{
+    io,
+    os::fd::{BorrowedFd, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use parking_lot::{Condvar, Mutex};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+/// How long the main reader may leave the turn before the standby takes it. A request from a
+/// plugin's own thread while its call runs, or a cancel, waits at most this long to be read.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
+
+/// Who reads now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Nobody,
+    Main,
+    Standby,
+}
+
+#[derive(Debug)]
+struct State {
+    holder: Holder,
+    /// When the main reader last gave the turn up.
+    released: Instant,
+    /// The main reader asked for the turn (one byte is in the wake-up pipe).
+    wanted: bool,
+    /// The standby waits without a timeout until the main reader gives the turn up.
+    parked: bool,
+    /// The standby should take the turn now (the main reader saw the pipe end).
+    urgent: bool,
+    /// The pipe ended: nobody reads it any more.
+    closed: bool,
+}
+
+/// The turn to read one pipe, shared by one main reader and one standby.
+pub(crate) struct Turn {
+    state: Mutex<State>,
+    changed: Condvar,
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
+}
+
+/// What [`Turn::standby_poll`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// The data pipe has bytes (or its end) to read.
+    Data,
+    /// The main reader wants the turn: the standby has given it up.
+    GaveUp,
+}
+
+impl Turn {
+    /// A turn that the standby holds first (it reads the handshake), or nobody.
+    ///
+    /// # Errors
+    /// The wake-up pipe cannot be made.
+    pub fn new(standby_first: bool) -> io::Result<Turn> {
+        let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
+        Ok(Turn {
+            state: Mutex::new(State {
+                holder: if standby_first {
+                    Holder::Standby
+                } else {
+                    Holder::Nobody
+                },
+                released: Instant::now(),
+                wanted: false,
+                parked: false,
+                urgent: false,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            wake_rx,
+            wake_tx,
+        })
+    }
+
+    /// The main reader takes the turn, waking the standby and waiting for it to give the turn
+    /// up if it holds it. Returns `false` once the pipe ended (the standby saw it).
+    pub fn take(&self) -> bool {
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return false;
+            }
+            match state.holder {
+                Holder::Nobody | Holder::Main => {
+                    state.holder = Holder::Main;
+                    return true;
+                }
+                Holder::Standby => {
+                    if !state.wanted {
+                        state.wanted = true;
+                        // The standby polls this pipe; a failed write leaves it to the pipe's
+                        // own traffic (or end) to wake it.
+                        let _ = rustix::io::write(&self.wake_tx, &[1]);
+                    }
+                    self.changed.wait(&mut state);
+                }
+            }
+        }
+    }
+
+    /// The main reader gives the turn up; the standby takes it after [`LINGER`], or at once
+    /// when `urgent` (the main reader saw the pipe end or break, which the standby handles).
+    pub fn release(&self, urgent: bool) {
+        let mut state = self.state.lock();
+        if state.holder == Holder::Main {
+            state.holder = Holder::Nobody;
+            state.released = Instant::now();
+        }
+        state.urgent |= urgent;
+        if state.parked || urgent {
+            self.changed.notify_all();
+        }
+    }
+
+    /// The standby waits until it should read: the main reader left the turn for [`LINGER`],
+    /// or asked for it to be taken at once. Returns `false` once the pipe is closed.
+    pub fn standby_wait(&self) -> bool {
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return false;
+            }
+            match state.holder {
+                Holder::Standby => return true,
+                Holder::Nobody => {
+                    let left = state.released.elapsed();
+                    if state.urgent || left >= LINGER {
+                        state.holder = Holder::Standby;
+                        state.urgent = false;
+                        return true;
+                    }
+                    self.changed.wait_for(&mut state, LINGER - left);
+                }
+                Holder::Main => {
+                    state.parked = true;
+                    self.changed.wait(&mut state);
+                    state.parked = false;
+                }
+            }
+        }
+    }
+
+    /// The standby, holding the turn, waits until `data` has something to read or the main
+    /// reader wants the turn; in that case it gives the turn up before returning.
+    ///
+    /// # Errors
+    /// `poll` failed.
+    pub fn standby_poll(&self, data: BorrowedFd<'_>) -> io::Result<Polled> {
+        loop {
+            let mut fds = [
+                PollFd::new(&data, PollFlags::IN),
+                PollFd::new(&self.wake_rx, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let [data_ready, wake_ready] = fds.map(|fd| !fd.revents().is_empty());
+            if wake_ready {
+                let mut byte = [0u8; 1];
+                let _ = rustix::io::read(&self.wake_rx, &mut byte);
+                let mut state = self.state.lock();
+                state.wanted = false;
+                state.holder = Holder::Nobody;
+                self.changed.notify_all();
+                return Ok(Polled::GaveUp);
+            }
+            if data_ready {
+                return Ok(Polled::Data);
+            }
+        }
+    }
+
+    /// The standby is done with the pipe (it ended): the main reader's [`Turn::take`] returns
+    /// `false` from now on.
+    pub fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        state.holder = Holder::Nobody;
+        self.changed.notify_all();
+    }
+}
+
+/// Waits at most `timeout` (`None`: without limit) until `fd` has something to read (or its
+/// end); returns whether it has.
+///
+/// # Errors
+/// `poll` failed.
+pub(crate) fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let timeout = match timeout {
+        Some(t) => Some(Timespec::try_from(t).map_err(|_| io::Error::other("timeout too long"))?),
+        None => None,
+    };
+    loop {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{io::Write, os::fd::AsFd, sync::Arc};
+
+    #[test]
+    fn the_standby_gives_the_turn_up_when_the_main_reader_wants_it() {
+        let turn = Arc::new(Turn::new(true).expect("turn"));
+        let (data_rx, data_tx) = rustix::pipe::pipe().expect("pipe");
+        let standby = {
+            let turn = turn.clone();
+            std::thread::spawn(move || {
+                assert!(turn.standby_wait());
+                turn.standby_poll(data_rx.as_fd()).expect("poll")
+            })
+        };
+        assert!(turn.take(), "the main reader gets the turn");
+        assert_eq!(standby.join().expect("standby"), Polled::GaveUp);
+        drop(data_tx);
+    }
+
+    #[test]
+    fn the_standby_takes_the_turn_only_after_the_main_reader_lingered() {
+        let turn = Arc::new(Turn::new(false).expect("turn"));
+        assert!(turn.take());
+        let started = Instant::now();
+        let standby = {
+            let turn = turn.clone();
+            std::thread::spawn(move || {
+                assert!(turn.standby_wait());
+                Instant::now()
+            })
+        };
+        turn.release(false);
+        let took = standby.join().expect("standby");
+        assert!(took.duration_since(started) >= LINGER);
+    }
+
+    #[test]
+    fn an_urgent_release_and_a_close_reach_the_standby_and_the_main_reader() {
+        let turn = Arc::new(Turn::new(false).expect("turn"));
+        assert!(turn.take());
+        turn.release(true);
+        assert!(turn.standby_wait(), "taken at once");
+        turn.close();
+        assert!(!turn.take(), "closed");
+        assert!(!turn.standby_wait());
+    }
+
+    #[test]
+    fn readable_sees_data_and_times_out_without_it() {
+        let (rx, tx) = rustix::pipe::pipe().expect("pipe");
+        assert!(!readable(rx.as_fd(), Some(Duration::from_millis(1))).expect("poll"));
+        let mut tx = std::fs::File::from(tx);
+        tx.write_all(b"x").expect("write");
+        assert!(readable(rx.as_fd(), Some(Duration::ZERO)).expect("poll"));
+    }
+}
