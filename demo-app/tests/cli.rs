@@ -1360,6 +1360,37 @@ fn bench_quick_json_is_one_object_with_every_case() {
     );
 }
 
+#[test]
+fn bench_only_runs_the_named_cases_and_names_the_cases_when_none_matches() {
+    let out = run_within(
+        demo(&["bench", "--quick", "--json", "--only", "isolated_roundtrip"]),
+        None,
+        BENCH_LIMIT,
+    );
+    out.ok();
+    let report = out.json();
+    let cases = report["cases"].as_array().expect("a cases array");
+    assert_eq!(cases.len(), 1, "{report}");
+    assert_eq!(cases[0]["name"], "isolated_roundtrip", "{report}");
+    assert!(
+        cases[0]["ours"].as_f64().is_some_and(|us| us > 0.0),
+        "{report}"
+    );
+    assert_eq!(
+        report["scaling"],
+        serde_json::json!([]),
+        "no growth curves for a subset"
+    );
+
+    let out = run(demo(&["bench", "--quick", "--only", "nosuch"]));
+    out.expect_code(1);
+    let line = out.error_line();
+    assert!(
+        line.contains("nosuch") && line.contains("command_roundtrip") && line.contains("load_5"),
+        "{line}"
+    );
+}
+
 // ---- 12. polish --------------------------------------------------------------------------------
 
 #[test]

@@ -34,12 +34,6 @@ const BUILD_AND_RUN: &str = "cargo run --release -p demo-app -- bench";
 /// # Errors
 /// The suite could not run (a plugin library is missing, a case failed to set up): exit 1.
 pub fn run(args: &BenchArgs) -> Result<(), AppError> {
-    if cfg!(debug_assertions) {
-        crate::output::warning(&format!(
-            "this is a debug build, whose numbers are not meaningful; measure with `{BUILD_AND_RUN}`"
-        ));
-    }
-    let env = BenchEnv::beside_executable().map_err(|e| bench_error(&e))?;
     let mut options = if args.quick {
         SuiteOptions::quick()
     } else {
@@ -59,6 +53,12 @@ pub fn run(args: &BenchArgs) -> Result<(), AppError> {
             ),
         ));
     }
+    if cfg!(debug_assertions) {
+        crate::output::warning(&format!(
+            "this is a debug build, whose numbers are not meaningful; measure with `{BUILD_AND_RUN}`"
+        ));
+    }
+    let env = BenchEnv::beside_executable().map_err(|e| bench_error(&e))?;
     let mut notes = ProgressNotes::start(&options);
     let report = run_suite(&env, &options, |case| notes.finished(case));
     drop(notes);

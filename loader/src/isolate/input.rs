@@ -3,7 +3,7 @@
 //! On Unix the executor (the thread that runs the host's calls on the instance) reads it
 //! itself while it waits for the next call, and so does a call that waits for the host's reply
 //! to its context request; the worker's main thread is the standby that reads while the
-//! executor is busy in plugin code ([`Turn`](super::turn::Turn)). Elsewhere the main thread
+//! executor is busy in plugin code ([`ReadTurn`](super::read_turn::ReadTurn)). Elsewhere the main thread
 //! reads everything and hands calls to the executor.
 //!
 //! Whoever reads a frame acts on it: a call or a run of events goes to the executor's queue, a
@@ -32,11 +32,11 @@ pub(crate) const FRAME_LIMIT: usize = 1 << 30;
 /// Exit status when the host speaks other versions or breaks the protocol.
 pub(crate) const PROTOCOL_ERROR: i32 = 3;
 
-/// What the executor runs: a call, or an event of a run the host wrote in one frame
-/// (`first` starts the run).
+/// What the executor runs: a call, or an event the host wrote ahead of its delivery (in a
+/// frame of several; the executor stamps each as it takes it).
 pub(crate) enum Exec {
     Call(Call),
-    Ahead { call: Call, first: bool },
+    Ahead(Call),
 }
 
 /// A call from the host with its stamp: caller, id and the token a cancel frame cancels.
@@ -52,7 +52,7 @@ pub(crate) struct Input {
     #[cfg(unix)]
     fd: std::os::fd::OwnedFd,
     #[cfg(unix)]
-    turn: super::turn::Turn,
+    turn: super::read_turn::ReadTurn,
     calls: Sender<Stamped>,
     running: Running,
     link: Arc<Link>,
@@ -78,7 +78,7 @@ impl Input {
             fd: rustix::io::dup(std::io::stdin())?,
             // Nobody holds it while the executor loads the plugin: the standby then reads.
             #[cfg(unix)]
-            turn: super::turn::Turn::new(false)?,
+            turn: super::read_turn::ReadTurn::new(false)?,
             calls,
             running: Running::default(),
             link,
@@ -116,7 +116,7 @@ impl Input {
 
     /// Reads one frame and acts on it; returns the reply if it is the one to request `mine`.
     fn read_one(&self, mine: Option<u64>) -> Option<Result<HostReply, PluginError>> {
-        let frame = wire::read_frame::<_, ToChild>(&mut *self.reader.lock(), FRAME_LIMIT);
+        let frame = wire::read_buffered::<_, ToChild>(&mut *self.reader.lock(), FRAME_LIMIT);
         match frame {
             Ok(Some(ToChild::Call { call, stamp })) => {
                 // Made here, so that a cancel frame read next finds it even before the
@@ -129,15 +129,9 @@ impl Input {
                 self.queue((Exec::Call(call), stamp));
             }
             Ok(Some(ToChild::Events(events))) => {
-                // An event's caller is its source and its id the event's own, as in process.
-                for (i, event) in events.into_iter().enumerate() {
-                    let stamp =
-                        Some((event.source.to_string(), event.id, CancellationToken::new()));
-                    let exec = Exec::Ahead {
-                        call: Call::Event(event),
-                        first: i == 0,
-                    };
-                    self.queue((exec, stamp));
+                // Stamped by the executor when it takes each (its caller is the event's source).
+                for event in events {
+                    self.queue((Exec::Ahead(Call::Event(event)), None));
                 }
             }
             Ok(Some(ToChild::Cancel { id })) => {
@@ -184,8 +178,8 @@ impl Input {
                 let buffered = !self.reader.lock().buffer().is_empty();
                 if !buffered {
                     match self.turn.standby_poll(self.fd.as_fd()) {
-                        Ok(super::turn::Polled::Data) => {}
-                        Ok(super::turn::Polled::GaveUp) => continue,
+                        Ok(super::read_turn::Polled::Data) => {}
+                        Ok(super::read_turn::Polled::GaveUp) => continue,
                         Err(e) => {
                             eprintln!("loader worker: cannot poll its input: {e}");
                             self.leave(PROTOCOL_ERROR);

@@ -16,7 +16,7 @@
 //!    child's stdin and what each frame does there.
 //! 4. [`process`]: starting, watching, killing and reaping the child.
 //! 5. [`remote`]: the instance the plugin's thread holds.
-//! 6. [`turn`]: whose turn it is to read a pipe, so that the thread waiting on it reads it
+//! 6. [`read_turn`]: whose turn it is to read a pipe, so that the thread waiting on it reads it
 //!    itself (Unix).
 //!
 //! The child's side is the worker mode `serve` (`loader::worker`, `worker/serve.rs`).
@@ -25,9 +25,9 @@ pub(crate) mod broker;
 pub(crate) mod input;
 pub(crate) mod process;
 pub(crate) mod proxy;
-pub(crate) mod remote;
 #[cfg(unix)]
-pub(crate) mod turn;
+pub(crate) mod read_turn;
+pub(crate) mod remote;
 pub(crate) mod wire;
 
 use std::{

@@ -2,7 +2,7 @@
 //! thread that reads its frames and its stderr, killing it, and saying how it ended.
 //!
 //! The plugin's thread reads the child's stdout itself while it waits for a call's answer (on
-//! Unix; see [`turn`](super::turn)). The reader thread is the standby: it reads what comes while
+//! Unix; see [`read_turn`](super::read_turn)). The reader thread is the standby: it reads what comes while
 //! nobody waits. What it reads for a call (an answer, a request the child makes while it serves
 //! the call) goes to the [`inbox`](Process::inbox) of the thread waiting for it; requests from
 //! the plugin's other threads are served on a thread of their own, whoever reads them. When the
@@ -40,6 +40,7 @@ pub(super) enum Inbound {
 }
 
 /// What the plugin's thread read while it held the turn.
+#[cfg_attr(not(unix), allow(dead_code))] // Elsewhere it never holds the turn.
 pub(super) enum Turned {
     Frame(ToHost),
     /// Nothing within the timeout.
@@ -82,7 +83,7 @@ pub(crate) struct Process {
     frame_limit: usize,
     /// Whose turn it is to read `output` (Unix; elsewhere the reader thread always reads).
     #[cfg(unix)]
-    turn: super::turn::Turn,
+    turn: super::read_turn::ReadTurn,
     /// `output`'s descriptor, polled without taking `output`'s lock.
     #[cfg(unix)]
     output_fd: std::os::fd::OwnedFd,
@@ -143,7 +144,7 @@ impl Process {
         #[cfg(unix)]
         let polling = rustix::io::dup(&output)
             .map_err(std::io::Error::from)
-            .and_then(|fd| Ok((fd, super::turn::Turn::new(true)?)));
+            .and_then(|fd| Ok((fd, super::read_turn::ReadTurn::new(true)?)));
         #[cfg(unix)]
         let (output_fd, turn) = match polling {
             Ok(polling) => polling,
@@ -243,7 +244,7 @@ impl Process {
         stderr_done: Receiver<()>,
     ) {
         let ours = Hello::ours();
-        let hello = wire::read_frame::<_, Hello>(&mut *self.output.lock(), self.frame_limit);
+        let hello = wire::read_buffered::<_, Hello>(&mut *self.output.lock(), self.frame_limit);
         let protocol_error = match hello {
             Ok(Some(theirs)) if theirs == ours => self.serve_frames(inbox, started),
             Ok(Some(theirs)) => {
@@ -296,7 +297,7 @@ impl Process {
     /// Reads frames until the pipe ends; returns the protocol error, if that is why it stopped.
     ///
     /// On Unix this thread is the standby: it reads only while the plugin's thread is not
-    /// waiting for an answer ([`Turn`](super::turn::Turn)).
+    /// waiting for an answer ([`ReadTurn`](super::read_turn::ReadTurn)).
     fn serve_frames(
         self: &Arc<Process>,
         inbox: &Sender<Inbound>,
@@ -305,7 +306,7 @@ impl Process {
         loop {
             #[cfg(unix)]
             {
-                use super::turn::Polled;
+                use super::read_turn::Polled;
                 use std::os::fd::AsFd;
                 if let Some(broken) = self.broken.lock().take() {
                     return Some(broken);
@@ -325,12 +326,14 @@ impl Process {
                     }
                 }
             }
-            let frame =
-                match wire::read_frame::<_, ToHost>(&mut *self.output.lock(), self.frame_limit) {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => return None,
-                    Err(e) => return Some(e.to_string()),
-                };
+            let frame = match wire::read_buffered::<_, ToHost>(
+                &mut *self.output.lock(),
+                self.frame_limit,
+            ) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return None,
+                Err(e) => return Some(e.to_string()),
+            };
             match frame {
                 ToHost::Ready => {
                     self.state.lock().ready = true;
@@ -400,13 +403,13 @@ impl Process {
             use std::os::fd::AsFd;
             let mut output = self.output.lock();
             if output.buffer().is_empty() {
-                match super::turn::readable(self.output_fd.as_fd(), timeout) {
+                match super::read_turn::readable(self.output_fd.as_fd(), timeout) {
                     Ok(true) => {}
                     Ok(false) => return Turned::Timeout,
                     Err(e) => return self.hand_over(Some(format!("cannot poll its output: {e}"))),
                 }
             }
-            match wire::read_frame::<_, ToHost>(&mut *output, self.frame_limit) {
+            match wire::read_buffered::<_, ToHost>(&mut *output, self.frame_limit) {
                 Ok(Some(frame)) => Turned::Frame(frame),
                 Ok(None) => {
                     drop(output);
@@ -442,13 +445,14 @@ impl Process {
 
     /// Writes one frame to the child.
     pub(super) fn send(&self, frame: &ToChild) -> std::io::Result<()> {
-        let bytes = wire::encode(frame)?;
-        let mut input = self.input.lock();
-        let Some(pipe) = input.as_mut() else {
-            return Err(std::io::ErrorKind::BrokenPipe.into());
-        };
-        pipe.write_all(&bytes)?;
-        pipe.flush()
+        wire::with_frame(frame, |bytes| {
+            let mut input = self.input.lock();
+            let Some(pipe) = input.as_mut() else {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            };
+            pipe.write_all(bytes)?;
+            pipe.flush()
+        })
     }
 
     /// Marks the start of a call: `Err` with how the process ended if it did. A deactivation

@@ -100,11 +100,12 @@ impl Link {
     /// # Errors
     /// The host's end of the pipe is closed.
     pub fn send_raw<T: serde::Serialize>(&self, frame: &T) -> std::io::Result<()> {
-        let bytes = wire::encode(frame)?;
-        let mut out = self.out.lock();
-        out.out.write_all(&bytes)?;
-        out.held_since = None;
-        out.out.flush()
+        wire::with_frame(frame, |bytes| {
+            let mut out = self.out.lock();
+            out.out.write_all(bytes)?;
+            out.held_since = None;
+            out.out.flush()
+        })
     }
 
     /// Writes one frame, leaving it in the buffer for a while (at most [`ANSWER_DELAY`], and
@@ -114,15 +115,16 @@ impl Link {
     /// # Errors
     /// The host's end of the pipe is closed.
     pub fn send_later(&self, frame: &ToHost) -> std::io::Result<()> {
-        let bytes = wire::encode(frame)?;
-        let mut out = self.out.lock();
-        out.out.write_all(&bytes)?;
-        let since = *out.held_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= ANSWER_DELAY {
-            out.held_since = None;
-            out.out.flush()?;
-        }
-        Ok(())
+        wire::with_frame(frame, |bytes| {
+            let mut out = self.out.lock();
+            out.out.write_all(bytes)?;
+            let since = *out.held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= ANSWER_DELAY {
+                out.held_since = None;
+                out.out.flush()?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes what the buffer holds.
@@ -145,6 +147,7 @@ impl Link {
     }
 
     /// Forgets request `id`, whose reply its own thread read.
+    #[cfg(unix)]
     pub fn forget(&self, id: u64) {
         self.waiting.lock().remove(&id);
     }

@@ -87,29 +87,14 @@ impl RemoteInstance {
     /// Sends `call` and waits for its answer, serving the child's requests meanwhile. With a
     /// `bound`, a child that has not answered by then is killed.
     ///
-    /// An event already written ahead ([`SendAhead`]) is not sent again: its answer is the next
-    /// to come. Any other call first takes the answers of events written ahead and never
-    /// delivered (a run cut short), so that its own answer is the one it gets.
+    /// It first takes the answers of events written ahead ([`SendAhead`]) and never delivered
+    /// (a run cut short), so that its own answer is the one it gets.
     fn invoke(&self, call: Call, bound: Option<Duration>) -> Result<Answer, PluginError> {
         let process = &self.process;
         let entry = call.entry();
-        let sent_ahead = match &call {
-            Call::Event(event) => {
-                let mut sent = self.ahead.sent.lock();
-                if sent.front() == Some(&event.id) {
-                    sent.pop_front();
-                    true
-                } else {
-                    false
-                }
-            }
-            _ => false,
-        };
-        if !sent_ahead {
-            let undelivered = std::mem::take(&mut *self.ahead.sent.lock());
-            for _ in undelivered {
-                let _ = self.wait(None, None, entry);
-            }
+        let undelivered = std::mem::take(&mut *self.ahead.sent.lock());
+        for _ in undelivered {
+            let _ = self.wait(None, None, entry);
         }
         process.begin(matches!(call, Call::Deactivate))?;
         // The stamp `invoke` set for this call on this thread travels with it; the child's
@@ -118,11 +103,16 @@ impl RemoteInstance {
             Some((caller, id, token)) => (Some((caller, id)), Some((id, token))),
             None => (None, None),
         };
-        if !sent_ahead {
-            // A failed write means the child is gone: its end arrives in the inbox.
-            let _ = process.send(&ToChild::Call { call, stamp });
-        }
+        // A failed write means the child is gone: its end arrives in the inbox.
+        let _ = process.send(&ToChild::Call { call, stamp });
         self.wait(bound, token, entry)
+    }
+
+    /// Waits for the answer to event `id`, which was written ahead: the next answer to come.
+    fn delivered(&self, id: u64) -> Result<Answer, PluginError> {
+        self.process.begin(false)?;
+        let token = stamp::inherited().map(|t| (id, t));
+        self.wait(None, token, "on_event")
     }
 
     /// Waits for the next answer, serving the child's requests meanwhile, and telling the
@@ -251,9 +241,12 @@ impl RemoteInstance {
         bound: Option<Duration>,
         shape: impl FnOnce(Answer) -> Result<T, PluginError>,
     ) -> RResult<T, PluginError> {
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.invoke(call, bound).and_then(shape)
-        })) {
+        self.fence(|| self.invoke(call, bound).and_then(shape))
+    }
+
+    /// Runs `f` behind the fence of [`RemoteInstance::fenced`].
+    fn fence<T>(&self, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
+        match catch_unwind(AssertUnwindSafe(f)) {
             Ok(r) => r.into(),
             Err(_) => RResult::RErr(PluginError::failed(format!(
                 "the host failed while calling plugin {}'s process",
@@ -309,6 +302,21 @@ impl PluginInstance for RemoteInstance {
     }
 
     fn on_event(&mut self, event: &Event) -> RResult<ROption<Payload>, PluginError> {
+        // An event written ahead is not sent again (nor copied): its answer is the next to come.
+        let ahead = {
+            let mut sent = self.ahead.sent.lock();
+            let front = sent.front() == Some(&event.id);
+            if front {
+                sent.pop_front();
+            }
+            front
+        };
+        if ahead {
+            return self.fence(|| {
+                self.delivered(event.id)
+                    .and_then(|a| payload(a).map(ROption::RSome))
+            });
+        }
         let call = Call::Event(Arc::new(event.clone()));
         self.fenced(call, None, |a| payload(a).map(ROption::RSome))
     }

@@ -9,7 +9,8 @@
 //! context does ([`HostRequest`]) in between.
 
 use std::{
-    io::{self, Read, Write},
+    cell::RefCell,
+    io::{self, BufRead, BufReader, Read, Write},
     path::PathBuf,
     sync::Arc,
 };
@@ -286,6 +287,81 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Encodes `value` as one frame into this thread's reused buffer and hands the bytes to
+/// `write`: no allocation per frame once the buffer has grown to the frames' size.
+///
+/// # Errors
+/// The value cannot be encoded, or `write` failed.
+pub(crate) fn with_frame<T: Serialize, R>(
+    value: &T,
+    write: impl FnOnce(&[u8]) -> io::Result<R>,
+) -> io::Result<R> {
+    /// A buffer larger than this is not kept for the next frame.
+    const KEEP: usize = 1 << 20;
+    thread_local! {
+        static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let Ok(mut buf) = buffer.try_borrow_mut() else {
+            // Only a `write` that sends another frame gets here; it gets a buffer of its own.
+            return write(&encode(value)?);
+        };
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        let framed = bincode::serde::encode_into_std_write(value, &mut *buf, config())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            .and_then(|_| {
+                u32::try_from(buf.len() - 4)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame over 4 GiB"))
+            });
+        let result = framed.and_then(|len| {
+            buf[..4].copy_from_slice(&len.to_le_bytes());
+            write(&buf)
+        });
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        result
+    })
+}
+
+/// Reads one frame like [`read_frame`], decoding it in place when the reader's buffer holds it
+/// whole (the usual case: a frame is written in one piece, and small ones arrive together),
+/// without copying it out first.
+///
+/// # Errors
+/// As [`read_frame`].
+pub(crate) fn read_buffered<R: Read, T: DeserializeOwned>(
+    input: &mut BufReader<R>,
+    limit: usize,
+) -> Result<Option<T>, FrameError> {
+    if input.buffer().is_empty() {
+        loop {
+            match input.fill_buf() {
+                Ok([]) => return Ok(None),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let held = input.buffer();
+    if let Some(prefix) = held.get(..4) {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(prefix);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > limit {
+            return Err(FrameError::TooLong { len, limit });
+        }
+        if let Some(body) = held.get(4..4 + len) {
+            let decoded = bincode::serde::decode_from_slice(body, config());
+            input.consume(4 + len);
+            return Ok(Some(decoded?.0));
+        }
+    }
+    read_frame(input, limit)
+}
+
 /// Writes `value` as one frame and flushes.
 ///
 /// # Errors
@@ -362,6 +438,31 @@ mod tests {
         assert!(read_frame::<_, ToHost>(&mut input, 1024)
             .expect("clean end")
             .is_none());
+    }
+
+    #[test]
+    fn buffered_frames_decode_in_place_and_across_reads() {
+        let mut pipe = Vec::new();
+        for id in 0..3 {
+            with_frame(&ToChild::Cancel { id }, |bytes| {
+                pipe.extend_from_slice(bytes);
+                Ok(())
+            })
+            .expect("encode");
+        }
+        // A buffer of 5 bytes holds no frame whole: every read takes the slow path too.
+        for capacity in [5, 8192] {
+            let mut input = BufReader::with_capacity(capacity, pipe.as_slice());
+            for id in 0..3 {
+                let frame: ToChild = read_buffered(&mut input, 1024)
+                    .expect("read")
+                    .expect("a frame");
+                assert!(matches!(frame, ToChild::Cancel { id: got } if got == id));
+            }
+            assert!(read_buffered::<_, ToChild>(&mut input, 1024)
+                .expect("clean end")
+                .is_none());
+        }
     }
 
     #[test]

@@ -359,7 +359,8 @@ fn run_call(
 /// in one go when the run ends. Returns whether to exit.
 ///
 /// An instance in a child process is first handed up to [`AHEAD_RUN`] of the queued events in
-/// one go ([`SendAhead`]); they are then delivered one by one as for any instance. Should one
+/// one go ([`SendAhead`]), and more while it works through them; they are then delivered one
+/// by one as for any instance. Should one
 /// of them panic, the rest of the run goes to the instance the supervisor puts in its place, as
 /// queued events would.
 fn run_events(
@@ -381,24 +382,45 @@ fn run_events(
     let mut handed = false;
     let mut started = Instant::now();
     while let Some(delivery) = next.take() {
-        if !handed {
-            if let Some(ahead) = &live.ahead {
-                take_run(slot, &mut run);
+        if let Some(ahead) = &live.ahead {
+            if !handed {
+                take_run(slot, &mut run, AHEAD_RUN - 1);
                 let events: Vec<_> = std::iter::once(&delivery)
                     .chain(run.iter())
                     .map(|d| d.event.clone())
                     .collect();
                 ahead.send_ahead(&events);
+            } else if run.is_empty()
+                || (run.len() < AHEAD_RUN / 2 && slot.events_rx.len() >= AHEAD_RUN / 2)
+            {
+                // The child is working through what it was handed: top its queue up now, so
+                // that it finds the next events when it is done instead of waiting for this
+                // thread to take in its answers first.
+                let had = run.len();
+                take_run(slot, &mut run, AHEAD_RUN);
+                if run.len() > had {
+                    let events: Vec<_> = run.iter().skip(had).map(|d| d.event.clone()).collect();
+                    ahead.send_ahead(&events);
+                }
             }
         }
         let panicked = deliver(&mut invoker, live, delivery, started);
         if panicked {
             drop(invoker);
+            let before = live.ahead.as_ref().map(Arc::as_ptr);
             if await_orders(slot, live, recorder, plugin, grace) {
                 return true;
             }
             if run.is_empty() {
                 return false;
+            }
+            // A fresh instance has not been handed the rest of the run; it is now, so that the
+            // events it is handed later come after them there too.
+            if let Some(ahead) = &live.ahead {
+                if before.is_none_or(|b| !std::ptr::addr_eq(b, Arc::as_ptr(ahead))) {
+                    let events: Vec<_> = run.iter().map(|d| d.event.clone()).collect();
+                    ahead.send_ahead(&events);
+                }
             }
             invoker = Invoker::new(slot, recorder, plugin);
         }
@@ -421,10 +443,10 @@ fn run_events(
     false
 }
 
-/// Moves up to [`AHEAD_RUN`]` - 1` queued events into `run`, stopping at an order or a call
-/// that waits (they go before later events).
-fn take_run(slot: &Slot, run: &mut std::collections::VecDeque<Delivery>) {
-    while run.len() + 1 < AHEAD_RUN && slot.control_rx.is_empty() && slot.jobs_rx.is_empty() {
+/// Moves queued events into `run` until it holds `limit`, stopping at an order or a call that
+/// waits (they go before later events).
+fn take_run(slot: &Slot, run: &mut std::collections::VecDeque<Delivery>, limit: usize) {
+    while run.len() < limit && slot.control_rx.is_empty() && slot.jobs_rx.is_empty() {
         match slot.events_rx.try_recv() {
             Ok(delivery) => run.push_back(delivery),
             Err(_) => break,

@@ -20,7 +20,7 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use crossbeam_channel::{unbounded, Receiver};
-use plugin_api::{abi::HostContext_TO, ErrorKind, PluginError};
+use plugin_api::{abi::HostContext_TO, CancellationToken, ErrorKind, PluginError};
 
 use crate::{
     isolate::{
@@ -33,7 +33,7 @@ use crate::{
         shadow::ShadowDir,
     },
     runtime::{
-        call::run,
+        call::{run, Call},
         stamp::{with_stamp, Name, Stamp},
     },
 };
@@ -66,7 +66,7 @@ pub(super) fn serve() -> i32 {
         eprintln!("loader worker: cannot write to the host: {e}");
         return PROTOCOL_ERROR;
     }
-    match wire::read_frame::<_, Hello>(&mut input, FRAME_LIMIT) {
+    match wire::read_buffered::<_, Hello>(&mut input, FRAME_LIMIT) {
         Ok(Some(theirs)) if theirs == ours => {}
         Ok(Some(theirs)) => {
             eprintln!(
@@ -80,7 +80,7 @@ pub(super) fn serve() -> i32 {
             return PROTOCOL_ERROR;
         }
     }
-    let start = match wire::read_frame::<_, ToChild>(&mut input, FRAME_LIMIT) {
+    let start = match wire::read_buffered::<_, ToChild>(&mut input, FRAME_LIMIT) {
         Ok(Some(ToChild::Start(start))) => *start,
         Ok(None) => return 0,
         Ok(Some(other)) => {
@@ -198,8 +198,10 @@ fn execute(
     if link.send(&ToHost::Ready).is_err() {
         return;
     }
-    // Set when an event of the current run panicked: the rest of the run is not run here, as
-    // in process no event reaches a faulted instance (the host delivers them to the fresh one).
+    // Set when an event written ahead panicked: the events written ahead after it are not run
+    // here, as in process no event reaches a faulted instance (the host delivers them to the
+    // fresh one). The host's next call (deactivate, or its next call after orders that never
+    // came) ends it.
     let mut faulted_run = false;
     loop {
         let (exec, stamp) = input.next_call(calls);
@@ -208,15 +210,26 @@ fn execute(
                 faulted_run = false;
                 call
             }
-            Exec::Ahead { call, first } => {
-                faulted_run &= !first;
-                // The host sends a cancel for an event only while it waits for that event's
-                // answer, after every earlier call was answered: this one is the one running.
-                if let Some((_, id, token)) = &stamp {
-                    *input.running().lock() = Some((*id, token.clone()));
-                }
-                call
+            Exec::Ahead(call) => call,
+        };
+        // An event's caller is its source and its id the event's own, as in process. The host
+        // sends a cancel for an event only while it waits for that event's answer, after every
+        // earlier call was answered: this one is the one running.
+        let stamp = match (&call, stamp) {
+            (Call::Event(event), None) => {
+                let token = CancellationToken::new();
+                *input.running().lock() = Some((event.id, token.clone()));
+                Some(Stamp {
+                    caller: Name::new(&event.source),
+                    id: event.id,
+                    token: Some(token),
+                })
             }
+            (_, stamp) => stamp.map(|(caller, id, token)| Stamp {
+                caller: Name::new(&caller),
+                id,
+                token: Some(token),
+            }),
         };
         let answer = if faulted_run {
             Err(PluginError::new(
@@ -224,11 +237,6 @@ fn execute(
                 "not run: an earlier event of its run panicked",
             ))
         } else {
-            let stamp = stamp.map(|(caller, id, token)| Stamp {
-                caller: Name::new(&caller),
-                id,
-                token: Some(token),
-            });
             let answer = as_call(|| with_stamp(stamp, || run(&mut instance, call)));
             faulted_run = matches!(&answer, Err(e) if e.kind == ErrorKind::Panicked);
             answer

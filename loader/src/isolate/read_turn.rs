@@ -55,14 +55,14 @@ struct State {
 }
 
 /// The turn to read one pipe, shared by one main reader and one standby.
-pub(crate) struct Turn {
+pub(crate) struct ReadTurn {
     state: Mutex<State>,
     changed: Condvar,
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
 }
 
-/// What [`Turn::standby_poll`] found.
+/// What [`ReadTurn::standby_poll`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Polled {
     /// The data pipe has bytes (or its end) to read.
@@ -71,14 +71,14 @@ pub(crate) enum Polled {
     GaveUp,
 }
 
-impl Turn {
+impl ReadTurn {
     /// A turn that the standby holds first (it reads the handshake), or nobody.
     ///
     /// # Errors
     /// The wake-up pipe cannot be made.
-    pub fn new(standby_first: bool) -> io::Result<Turn> {
+    pub fn new(standby_first: bool) -> io::Result<ReadTurn> {
         let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
-        Ok(Turn {
+        Ok(ReadTurn {
             state: Mutex::new(State {
                 holder: if standby_first {
                     Holder::Standby
@@ -197,7 +197,7 @@ impl Turn {
         }
     }
 
-    /// The standby is done with the pipe (it ended): the main reader's [`Turn::take`] returns
+    /// The standby is done with the pipe (it ended): the main reader's [`ReadTurn::take`] returns
     /// `false` from now on.
     pub fn close(&self) {
         let mut state = self.state.lock();
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_standby_gives_the_turn_up_when_the_main_reader_wants_it() {
-        let turn = Arc::new(Turn::new(true).expect("turn"));
+        let turn = Arc::new(ReadTurn::new(true).expect("turn"));
         let (data_rx, data_tx) = rustix::pipe::pipe().expect("pipe");
         let standby = {
             let turn = turn.clone();
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_standby_takes_the_turn_only_after_the_main_reader_lingered() {
-        let turn = Arc::new(Turn::new(false).expect("turn"));
+        let turn = Arc::new(ReadTurn::new(false).expect("turn"));
         assert!(turn.take());
         let started = Instant::now();
         let standby = {
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn an_urgent_release_and_a_close_reach_the_standby_and_the_main_reader() {
-        let turn = Arc::new(Turn::new(false).expect("turn"));
+        let turn = Arc::new(ReadTurn::new(false).expect("turn"));
         assert!(turn.take());
         turn.release(true);
         assert!(turn.standby_wait(), "taken at once");
