@@ -134,3 +134,35 @@ fn shutdown_deactivates_in_reverse_activation_order() {
         .expect_err("a stopped plugin serves nothing");
     assert_eq!(err.kind, plugin_api::ErrorKind::NotFound);
 }
+
+#[test]
+fn a_list_of_files_gets_one_entry_per_file_whatever_each_one_holds() {
+    // The files are copied and checked on a second thread ahead of their opening: every file
+    // still gets exactly one entry, and a file that is already serving is reported as such.
+    let dir = PluginDir::new();
+    let echo = dir.add_example("echo");
+    let junk = dir.add_file(&library_file_name("junk"), b"not a library at all");
+    let greeter = dir.add_example("greeter");
+    let counter = dir.add_example("counter");
+    let host = dir.host();
+    let first = host.load_files(std::slice::from_ref(&echo));
+    assert_eq!(first.activated(), vec!["echo"], "{first:?}");
+    let files = vec![greeter.clone(), junk.clone(), echo.clone(), counter.clone()];
+    let report = host.load_files(&files);
+    let mut reported: Vec<_> = report.entries.iter().map(|e| e.file.clone()).collect();
+    reported.sort_unstable();
+    let mut expected = files.clone();
+    expected.sort_unstable();
+    assert_eq!(reported, expected, "{report:?}");
+    let mut activated = report.activated();
+    activated.sort_unstable();
+    assert_eq!(activated, vec!["counter", "greeter"], "{report:?}");
+    assert!(
+        matches!(
+            tests::error_for(&report, &echo),
+            loader::LoadError::AlreadyLoaded { plugin, .. } if plugin == "echo"
+        ),
+        "{report:?}"
+    );
+    tests::assert_names_file(tests::error_for(&report, &junk), &junk);
+}

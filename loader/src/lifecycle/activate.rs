@@ -1,7 +1,11 @@
 //! Loading and activation: files become checked libraries (`load`), admission decides which
 //! may run (`plan::admit`), and each admitted plugin gets its slot, its thread and its context.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::bounded;
 use plugin_api::{ErrorKind, PluginError, PluginModRef};
@@ -10,7 +14,7 @@ use super::{registry::Failure, registry::SlotEntry, Lifecycle, LifecycleEvent, T
 use crate::{
     error::LoadError,
     load::{
-        library::{self, PluginLibrary},
+        library::{self, PluginLibrary, ShadowCopy},
         progress::LoadStage,
     },
     plan::admit::{self, Proposal, World},
@@ -82,36 +86,72 @@ fn entry(lib: &PluginLibrary, error: Option<LoadError>) -> LoadEntry {
     }
 }
 
+/// How many files the copier may have copied and checked ahead of the thread that opens them.
+const COPY_AHEAD: usize = 4;
+
+/// A file made ready to open: a checked private copy, unless its plugin already serves from it.
+enum Prepared {
+    Serving(String),
+    Copied(Result<ShadowCopy, LoadError>),
+}
+
 impl Lifecycle {
+    /// What [`Lifecycle::load_files`] opens for `file`.
+    fn prepare(&self, file: &Path) -> Prepared {
+        match self.registry.read().serving_from(file) {
+            Some(plugin) => Prepared::Serving(plugin),
+            None => Prepared::Copied(self.copy_checked(file)),
+        }
+    }
+
     /// Loads the given plugin files (already-loaded files are reported, not loaded twice) and
     /// activates what admission allows, in dependency order.
     pub fn load_files(&self, turn: &Turn<'_>, files: &[PathBuf]) -> LoadReport {
         let mut libraries = Vec::new();
         let mut report = LoadReport::default();
-        for (done, file) in files.iter().enumerate() {
-            self.progress.report(LoadStage::Loading, done, files.len());
-            if let Some(plugin) = self.registry.read().serving_from(file) {
-                report.entries.push(LoadEntry {
-                    file: file.clone(),
-                    plugin: Some(plugin.clone()),
-                    version: None,
-                    error: Some(Arc::new(LoadError::AlreadyLoaded {
-                        path: file.clone(),
+        // Copying and checking the next files (a pure step per file) runs on a second thread
+        // while this one opens the ones before, in order: with two CPUs a folder loads in
+        // about the time of the longer of the two steps instead of their sum.
+        std::thread::scope(|scope| {
+            let (copied_tx, copied) = crossbeam_channel::bounded(COPY_AHEAD);
+            let copier = (files.len() > 1).then(|| {
+                scope.spawn(move || {
+                    for file in files {
+                        if copied_tx.send(self.prepare(file)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            });
+            for (done, file) in files.iter().enumerate() {
+                self.progress.report(LoadStage::Loading, done, files.len());
+                let prepared = match &copier {
+                    Some(_) => copied.recv().unwrap_or_else(|_| self.prepare(file)),
+                    None => self.prepare(file),
+                };
+                let opened = match prepared {
+                    Prepared::Serving(plugin) => Err((
+                        Some(plugin.clone()),
+                        LoadError::AlreadyLoaded {
+                            path: file.clone(),
+                            plugin,
+                        },
+                    )),
+                    Prepared::Copied(copy) => copy
+                        .and_then(|copy| self.open_copy(copy))
+                        .map_err(|e| (None, e)),
+                };
+                match opened {
+                    Ok(lib) => libraries.push(lib),
+                    Err((plugin, error)) => report.entries.push(LoadEntry {
+                        file: file.clone(),
                         plugin,
-                    })),
-                });
-                continue;
+                        version: None,
+                        error: Some(Arc::new(error)),
+                    }),
+                }
             }
-            match self.open_file(file) {
-                Ok(lib) => libraries.push(lib),
-                Err(error) => report.entries.push(LoadEntry {
-                    file: file.clone(),
-                    plugin: None,
-                    version: None,
-                    error: Some(Arc::new(error)),
-                }),
-            }
-        }
+        });
         self.progress
             .report(LoadStage::Loading, files.len(), files.len());
         self.activate_all(turn, libraries, &mut report);

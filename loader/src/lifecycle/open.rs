@@ -45,15 +45,6 @@ impl Lifecycle {
         ShadowCopy::make(path, &self.shadow_dir, self.allowlist.as_ref(), checksum)
     }
 
-    /// `path`, checked, copied and opened: [`Lifecycle::open_copy`] of
-    /// [`Lifecycle::copy_checked`].
-    ///
-    /// # Errors
-    /// As those two.
-    pub(super) fn open_file(&self, path: &Path) -> Result<PluginLibrary, LoadError> {
-        self.open_copy(self.copy_checked(path)?)
-    }
-
     /// Opens a checked copy in this process; or, while any plugin may run isolated, has a
     /// worker read its manifest first, and opens it here only if the plugin it holds runs in
     /// process.
