@@ -312,3 +312,49 @@ fn each_plugin_gets_its_events_in_order_without_duplicates() {
     assert_eq!(seen(), (0..EMITTED).collect::<Vec<_>>());
     assert_eq!(metrics(&host, "ordered").events_dropped, 0);
 }
+
+#[test]
+fn an_answer_is_collected_while_the_next_event_of_its_run_is_still_running() {
+    // slow is held in a command while two events queue up behind it; released, its thread
+    // takes both as one run (an isolated plugin's worker gets them in one write). The first
+    // event's answer must reach its collector while the second one's handler still waits:
+    // a worker must not hold an answer back for the run's next answers for as long as that
+    // takes.
+    let dir = PluginDir::with_fixtures(&["slow"]);
+    let host = dir.load_ok();
+    let command = tempfile::tempdir().expect("control folder");
+    let event = tempfile::tempdir().expect("control folder");
+    let held = tests::start_holding(&host, command.path());
+    let collector = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            host.emit_and_collect("slow:quick", json("null"), Some(WAIT_LIMIT))
+        })
+    };
+    wait_until("the collected event waits in slow's queue", || {
+        metrics(&host, "slow").queued_events == 1
+    });
+    host.emit(
+        "slow:wait",
+        tests::json_payload(&serde_json::json!({ "dir": event.path() })),
+    )
+    .expect("emit");
+    tests::release_holding(command.path());
+    held.join()
+        .expect("the held command's thread")
+        .expect("the held command answers");
+    wait_until("the second event's handler runs", || {
+        event.path().join("started").exists()
+    });
+    wait_until("the first event's answer is collected", || {
+        collector.is_finished()
+    });
+    let answers = collector
+        .join()
+        .expect("collector thread")
+        .expect("collected");
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].0, "slow");
+    assert!(answers[0].1.is_ok(), "{answers:?}");
+    tests::release_holding(event.path());
+}

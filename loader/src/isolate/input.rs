@@ -55,6 +55,8 @@ pub(crate) struct Input {
     turn: super::read_turn::ReadTurn,
     calls: Sender<Stamped>,
     running: Running,
+    /// A cancel that came for a call not running yet (an event written ahead).
+    cancel_ahead: Mutex<Option<u64>>,
     link: Arc<Link>,
     /// Removed when the process leaves.
     shadow: Mutex<Option<ShadowDir>>,
@@ -81,15 +83,26 @@ impl Input {
             turn: super::read_turn::ReadTurn::new(false)?,
             calls,
             running: Running::default(),
+            cancel_ahead: Mutex::new(None),
             link,
             shadow: Mutex::new(Some(shadow)),
         }))
     }
 
-    /// The token of the call running now, if the host stamped it (for the executor, which
-    /// marks each event of a run as running when it takes it).
-    pub fn running(&self) -> &Running {
-        &self.running
+    /// Marks call `id` as the one running, with the token a cancel frame for it cancels (for
+    /// the executor, which does so for each event written ahead as it takes it). A cancel that
+    /// came before is applied now.
+    pub fn mark_running(&self, id: u64, token: &CancellationToken) {
+        let mut running = self.running.lock();
+        if self
+            .cancel_ahead
+            .lock()
+            .take_if(|early| *early == id)
+            .is_some()
+        {
+            token.cancel();
+        }
+        *running = Some((id, token.clone()));
     }
 
     /// Ends the process with `code`, once the shadow folder is removed.
@@ -135,10 +148,12 @@ impl Input {
                 }
             }
             Ok(Some(ToChild::Cancel { id })) => {
-                if let Some((running_id, token)) = self.running.lock().as_ref() {
-                    if *running_id == id {
-                        token.cancel();
-                    }
+                let running = self.running.lock();
+                match running.as_ref() {
+                    Some((running_id, token)) if *running_id == id => token.cancel(),
+                    // For an event written ahead that the executor has not taken yet: the
+                    // host sends it once, so it is kept for when the executor does.
+                    _ => *self.cancel_ahead.lock() = Some(id),
                 }
             }
             Ok(Some(ToChild::Reply { id, reply })) if Some(id) == mine => return Some(reply),
@@ -175,11 +190,26 @@ impl Input {
                     // Never closed in the worker: only leaving ends its input.
                     self.leave(0);
                 }
+                use super::read_turn::Polled;
                 let buffered = !self.reader.lock().buffer().is_empty();
-                if !buffered {
-                    match self.turn.standby_poll(self.fd.as_fd()) {
-                        Ok(super::read_turn::Polled::Data) => {}
-                        Ok(super::read_turn::Polled::GaveUp) => continue,
+                if buffered {
+                    if self.turn.standby_yields() {
+                        continue;
+                    }
+                } else {
+                    // Answers the executor holds back for the ones after them go out once they
+                    // have waited their time, even while it is stuck in a long handler.
+                    let held = self.link.held_for();
+                    let timeout = held.map(|held| super::proxy::ANSWER_DELAY.saturating_sub(held));
+                    match self.turn.standby_poll(self.fd.as_fd(), timeout) {
+                        Ok(Polled::Data) => {}
+                        Ok(Polled::GaveUp | Polled::Nudged) => continue,
+                        Ok(Polled::Timeout) => {
+                            if self.link.flush().is_err() {
+                                self.leave(0);
+                            }
+                            continue;
+                        }
                         Err(e) => {
                             eprintln!("loader worker: cannot poll its input: {e}");
                             self.leave(PROTOCOL_ERROR);
@@ -197,7 +227,14 @@ impl Input {
         loop {
             if let Ok(stamped) = calls.try_recv() {
                 #[cfg(unix)]
-                self.turn.release(false);
+                {
+                    self.turn.release(false);
+                    // Answers held back while this call runs are the standby's to write out
+                    // in time: one that polls without a limit is told to look again.
+                    if self.link.held_for().is_some() {
+                        self.turn.nudge();
+                    }
+                }
                 return stamped;
             }
             if self.link.flush().is_err() {

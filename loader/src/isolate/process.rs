@@ -318,10 +318,14 @@ impl Process {
                     return Some(broken);
                 }
                 let buffered = !self.output.lock().buffer().is_empty();
-                if !buffered {
-                    match self.turn.standby_poll(self.output_fd.as_fd()) {
+                if buffered {
+                    if self.turn.standby_yields() {
+                        continue;
+                    }
+                } else {
+                    match self.turn.standby_poll(self.output_fd.as_fd(), None) {
                         Ok(Polled::Data) => {}
-                        Ok(Polled::GaveUp) => continue,
+                        Ok(Polled::GaveUp | Polled::Nudged | Polled::Timeout) => continue,
                         Err(e) => return Some(format!("cannot poll its output: {e}")),
                     }
                 }

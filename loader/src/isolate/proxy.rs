@@ -51,7 +51,7 @@ type Waiting = Sender<Result<HostReply, PluginError>>;
 
 /// How long an answer may wait in the worker's buffer for the answers after it (see
 /// [`Link::send_later`]).
-const ANSWER_DELAY: Duration = Duration::from_millis(2);
+pub(crate) const ANSWER_DELAY: Duration = Duration::from_millis(2);
 
 /// The child's connection to the host: the frame writer and the requests waiting for replies.
 pub(crate) struct Link {
@@ -108,8 +108,9 @@ impl Link {
         })
     }
 
-    /// Writes one frame, leaving it in the buffer for a while (at most [`ANSWER_DELAY`], and
-    /// never past the executor's next wait, [`Link::flush`]): the answers to a run of events go
+    /// Writes one frame, leaving it in the buffer for a while (at most about [`ANSWER_DELAY`]:
+    /// the next frame written after that, the executor's next wait ([`Link::flush`]) or, if
+    /// the next handler runs long, the standby writes it): the answers to a run of events go
     /// out together, in one write the host reads at once.
     ///
     /// # Errors
@@ -125,6 +126,12 @@ impl Link {
             }
             Ok(())
         })
+    }
+
+    /// How long the buffer has held unwritten frames, if it holds any.
+    #[cfg_attr(not(unix), allow(dead_code))] // Only the Unix standby writes them out late.
+    pub fn held_for(&self) -> Option<Duration> {
+        self.out.lock().held_since.map(|since| since.elapsed())
     }
 
     /// Writes what the buffer holds.

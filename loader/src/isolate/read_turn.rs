@@ -50,6 +50,8 @@ struct State {
     parked: bool,
     /// The standby should take the turn now (the main reader saw the pipe end).
     urgent: bool,
+    /// A nudge's byte is in the wake-up pipe.
+    nudged: bool,
     /// The pipe ended: nobody reads it any more.
     closed: bool,
 }
@@ -69,6 +71,11 @@ pub(crate) enum Polled {
     Data,
     /// The main reader wants the turn: the standby has given it up.
     GaveUp,
+    /// Neither within the timeout.
+    Timeout,
+    /// The main reader asked the standby to look at its state again ([`ReadTurn::nudge`]); it
+    /// keeps the turn.
+    Nudged,
 }
 
 impl ReadTurn {
@@ -78,6 +85,8 @@ impl ReadTurn {
     /// The wake-up pipe cannot be made.
     pub fn new(standby_first: bool) -> io::Result<ReadTurn> {
         let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
+        // Never blocks: a byte counted in `wanted` or `nudged` may have been read already.
+        rustix::io::ioctl_fionbio(&wake_rx, true)?;
         Ok(ReadTurn {
             state: Mutex::new(State {
                 holder: if standby_first {
@@ -89,6 +98,7 @@ impl ReadTurn {
                 wanted: false,
                 parked: false,
                 urgent: false,
+                nudged: false,
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -166,34 +176,79 @@ impl ReadTurn {
     }
 
     /// The standby, holding the turn, waits until `data` has something to read or the main
-    /// reader wants the turn; in that case it gives the turn up before returning.
+    /// reader wants the turn (in that case it gives the turn up before returning), or at most
+    /// `timeout`.
     ///
     /// # Errors
     /// `poll` failed.
-    pub fn standby_poll(&self, data: BorrowedFd<'_>) -> io::Result<Polled> {
+    pub fn standby_poll(
+        &self,
+        data: BorrowedFd<'_>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Polled> {
+        let timeout = timespec(timeout)?;
         loop {
             let mut fds = [
                 PollFd::new(&data, PollFlags::IN),
                 PollFd::new(&self.wake_rx, PollFlags::IN),
             ];
-            match poll(&mut fds, None) {
-                Ok(_) => {}
+            let ready = match poll(&mut fds, timeout.as_ref()) {
+                Ok(ready) => ready,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
+            };
+            if ready == 0 {
+                return Ok(Polled::Timeout);
             }
             let [data_ready, wake_ready] = fds.map(|fd| !fd.revents().is_empty());
             if wake_ready {
-                let mut byte = [0u8; 1];
-                let _ = rustix::io::read(&self.wake_rx, &mut byte);
+                let mut bytes = [0u8; 8];
+                let _ = rustix::io::read(&self.wake_rx, &mut bytes);
                 let mut state = self.state.lock();
-                state.wanted = false;
-                state.holder = Holder::Nobody;
-                self.changed.notify_all();
-                return Ok(Polled::GaveUp);
+                state.nudged = false;
+                if state.wanted {
+                    state.wanted = false;
+                    state.holder = Holder::Nobody;
+                    self.changed.notify_all();
+                    return Ok(Polled::GaveUp);
+                }
+                return Ok(Polled::Nudged);
             }
             if data_ready {
                 return Ok(Polled::Data);
             }
+        }
+    }
+
+    /// The standby, holding the turn with data already buffered (so it would not poll), gives
+    /// the turn up if the main reader wants it; returns whether it did. Without this a
+    /// standby reading a steady stream of frames would keep the turn from the main reader.
+    pub fn standby_yields(&self) -> bool {
+        if !self.state.lock().wanted {
+            return false;
+        }
+        self.give_up();
+        true
+    }
+
+    /// The standby gives the turn up to the main reader, which wrote one byte to ask for it.
+    fn give_up(&self) {
+        let mut byte = [0u8; 1];
+        let _ = rustix::io::read(&self.wake_rx, &mut byte);
+        let mut state = self.state.lock();
+        state.wanted = false;
+        state.holder = Holder::Nobody;
+        self.changed.notify_all();
+    }
+
+    /// Has a standby that holds the turn look at its state again (it returns
+    /// [`Polled::Nudged`] from a poll without a limit). Nothing when it does not hold the turn:
+    /// it looks when it takes it.
+    pub fn nudge(&self) {
+        let mut state = self.state.lock();
+        if state.holder == Holder::Standby && !state.nudged && !state.wanted {
+            state.nudged = true;
+            let _ = rustix::io::write(&self.wake_tx, &[2]);
         }
     }
 
@@ -207,16 +262,20 @@ impl ReadTurn {
     }
 }
 
+/// `poll`'s form of a timeout.
+fn timespec(timeout: Option<Duration>) -> io::Result<Option<Timespec>> {
+    timeout
+        .map(|t| Timespec::try_from(t).map_err(|_| io::Error::other("timeout too long")))
+        .transpose()
+}
+
 /// Waits at most `timeout` (`None`: without limit) until `fd` has something to read (or its
 /// end); returns whether it has.
 ///
 /// # Errors
 /// `poll` failed.
 pub(crate) fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let timeout = match timeout {
-        Some(t) => Some(Timespec::try_from(t).map_err(|_| io::Error::other("timeout too long"))?),
-        None => None,
-    };
+    let timeout = timespec(timeout)?;
     loop {
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
         match poll(&mut fds, timeout.as_ref()) {
@@ -240,12 +299,44 @@ mod tests {
             let turn = turn.clone();
             std::thread::spawn(move || {
                 assert!(turn.standby_wait());
-                turn.standby_poll(data_rx.as_fd()).expect("poll")
+                turn.standby_poll(data_rx.as_fd(), None).expect("poll")
             })
         };
         assert!(turn.take(), "the main reader gets the turn");
         assert_eq!(standby.join().expect("standby"), Polled::GaveUp);
         drop(data_tx);
+    }
+
+    #[test]
+    fn a_standby_with_buffered_frames_yields_to_a_waiting_main_reader_and_polls_with_a_limit() {
+        let turn = Arc::new(ReadTurn::new(true).expect("turn"));
+        assert!(turn.standby_wait());
+        assert!(!turn.standby_yields(), "nobody wants it yet");
+        let (data_rx, _data_tx) = rustix::pipe::pipe().expect("pipe");
+        assert_eq!(
+            turn.standby_poll(data_rx.as_fd(), Some(Duration::from_millis(1)))
+                .expect("poll"),
+            Polled::Timeout
+        );
+        let main = {
+            let turn = turn.clone();
+            std::thread::spawn(move || turn.take())
+        };
+        while !turn.standby_yields() {
+            std::thread::yield_now();
+        }
+        assert!(
+            main.join().expect("main reader"),
+            "the main reader got the turn"
+        );
+        // The wake-up byte was taken with the turn: a later poll does not see it again.
+        turn.release(true);
+        assert!(turn.standby_wait());
+        assert_eq!(
+            turn.standby_poll(data_rx.as_fd(), Some(Duration::from_millis(1)))
+                .expect("poll"),
+            Polled::Timeout
+        );
     }
 
     #[test]

@@ -407,7 +407,8 @@ fn run_events(
         let panicked = deliver(&mut invoker, live, delivery, started);
         if panicked {
             drop(invoker);
-            let before = live.ahead.as_ref().map(Arc::as_ptr);
+            // A clone, not an address: the old instance's may be freed and reused meanwhile.
+            let before = live.ahead.clone();
             if await_orders(slot, live, recorder, plugin, grace) {
                 return true;
             }
@@ -417,7 +418,7 @@ fn run_events(
             // A fresh instance has not been handed the rest of the run; it is now, so that the
             // events it is handed later come after them there too.
             if let Some(ahead) = &live.ahead {
-                if before.is_none_or(|b| !std::ptr::addr_eq(b, Arc::as_ptr(ahead))) {
+                if before.as_ref().is_none_or(|b| !Arc::ptr_eq(b, ahead)) {
                     let events: Vec<_> = run.iter().map(|d| d.event.clone()).collect();
                     ahead.send_ahead(&events);
                 }

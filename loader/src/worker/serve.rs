@@ -218,7 +218,7 @@ fn execute(
         let stamp = match (&call, stamp) {
             (Call::Event(event), None) => {
                 let token = CancellationToken::new();
-                *input.running().lock() = Some((event.id, token.clone()));
+                input.mark_running(event.id, &token);
                 Some(Stamp {
                     caller: Name::new(&event.source),
                     id: event.id,
