@@ -3,8 +3,9 @@
 //! On Unix the executor (the thread that runs the host's calls on the instance) reads it
 //! itself while it waits for the next call, and so does a call that waits for the host's reply
 //! to its context request; the worker's main thread is the standby that reads while the
-//! executor is busy in plugin code ([`ReadTurn`](super::read_turn::ReadTurn)). Elsewhere the main thread
-//! reads everything and hands calls to the executor.
+//! executor is busy in plugin code ([`ReadTurn`](super::read_turn::ReadTurn)), and writes out
+//! the answers the executor held back if that takes long. Elsewhere the main thread reads
+//! everything and hands calls to the executor.
 //!
 //! Whoever reads a frame acts on it: a call or a run of events goes to the executor's queue, a
 //! cancel cancels the running call's token, a reply goes to the thread that asked. The end of

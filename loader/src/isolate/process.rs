@@ -2,13 +2,13 @@
 //! thread that reads its frames and its stderr, killing it, and saying how it ended.
 //!
 //! The plugin's thread reads the child's stdout itself while it waits for a call's answer (on
-//! Unix; see [`read_turn`](super::read_turn)). The reader thread is the standby: it reads what comes while
-//! nobody waits. What it reads for a call (an answer, a request the child makes while it serves
-//! the call) goes to the [`inbox`](Process::inbox) of the thread waiting for it; requests from
-//! the plugin's other threads are served on a thread of their own, whoever reads them. When the
-//! pipe ends (or a frame does not decode) the reader thread reaps the child, works out how it
-//! ended, and, when nobody asked for that, reports the plugin faulted: the supervisor restarts
-//! it as it would after a panic.
+//! Unix; see [`read_turn`](super::read_turn)). The reader thread is the standby: it reads what
+//! comes while nobody waits. What it reads for a call (an answer, a request the child makes
+//! while it serves the call) goes to the [`inbox`](Process::inbox) of the thread waiting for
+//! it; requests from the plugin's other threads are served on a thread of their own, whoever
+//! reads them. When the pipe ends (or a frame does not decode) the reader thread reaps the
+//! child, works out how it ended, and, when nobody asked for that, reports the plugin faulted:
+//! the supervisor restarts it as it would after a panic.
 
 use std::{
     collections::VecDeque,

@@ -11,7 +11,10 @@
 //! threads, a cancel for the call running, the end of the pipe) is read by the *standby*, which
 //! takes the turn once the main reader has left it for [`LINGER`] and gives it back as soon as
 //! the main reader wants it: the main reader writes a byte to a wake-up pipe that the standby
-//! polls with the data pipe.
+//! polls with the data pipe (and checks between frames it finds already buffered). The same
+//! pipe can also *nudge* a standby that keeps the turn to look at its own state again (the
+//! worker's executor does when it starts a call with answers still held back, which the
+//! standby then writes out in time).
 //!
 //! A stream of calls therefore never involves the standby: it wakes at most once per
 //! [`LINGER`] to see that the main reader is still busy. An idle pair costs nothing: the
