@@ -360,9 +360,8 @@ fn run_call(
 ///
 /// An instance in a child process is first handed up to [`AHEAD_RUN`] of the queued events in
 /// one go ([`SendAhead`]), and more while it works through them; they are then delivered one
-/// by one as for any instance. Should one
-/// of them panic, the rest of the run goes to the instance the supervisor puts in its place, as
-/// queued events would.
+/// by one as for any instance. Should one of them panic, the rest of the run goes to the
+/// instance the supervisor puts in its place (handed to it again), as queued events would.
 fn run_events(
     slot: &Arc<Slot>,
     live: &mut Live,
