@@ -232,7 +232,7 @@ impl Input {
                     self.turn.release(false);
                     // Answers held back while this call runs are the standby's to write out
                     // in time: one that polls without a limit is told to look again.
-                    if self.link.held_for().is_some() {
+                    if self.link.holds() {
                         self.turn.nudge();
                     }
                 }

@@ -308,12 +308,10 @@ impl Process {
             {
                 use super::read_turn::Polled;
                 use std::os::fd::AsFd;
-                if let Some(broken) = self.broken.lock().take() {
-                    return Some(broken);
-                }
                 if !self.turn.standby_wait() {
                     return None;
                 }
+                // Left by the plugin's thread, which read it and handed the turn over at once.
                 if let Some(broken) = self.broken.lock().take() {
                     return Some(broken);
                 }

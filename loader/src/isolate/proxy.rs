@@ -128,6 +128,12 @@ impl Link {
         })
     }
 
+    /// Whether the buffer holds unwritten frames.
+    #[cfg_attr(not(unix), allow(dead_code))] // Only the Unix standby writes them out late.
+    pub fn holds(&self) -> bool {
+        self.out.lock().held_since.is_some()
+    }
+
     /// How long the buffer has held unwritten frames, if it holds any.
     #[cfg_attr(not(unix), allow(dead_code))] // Only the Unix standby writes them out late.
     pub fn held_for(&self) -> Option<Duration> {

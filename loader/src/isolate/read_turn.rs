@@ -205,17 +205,11 @@ impl ReadTurn {
             }
             let [data_ready, wake_ready] = fds.map(|fd| !fd.revents().is_empty());
             if wake_ready {
-                let mut bytes = [0u8; 8];
-                let _ = rustix::io::read(&self.wake_rx, &mut bytes);
-                let mut state = self.state.lock();
-                state.nudged = false;
-                if state.wanted {
-                    state.wanted = false;
-                    state.holder = Holder::Nobody;
-                    self.changed.notify_all();
-                    return Ok(Polled::GaveUp);
-                }
-                return Ok(Polled::Nudged);
+                return Ok(if self.answer_wake() {
+                    Polled::GaveUp
+                } else {
+                    Polled::Nudged
+                });
             }
             if data_ready {
                 return Ok(Polled::Data);
@@ -227,21 +221,25 @@ impl ReadTurn {
     /// the turn up if the main reader wants it; returns whether it did. Without this a
     /// standby reading a steady stream of frames would keep the turn from the main reader.
     pub fn standby_yields(&self) -> bool {
-        if !self.state.lock().wanted {
-            return false;
-        }
-        self.give_up();
-        true
+        // Only the standby clears `wanted`: it is still set when `answer_wake` looks.
+        self.state.lock().wanted && self.answer_wake()
     }
 
-    /// The standby gives the turn up to the main reader, which wrote one byte to ask for it.
-    fn give_up(&self) {
-        let mut byte = [0u8; 1];
-        let _ = rustix::io::read(&self.wake_rx, &mut byte);
+    /// The standby takes the wake-up pipe's bytes (a nudge's, a request for the turn's) and
+    /// gives the turn up if the main reader wants it; returns whether it did. A byte written
+    /// after the read stays for the next poll, which then finds nothing to do.
+    fn answer_wake(&self) -> bool {
+        let mut bytes = [0u8; 8];
+        let _ = rustix::io::read(&self.wake_rx, &mut bytes);
         let mut state = self.state.lock();
+        state.nudged = false;
+        if !state.wanted {
+            return false;
+        }
         state.wanted = false;
         state.holder = Holder::Nobody;
         self.changed.notify_all();
+        true
     }
 
     /// Has a standby that holds the turn look at its state again (it returns
