@@ -208,18 +208,21 @@ impl BenchEnv {
     }
 
     /// The libraries next to the running executable: in its own folder when it lives in
-    /// `target/<profile>/deps` (a bench or test binary), else in `deps/` beside it (a binary in
-    /// `target/<profile>`).
+    /// `target/<profile>/deps` (a bench or test binary), in `../deps` from
+    /// `target/<profile>/examples`, else in `deps/` beside it (a binary in `target/<profile>`).
     ///
     /// # Errors
     /// As [`BenchEnv::from_build_dir`]; also when the executable's path is unknown.
     pub fn beside_executable() -> Result<Self, BenchError> {
         let exe = std::env::current_exe().map_err(BenchError::io(Path::new("<executable>")))?;
         let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        if dir.file_name().is_some_and(|n| n == "deps") {
-            Self::from_build_dir(dir)
-        } else {
-            Self::from_build_dir(dir.join("deps"))
+        match dir.file_name() {
+            Some(n) if n == "deps" => Self::from_build_dir(dir),
+            Some(n) if n == "examples" => {
+                let profile = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+                Self::from_build_dir(profile.join("deps"))
+            }
+            _ => Self::from_build_dir(dir.join("deps")),
         }
     }
 

@@ -82,16 +82,19 @@ impl Dispatcher {
                 (remaining, None),
                 Call::Before(Box::new(request.clone())),
             );
-            match step {
-                Ok(Answer::Middleware(MiddlewareAction::Continue(next))) => {
+            match step.map(|a| match a {
+                Answer::Middleware(action) => Ok(*action),
+                other => Err(other),
+            }) {
+                Ok(Ok(MiddlewareAction::Continue(next))) => {
                     request = next;
                     entered.push(mw.clone());
                 }
-                Ok(Answer::Middleware(MiddlewareAction::Respond(result))) => {
+                Ok(Ok(MiddlewareAction::Respond(result))) => {
                     answer = Some(result.into_result());
                     break;
                 }
-                Ok(other) => {
+                Ok(Err(other)) => {
                     answer = Some(Err(mismatch("a middleware", &other)));
                     break;
                 }

@@ -343,7 +343,7 @@ impl PluginInstance for RemoteInstance {
     ) -> RResult<MiddlewareAction, PluginError> {
         let call = Call::Before(Box::new(request.clone()));
         self.fenced(call, None, |a| match a {
-            Answer::Middleware(action) => Ok(action),
+            Answer::Middleware(action) => Ok(*action),
             other => Err(mismatch("a middleware", &other)),
         })
     }

@@ -18,7 +18,7 @@ use super::{
     call::{Answer, Call, Invoker, Record},
     chain::{serve_as, with_current, Chain},
     slot::{Control, Delivery, Fresh, Job, Seal, SendAhead, Slot},
-    stamp::{serve_with, Name, Stamp},
+    stamp::{serve_with, Stamp},
 };
 use crate::observe::recorder::{Label, Recorder};
 
@@ -302,7 +302,7 @@ fn run_call(
         queued_us,
     });
     let stamp = Stamp {
-        caller: Name::new(caller.as_str()),
+        caller: caller.as_str(),
         id: work,
         token: Some(cancel.clone()),
     };

@@ -2,10 +2,12 @@
 //! as the host set them when it entered plugin code. The plugin's context reads them when the
 //! handler asks (`Context::caller`, `Context::is_cancelled`); the plugin never writes them.
 //!
-//! The stamp lives in a thread-local, set by [`with_stamp`] around each entry into plugin code
-//! (by `invoke` in the host, by the worker's executor for an isolated plugin). An event's stamp
-//! holds no token of its own: only the plugin's, which the thread learnt once when it started
-//! serving ([`serve_with`]), so a delivery costs no allocation.
+//! The stamp lives in thread-locals, set by [`enter`] around each entry into plugin code (by
+//! `invoke` in the host, by the worker's executor for an isolated plugin) and put back when the
+//! returned [`Stamped`] is dropped. The caller's name is copied in place into a buffer the
+//! thread keeps, so a stamp costs a copy of the name's bytes and no allocation. An event's
+//! stamp holds no token of its own: only the plugin's, which the thread learnt once when it
+//! started serving ([`serve_with`]).
 
 use std::cell::{Cell, RefCell};
 
@@ -15,39 +17,41 @@ use plugin_api::{CallStamp, CancellationToken};
 /// `host`).
 const NAME_MAX: usize = 64;
 
-/// A caller's name as plain bytes, so that a stamp can live in a thread-local without a
-/// destructor (whose lazy set-up would cost every call a few dozen instructions).
+/// A caller's name as plain bytes, so that it can live in a thread-local without a destructor
+/// (whose lazy set-up would cost every call a few dozen instructions).
 #[derive(Clone, Copy)]
-pub(crate) struct Name {
+struct Name {
     len: u8,
     bytes: [u8; NAME_MAX],
 }
 
 impl Name {
-    /// `name`, cut at [`NAME_MAX`] bytes on a character boundary (names are never longer).
-    pub fn new(name: &str) -> Name {
+    const EMPTY: Name = Name {
+        len: 0,
+        bytes: [0; NAME_MAX],
+    };
+
+    /// Becomes `name`, cut at [`NAME_MAX`] bytes on a character boundary (names are never
+    /// longer). Only the name's own bytes are written.
+    fn set(&mut self, name: &str) {
         let mut end = name.len().min(NAME_MAX);
         while !name.is_char_boundary(end) {
             end -= 1;
         }
-        let mut bytes = [0u8; NAME_MAX];
-        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
-        Name {
-            len: end as u8,
-            bytes,
-        }
+        self.bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        self.len = end as u8;
     }
 
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Copied from a `str` up to a character boundary: always UTF-8.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
 /// What the host knows of a call when it enters plugin code.
-pub(crate) struct Stamp {
+pub(crate) struct Stamp<'a> {
     /// The calling plugin, or `host`.
-    pub caller: Name,
+    pub caller: &'a str,
     /// The call's id (its work id, as records show it; an event's own id).
     pub id: u64,
     /// Cancelled when the caller stops waiting; `None`: only the plugin's own token applies.
@@ -57,10 +61,12 @@ pub(crate) struct Stamp {
 thread_local! {
     /// Cancelled when the plugin this thread serves is being deactivated.
     static PLUGIN: RefCell<Option<CancellationToken>> = const { RefCell::new(None) };
-    /// The current call's caller and id; `None` outside a call.
-    static CALL: Cell<Option<(Name, u64)>> = const { Cell::new(None) };
+    /// The current call's id; `None` outside a call.
+    static CALL: Cell<Option<u64>> = const { Cell::new(None) };
+    /// The current call's caller (meaningful while [`CALL`] is set).
+    static CALLER: RefCell<Name> = const { RefCell::new(Name::EMPTY) };
     /// Whether [`TOKEN`] holds the current call's own token; while it does not (every event),
-    /// [`with_stamp`] leaves it alone.
+    /// [`enter`] leaves it alone.
     static HAS_TOKEN: Cell<bool> = const { Cell::new(false) };
     /// The current call's own token, when it has one.
     static TOKEN: RefCell<Option<CancellationToken>> = const { RefCell::new(None) };
@@ -71,24 +77,55 @@ pub(crate) fn serve_with(token: CancellationToken) {
     PLUGIN.with(|p| *p.borrow_mut() = Some(token));
 }
 
-/// Runs `f` with `stamp` as the current call's stamp.
-pub(crate) fn with_stamp<R>(stamp: Option<Stamp>, f: impl FnOnce() -> R) -> R {
-    let (call, token) = match stamp {
-        Some(s) => (Some((s.caller, s.id)), s.token),
-        None => (None, None),
+/// The stamp that was current before [`enter`]; dropping it makes it current again.
+#[must_use = "the stamp lasts until this is dropped"]
+pub(crate) struct Stamped {
+    /// The call that was running on this thread already (plugin code never nests on its own
+    /// thread, so this is `None` but for the host's own nested uses).
+    previous: Option<(Name, u64)>,
+    /// The token the thread held before, when this stamp replaced it.
+    previous_token: Option<Option<CancellationToken>>,
+}
+
+/// Makes `stamp` the current call's stamp (`None`: no call, as for lifecycle calls) until the
+/// returned value is dropped.
+pub(crate) fn enter(stamp: Option<Stamp<'_>>) -> Stamped {
+    let previous = CALL.get().map(|id| (CALLER.with(|c| *c.borrow()), id));
+    let token = match stamp {
+        Some(s) => {
+            CALLER.with(|c| c.borrow_mut().set(s.caller));
+            CALL.set(Some(s.id));
+            s.token
+        }
+        None => {
+            CALL.set(None);
+            None
+        }
     };
-    let previous = CALL.replace(call);
     let previous_token = (token.is_some() || HAS_TOKEN.get()).then(|| {
         HAS_TOKEN.set(token.is_some());
         TOKEN.with(|t| t.replace(token))
     });
-    let r = f();
-    CALL.set(previous);
-    if let Some(token) = previous_token {
-        HAS_TOKEN.set(token.is_some());
-        TOKEN.with(|t| *t.borrow_mut() = token);
+    Stamped {
+        previous,
+        previous_token,
     }
-    r
+}
+
+impl Drop for Stamped {
+    fn drop(&mut self) {
+        match self.previous.take() {
+            Some((name, id)) => {
+                CALLER.with(|c| *c.borrow_mut() = name);
+                CALL.set(Some(id));
+            }
+            None => CALL.set(None),
+        }
+        if let Some(token) = self.previous_token.take() {
+            HAS_TOKEN.set(token.is_some());
+            TOKEN.with(|t| *t.borrow_mut() = token);
+        }
+    }
 }
 
 /// The current call's whole token: its own joined with the plugin's.
@@ -109,9 +146,9 @@ fn full_token() -> CancellationToken {
 
 /// The current call's stamp as the plugin gets it; `None` outside a call.
 pub(crate) fn current() -> Option<CallStamp> {
-    let (caller, id) = CALL.get()?;
+    let id = CALL.get()?;
     Some(CallStamp {
-        caller: caller.as_str().into(),
+        caller: CALLER.with(|c| c.borrow().as_str().into()),
         id,
         cancel: full_token(),
     })
@@ -140,16 +177,53 @@ mod tests {
         serve_with(plugin.clone());
         let own = CancellationToken::new();
         let stamp = Stamp {
-            caller: Name::new("caller"),
+            caller: "caller",
             id: 9,
             token: Some(own.clone()),
         };
-        let seen = with_stamp(Some(stamp), || current().expect("in a call"));
+        let stamped = enter(Some(stamp));
+        let seen = current().expect("in a call");
+        drop(stamped);
         assert_eq!(seen.caller.as_str(), "caller");
         assert_eq!(seen.id, 9);
         assert!(!seen.cancel.is_cancelled());
         plugin.cancel();
         assert!(seen.cancel.is_cancelled(), "deactivation cancels the call");
         assert!(current().is_none());
+    }
+
+    #[test]
+    fn a_nested_stamp_gives_the_outer_one_back_whole() {
+        let long = "a-caller-with-a-long-name";
+        let outer = enter(Some(Stamp {
+            caller: long,
+            id: 1,
+            token: None,
+        }));
+        {
+            let _inner = enter(Some(Stamp {
+                caller: "b",
+                id: 2,
+                token: Some(CancellationToken::new()),
+            }));
+            let inner = current().expect("inner call");
+            assert_eq!((inner.caller.as_str(), inner.id), ("b", 2));
+            let _none = enter(None);
+            assert!(current().is_none(), "a lifecycle call has no stamp");
+        }
+        let back = current().expect("outer call");
+        assert_eq!((back.caller.as_str(), back.id), (long, 1));
+        drop(outer);
+        assert!(current().is_none());
+    }
+
+    #[test]
+    fn names_are_cut_on_a_character_boundary() {
+        let mut name = Name::EMPTY;
+        let long = "é".repeat(40);
+        name.set(&long);
+        assert_eq!(name.as_str(), "é".repeat(32));
+        name.set("host");
+        assert_eq!(name.as_str(), "host");
     }
 }

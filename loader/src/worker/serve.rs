@@ -34,7 +34,7 @@ use crate::{
     },
     runtime::{
         call::{run, Call},
-        stamp::{with_stamp, Name, Stamp},
+        stamp::{self, Stamp},
     },
 };
 
@@ -215,21 +215,22 @@ fn execute(
         // An event's caller is its source and its id the event's own, as in process. The host
         // sends a cancel for an event only while it waits for that event's answer, after every
         // earlier call was answered: this one is the one running.
-        let stamp = match (&call, stamp) {
+        let stamped = match (&call, stamp) {
             (Call::Event(event), None) => {
                 let token = CancellationToken::new();
                 input.mark_running(event.id, &token);
-                Some(Stamp {
-                    caller: Name::new(&event.source),
+                stamp::enter(Some(Stamp {
+                    caller: &event.source,
                     id: event.id,
                     token: Some(token),
-                })
+                }))
             }
-            (_, stamp) => stamp.map(|(caller, id, token)| Stamp {
-                caller: Name::new(&caller),
+            (_, Some((caller, id, token))) => stamp::enter(Some(Stamp {
+                caller: &caller,
                 id,
                 token: Some(token),
-            }),
+            })),
+            (_, None) => stamp::enter(None),
         };
         let answer = if faulted_run {
             Err(PluginError::new(
@@ -237,10 +238,11 @@ fn execute(
                 "not run: an earlier event of its run panicked",
             ))
         } else {
-            let answer = as_call(|| with_stamp(stamp, || run(&mut instance, call)));
+            let answer = as_call(|| run(&mut instance, call));
             faulted_run = matches!(&answer, Err(e) if e.kind == ErrorKind::Panicked);
             answer
         };
+        drop(stamped);
         // Held back for the answers after it, if more calls are queued: `next_call` writes it
         // before it waits for the host.
         if link.send_later(&ToHost::Answer(answer)).is_err() {
