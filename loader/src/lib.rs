@@ -132,6 +132,7 @@ mod runtime;
 mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wait;
 mod watch;
 pub mod worker;
 

@@ -8,12 +8,13 @@
 //! ```
 //!
 //! `fanout N`: N batches of 1000 events to 4 subscribers (`fanout-raw N`: the same through the
-//! raw crossbeam fan-out the bench compares with); `command N`: N command round trips.
+//! raw crossbeam fan-out the bench compares with); `command N`: N command round trips;
+//! `load N` (`load-raw N`): N loads of one plugin into a running host (raw abi_stable loads).
 //! Add `off` to run with the flight recorder off.
 
 use std::process::ExitCode;
 
-use loader_bench::{BenchEnv, CommandBench, FanoutBench};
+use loader_bench::{BenchEnv, CommandBench, FanoutBench, LoadBench};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +48,17 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
             }
             println!("{n} raw batches of {} events to 4 threads", bench.events());
         }
+        "load" | "load-raw" => {
+            let bench = LoadBench::new(&env, 1)?;
+            for _ in 0..n {
+                if what == "load" {
+                    bench.ours()?;
+                } else {
+                    bench.raw()?;
+                }
+            }
+            println!("{n} loads of one plugin ({what})");
+        }
         "command" => {
             let bench = CommandBench::new(&env, 0)?;
             bench.host().set_recording(recording);
@@ -56,7 +68,10 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
             println!("{n} command round trips");
         }
         other => {
-            return Err(format!("unknown probe {other:?}: fanout, fanout-raw or command").into())
+            return Err(format!(
+                "unknown probe {other:?}: fanout, fanout-raw, load, load-raw or command"
+            )
+            .into())
         }
     }
     Ok(())

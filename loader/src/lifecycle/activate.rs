@@ -317,7 +317,11 @@ impl Lifecycle {
             error: PluginError::failed(format!("cannot start its thread: {e}")),
         })?;
         let deadline = self.activation_deadline();
-        let activated = match ready_rx.recv_timeout(deadline) {
+        let activated = match crate::wait::recv_patiently(
+            &ready_rx,
+            deadline,
+            crate::wait::PATIENCE,
+        ) {
             Ok(r) => r,
             Err(_) => {
                 slot.detach();

@@ -78,7 +78,7 @@ pub(crate) fn read_manifest(manifest: ManifestFn, deadline: Duration) -> Result<
         // The reader is gone (it cannot be: it only exits when its job channel closes).
         return Err(ReadError::NoThread("the manifest reader exited".to_owned()));
     }
-    match reader.answers.recv_timeout(deadline) {
+    match crate::wait::recv_patiently(&reader.answers, deadline, crate::wait::PATIENCE) {
         Ok(answer) => {
             let mut idle = IDLE.lock();
             if idle.len() < MAX_IDLE_READERS {

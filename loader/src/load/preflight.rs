@@ -163,23 +163,51 @@ pub(crate) fn copy_checked(
     let (mut file, copy) = shadow::new_copy(shadow_dir, path)?;
     std::io::copy(&mut source, &mut file).map_err(io_error(&copy))?;
     let mut file = reopen_for_check(file, &copy)?;
-    let mut bytes = Vec::with_capacity(reserve(len));
-    file.read_to_end(&mut bytes).map_err(io_error(&copy))?;
-    check_bytes(path, &bytes)?;
-    let sha256 = if allowlist.is_some() || checksum == Checksum::Always {
-        let sha256 = sha256_hex(&bytes);
-        check_allowlist(path, allowlist, &sha256)?;
-        Some(sha256)
-    } else {
-        None
-    };
+    let facts = with_buffer(|bytes| {
+        bytes.reserve(reserve(len));
+        file.read_to_end(bytes).map_err(io_error(&copy))?;
+        check_bytes(path, bytes)?;
+        let sha256 = if allowlist.is_some() || checksum == Checksum::Always {
+            let sha256 = sha256_hex(bytes);
+            check_allowlist(path, allowlist, &sha256)?;
+            Some(sha256)
+        } else {
+            None
+        };
+        Ok(CopyFacts {
+            fingerprint: fingerprint(bytes),
+            sha256,
+        })
+    })?;
     Ok(CheckedCopy {
         path: copy,
         file,
-        facts: CopyFacts {
-            fingerprint: fingerprint(&bytes),
-            sha256,
-        },
+        facts,
+    })
+}
+
+/// The most a thread keeps of its read buffer between two copies.
+const KEPT_BUFFER: usize = 32 << 20;
+
+thread_local! {
+    /// The buffer a copy's bytes are read into for their checks, kept between copies: a fresh
+    /// one would cost the kernel a page fault per 4 KiB of every library loaded.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's empty read buffer (or a fresh one, if `f` runs inside itself).
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bytes) => {
+            bytes.clear();
+            let r = f(&mut bytes);
+            bytes.clear();
+            if bytes.capacity() > KEPT_BUFFER {
+                bytes.shrink_to(KEPT_BUFFER);
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
     })
 }
 
