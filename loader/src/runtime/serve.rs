@@ -154,20 +154,43 @@ fn yield_then_back_off(backoff: &crossbeam_utils::Backoff) {
     backoff.snooze();
 }
 
-/// How long a plugin's thread keeps looking for its next call after it answered one, offering
-/// the CPU to other threads between looks, before it sleeps.
+/// How long a plugin's thread that is [`Heat::Hot`] keeps looking for its next piece of work,
+/// offering the CPU to other threads between looks, before it sleeps.
 ///
 /// A caller that makes calls back to back sends the next one a few microseconds after the
-/// answer. A thread asleep by then is woken on a CPU that went idle, which on the virtual
-/// machines measured costs 40–60 µs instead of 5 (BENCHMARKS.md); the round trip then went
-/// bimodal from run to run. The window costs at most this much CPU per call when calls are
-/// sparse, and nothing while the plugin is idle.
-const HOT_AFTER_CALL: Duration = Duration::from_micros(50);
+/// answer, and a publisher's next event often follows as closely. A thread asleep by then is
+/// woken on a CPU that went idle, which on the virtual machines measured costs 40–60 µs instead
+/// of 5 (BENCHMARKS.md); the round trip then went bimodal from run to run.
+const HOT_WINDOW: Duration = Duration::from_micros(50);
 
-/// The next piece of work, in priority order: orders, calls, events. After a run of events
-/// (`streaming`) it yields while it polls ([`yield_then_back_off`]); after a call
-/// (`after_call`) it keeps looking for [`HOT_AFTER_CALL`] before it sleeps.
-fn next_work(slot: &Slot, streaming: bool, after_call: bool) -> Work {
+/// Whether a plugin's thread looks for more work for [`HOT_WINDOW`] before it sleeps: only
+/// while its work comes that close together. Work that comes further apart costs one window
+/// (the one that ran out), then none until the work comes close together again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heat {
+    /// The last piece of work came within the window: look for the next one before sleeping.
+    Hot,
+    /// Sleep as soon as the backoff is done.
+    Cold,
+}
+
+impl Heat {
+    /// The heat after a wait that found work `waited` after the backoff ended (`None`: found
+    /// before that).
+    fn after(self, waited: Option<Duration>) -> Heat {
+        match waited {
+            None => self,
+            Some(waited) if waited <= HOT_WINDOW => Heat::Hot,
+            Some(_) => Heat::Cold,
+        }
+    }
+}
+
+/// The next piece of work, in priority order: orders, calls, events; and how long after the
+/// backoff it came (`None`: before). After a run of events (`streaming`) it yields while it
+/// polls ([`yield_then_back_off`]); a [`Heat::Hot`] thread then keeps looking for
+/// [`HOT_WINDOW`] before it sleeps.
+fn next_work(slot: &Slot, streaming: bool, heat: Heat) -> (Work, Option<Duration>) {
     let (control, jobs, events) = (&slot.control_rx, &slot.jobs_rx, &slot.events_rx);
     let try_all = || -> Option<Work> {
         if let Ok(order) = control.try_recv() {
@@ -181,25 +204,17 @@ fn next_work(slot: &Slot, streaming: bool, after_call: bool) -> Work {
     let backoff = crossbeam_utils::Backoff::new();
     loop {
         if let Some(work) = try_all() {
-            return work;
+            return (work, None);
         }
         if slot.is_closed() {
             // Stopping: only an order (Stop) can come now; wait for it instead of spinning.
-            return match control.recv() {
+            let work = match control.recv() {
                 Ok(order) => Work::Order(order),
                 Err(_) => Work::Exit,
             };
+            return (work, None);
         }
         if backoff.is_completed() {
-            if after_call {
-                let until = Instant::now() + HOT_AFTER_CALL;
-                while Instant::now() < until && !slot.is_closed() {
-                    std::thread::yield_now();
-                    if let Some(work) = try_all() {
-                        return work;
-                    }
-                }
-            }
             break;
         }
         if streaming {
@@ -208,7 +223,17 @@ fn next_work(slot: &Slot, streaming: bool, after_call: bool) -> Work {
             backoff.snooze();
         }
     }
-    select_biased! {
+    let looking = Instant::now();
+    if heat == Heat::Hot {
+        let until = looking + HOT_WINDOW;
+        while Instant::now() < until && !slot.is_closed() {
+            std::thread::yield_now();
+            if let Some(work) = try_all() {
+                return (work, Some(looking.elapsed()));
+            }
+        }
+    }
+    let work = select_biased! {
         recv(control) -> order => order.map_or(Work::Exit, Work::Order),
         recv(jobs) -> job => match job {
             Ok(job) => Work::Call(job),
@@ -218,7 +243,8 @@ fn next_work(slot: &Slot, streaming: bool, after_call: bool) -> Work {
             Ok(delivery) => Work::Event(delivery),
             Err(_) => control.recv().map_or(Work::Exit, Work::Order),
         },
-    }
+    };
+    (work, Some(looking.elapsed()))
 }
 
 /// The body of a plugin's thread once its instance is active.
@@ -230,9 +256,10 @@ fn serve(
     grace: Duration,
 ) {
     let generation = slot.generation.load(Ordering::Acquire);
-    // Whether the last work was a run of events, or a call (see `next_work`).
+    // Whether the last work was a run of events, and whether work comes close together (see
+    // `next_work`).
     let mut streaming = false;
-    let mut after_call = false;
+    let mut heat = Heat::Cold;
     loop {
         if slot.generation.load(Ordering::Acquire) != generation {
             // A restart left this thread behind (it was stuck in plugin code): retire it.
@@ -247,8 +274,8 @@ fn serve(
             live.seal.retire();
             return;
         }
-        let work = next_work(slot, streaming, after_call);
-        after_call = matches!(work, Work::Call(_));
+        let (work, waited) = next_work(slot, streaming, heat);
+        heat = heat.after(waited);
         slot.busy.store(true, Ordering::Release);
         let exit = match work {
             Work::Exit => true,
@@ -697,5 +724,25 @@ pub(crate) fn wait_done(
                 grace.as_millis()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_stays_hot_only_while_its_work_comes_close_together() {
+        let close = Some(HOT_WINDOW / 2);
+        let far = Some(HOT_WINDOW * 20);
+        // Work found before the backoff ended changes nothing.
+        assert_eq!(Heat::Cold.after(None), Heat::Cold);
+        assert_eq!(Heat::Hot.after(None), Heat::Hot);
+        // Work that came soon after the thread began to wait (asleep or looking) heats it...
+        assert_eq!(Heat::Cold.after(close), Heat::Hot);
+        assert_eq!(Heat::Hot.after(close), Heat::Hot);
+        // ...and work that came long after cools it: sparse work costs no window.
+        assert_eq!(Heat::Hot.after(far), Heat::Cold);
+        assert_eq!(Heat::Cold.after(far), Heat::Cold);
     }
 }
