@@ -88,7 +88,8 @@
 //!    and RPC, hooks and providers), with capability checks and deadlines.
 //! 5. `lifecycle`: activation, deactivation, hot reload and the supervisor's restart policy.
 //! 6. `observe`: flight recorder, metrics, dead letters.
-//! 7. `context` (what plugins call), `storage`, `watch`, `doctor`, and `host`: the [`Host`]
+//! 7. `context` (what plugins call), `storage`, `watch`, `doctor`, `wait` (bounded waits that
+//!    look for another thread's answer briefly before they sleep), and `host`: the [`Host`]
 //!    handle itself.
 //!
 //! # What a load does

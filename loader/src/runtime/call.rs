@@ -202,13 +202,20 @@ pub(crate) struct Invoker<'a> {
 /// Delivery records are written at most this many at a time.
 const BATCH: usize = 64;
 
+thread_local! {
+    /// The buffer of delivery records, kept by the thread between its runs of events: made
+    /// afresh for each run, its growth cost a few allocations per run, from an allocator arena
+    /// the thread may share with the publisher once a process has had many threads.
+    static PENDING: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl<'a> Invoker<'a> {
     pub fn new(slot: &'a Slot, recorder: &'a Recorder, plugin: &'a Label) -> Self {
         Invoker {
             slot,
             recorder,
             plugin,
-            pending: Vec::new(),
+            pending: PENDING.take(),
             last: None,
             finished: None,
         }
@@ -340,6 +347,9 @@ impl<'a> Invoker<'a> {
         };
         let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.last = Some((finished, started_us.saturating_add(took_us)));
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(BATCH);
+        }
         self.pending.push(Entry {
             id: work,
             parent: event_id,
@@ -362,6 +372,7 @@ impl<'a> Invoker<'a> {
 impl Drop for Invoker<'_> {
     fn drop(&mut self) {
         self.flush();
+        PENDING.set(std::mem::take(&mut self.pending));
     }
 }
 
