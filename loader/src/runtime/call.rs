@@ -203,9 +203,9 @@ pub(crate) struct Invoker<'a> {
 const BATCH: usize = 64;
 
 thread_local! {
-    /// The buffer of delivery records, kept by the thread between its runs of events: made
-    /// afresh for each run, its growth cost a few allocations per run, from an allocator arena
-    /// the thread may share with the publisher once a process has had many threads.
+    /// The buffer of delivery records, kept by the thread between its runs of events (made
+    /// afresh for each run, its growth cost a few allocations per run). Empty between runs:
+    /// every invoker writes its records out before it gives the buffer back.
     static PENDING: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
