@@ -1022,6 +1022,30 @@ fn faults_further_apart_than_the_window_never_quarantine() {
     assert_eq!(info(&host, "faulty").state, PluginState::Active);
 }
 
+/// A deactivation that comes the moment an activation returns (a re-enable, then at once a
+/// deactivate, over and over) is answered by the plugin's thread: it never waits out the
+/// shutdown grace, and no thread is counted as left behind. The thread used to find its slot
+/// closed right after activating, undo the activation on its own and exit without answering,
+/// so the deactivation waited the whole grace (about one round in a few hundred).
+#[test]
+fn a_deactivation_right_after_activation_is_answered_at_once() {
+    let dir = PluginDir::with_examples(&["greeter"]);
+    let host = dir.load_ok_with(|c| c.shutdown_grace_ms = 20_000);
+    for round in 0..1500 {
+        host.deactivate("greeter").expect("deactivate");
+        let greeter = info(&host, "greeter");
+        assert_eq!(greeter.state, PluginState::Deactivated, "round {round}");
+        assert!(
+            greeter.error.is_none(),
+            "round {round}: the deactivation was not answered: {:?}",
+            greeter.error
+        );
+        assert_eq!(host.detached_threads(), 0, "round {round}");
+        host.reenable("greeter").expect("re-enable");
+    }
+    assert_greeter_serves(&host);
+}
+
 /// `Host::reenable` after a hot reload brings back the build that was running (the reloaded
 /// one), not the one first loaded.
 #[test]

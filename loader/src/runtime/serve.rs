@@ -103,10 +103,15 @@ pub(crate) fn spawn(
             };
             let ok = activated.is_ok();
             let delivered = ready.send(activated.map(|_| ())).is_ok();
-            if ok && delivered && !slot.is_closed() {
+            if ok && delivered {
+                // Serve even if the slot was closed meanwhile (a deactivation that came the
+                // moment the load returned): whoever closes a slot queues a stop order, and
+                // `serve` waits for it, so the deactivation is answered instead of waited on
+                // until its grace ran out.
                 serve(&slot, live, &recorder, &plugin, grace);
             } else {
-                // Activation failed, or the host gave up on it (deadline): undo it.
+                // Activation failed, or the host gave up on it (deadline) and no longer waits
+                // on its answer: undo it.
                 let mut invoker = Invoker::new(&slot, &recorder, &plugin);
                 if ok {
                     let _ = lifecycle_call(&mut invoker, &mut live, Call::Deactivate);
