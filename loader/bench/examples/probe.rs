@@ -8,7 +8,10 @@
 //! ```
 //!
 //! `fanout N`: N batches of 1000 events to 4 subscribers (`fanout-raw N`: the same through the
-//! raw crossbeam fan-out the bench compares with); `command N`: N command round trips;
+//! raw crossbeam fan-out the bench compares with); `fanout-abc N`: N rounds of three batches,
+//! recorder on, recorder off and raw, in rotating order after the suite's 1 ms pause, with the
+//! median of each (an A/B of the recorder's cost that sees the same machine noise on every
+//! side; wall time, so not for callgrind); `command N`: N command round trips;
 //! `load N` (`load-raw N`): N loads of one plugin into a running host (raw abi_stable loads).
 //! Add `off` to run with the flight recorder off.
 
@@ -51,6 +54,7 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
                 started.elapsed()
             );
         }
+        "fanout-abc" => fanout_abc(&env, n)?,
         "fanout-raw" => {
             let bench = FanoutBench::new(&env, 4, 1000, 0)?;
             for _ in 0..n {
@@ -79,10 +83,53 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
         }
         other => {
             return Err(format!(
-                "unknown probe {other:?}: fanout, fanout-raw, load, load-raw or command"
+                "unknown probe {other:?}: fanout, fanout-raw, fanout-abc, load, load-raw or command"
             )
             .into())
         }
     }
+    Ok(())
+}
+
+/// `fanout-abc`: recorder on, recorder off and raw batches in rotating order; prints each
+/// side's median batch and the two ratios the suite would report.
+fn fanout_abc(env: &BenchEnv, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::Duration;
+    const ORDERS: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [0, 2, 1],
+        [2, 1, 0],
+        [1, 0, 2],
+    ];
+    let bench = FanoutBench::new(env, 4, 1000, 0)?;
+    let mut took: [Vec<Duration>; 3] = Default::default();
+    for round in 0..n.max(1) {
+        for &side in &ORDERS[round % ORDERS.len()] {
+            std::thread::sleep(Duration::from_millis(1));
+            let batch = match side {
+                2 => bench.baseline()?,
+                on => {
+                    bench.host().set_recording(on == 0);
+                    bench.ours()?
+                }
+            };
+            took[side].push(batch);
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64()
+    };
+    let [on, off, raw] = took.each_mut().map(median);
+    println!(
+        "{n} rounds, median batch: recorder on {:.0} µs, off {:.0} µs, raw {:.0} µs; ratio on {:.3}, off {:.3}",
+        on * 1e6,
+        off * 1e6,
+        raw * 1e6,
+        raw / on,
+        raw / off
+    );
     Ok(())
 }

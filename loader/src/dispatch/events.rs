@@ -54,13 +54,13 @@ fn check_event_type(event_type: &str) -> Result<(), PluginError> {
 }
 
 impl Dispatcher {
-    /// A new event, and the clock reading it was stamped with (for its record).
+    /// A new event, and when it was stamped in the host's microseconds (for its record).
     fn make_event(
         &self,
         caller: &Caller<'_>,
         event_type: &str,
         data: Payload,
-    ) -> Result<(Arc<Event>, Instant), PluginError> {
+    ) -> Result<(Arc<Event>, u64), PluginError> {
         self.check_size(event_type, &data)?;
         check_event_type(event_type)?;
         if caller.granted.is_some() {
@@ -75,8 +75,8 @@ impl Dispatcher {
             }
             caller.require(&format!("emit:{event_type}"))?;
         }
-        // One clock reading serves the timestamp and the record.
-        let now = Instant::now();
+        // One clock reading, converted once, serves the timestamp and the record.
+        let now = self.clock.micros(Instant::now());
         let event = Arc::new(Event {
             id: self.next_id(),
             parent: caller.work,
@@ -213,9 +213,9 @@ impl Dispatcher {
             .collect())
     }
 
-    fn record_event(&self, event: &Event, subscribers: usize, at: Instant) {
+    /// Records a publication made at `now` (the host's microseconds).
+    fn record_event(&self, event: &Event, subscribers: usize, now: u64) {
         if self.recorder.enabled() {
-            let now = self.recorder.micros(at);
             self.recorder.push(Entry {
                 id: event.id,
                 parent: event.parent,

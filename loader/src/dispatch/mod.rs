@@ -93,8 +93,8 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(config: Arc<HostConfig>, store: Store) -> Self {
-        let recorder = Arc::new(Recorder::new(config.recorder_capacity));
         let clock: Arc<Clock> = Arc::default();
+        let recorder = Arc::new(Recorder::new(config.recorder_capacity, clock.epoch()));
         Dispatcher {
             routes: RwLock::new(Routes::new(
                 config.route_cache_capacity,

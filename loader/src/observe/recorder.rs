@@ -105,12 +105,17 @@ const REMEMBERED: usize = 8;
 thread_local! {
     /// (recorder instance, ring index) for the recorders this thread writes to.
     static RINGS: std::cell::RefCell<Vec<(u64, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The last of them this thread wrote to: nearly every thread writes to one recorder only,
+    /// and finds its ring here without a search.
+    static LAST_RING: std::cell::Cell<(u64, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 impl Recorder {
-    pub fn new(capacity: usize) -> Self {
+    /// A recorder keeping up to `capacity` records, whose times count microseconds from
+    /// `epoch` (the host's clock's, so that one conversion of a clock reading serves both).
+    pub fn new(capacity: usize, epoch: Instant) -> Self {
         Recorder {
-            epoch: Instant::now(),
+            epoch,
             capacity,
             enabled: AtomicBool::new(capacity > 0),
             shards: (0..SHARDS)
@@ -174,7 +179,11 @@ impl Recorder {
     /// The ring this thread writes to in this recorder, picked when it first records here.
     fn ring_index(&self) -> usize {
         let me = self.instance;
-        RINGS.with(|rings| {
+        let (last, index) = LAST_RING.get();
+        if last == me {
+            return index;
+        }
+        let index = RINGS.with(|rings| {
             let mut rings = rings.borrow_mut();
             if let Some(&(_, index)) = rings.iter().find(|(r, _)| *r == me) {
                 return index;
@@ -185,7 +194,9 @@ impl Recorder {
             }
             rings.push((me, index));
             index
-        })
+        });
+        LAST_RING.set((me, index));
+        index
     }
 
     /// The newest `capacity` records, oldest first.
@@ -556,7 +567,7 @@ mod tests {
 
     #[test]
     fn snapshots_spell_out_outcomes() {
-        let recorder = Recorder::new(8);
+        let recorder = Recorder::new(8, Instant::now());
         recorder.push(entry(1));
         let mut failed = entry(2);
         failed.outcome = Outcome::of::<()>(&Err(PluginError::invalid("bad input")));

@@ -248,41 +248,26 @@ impl<'a> Invoker<'a> {
         record: Option<Record>,
         stamp: Option<Stamp<'_>>,
     ) -> Result<Answer, PluginError> {
+        let call = match call {
+            // An event's stamp is its source and its id, whatever `stamp` says.
+            Call::Event(event) => {
+                return self
+                    .events()
+                    .deliver(instance, &event, (chain, work, started))
+                    .map(Answer::Payload)
+            }
+            call => call,
+        };
         let entry = call.entry();
         let handler = call.is_handler();
-        // What a delivery's record needs of its event, taken before the call moves it (cloning
-        // the `Arc` instead would write the event's count, a line every subscriber shares).
-        let event = match &call {
-            Call::Event(e) => Some(
-                self.recorder
-                    .enabled()
-                    .then(|| (e.id, Label::new(&e.event_type))),
-            ),
-            _ => None,
-        };
-        let stamp = match (&call, stamp) {
-            (Call::Event(e), None) => Some(Stamp {
-                caller: &e.source,
-                id: e.id,
-                token: None,
-            }),
-            (_, stamp) => stamp,
-        };
-        // Cloned only for calls that carry a token of their own (never for events).
+        // Cloned only for calls that carry a token of their own.
         let token = stamp.as_ref().and_then(|s| s.token.clone());
         let stamped = stamp::enter(stamp);
         let result = with_current(chain, work, || run(instance, call));
         drop(stamped);
-        let result = result.and_then(|answer| {
-            let size = answer.size();
-            if size > self.slot.limit {
-                Err(PluginError::invalid(format!(
-                    "plugin {}: {entry} answered {size} bytes, which exceeds the limit of {} bytes",
-                    self.slot.name, self.slot.limit
-                )))
-            } else {
-                Ok(answer)
-            }
+        let result = result.and_then(|answer| match self.slot.over_limit(entry, answer.size()) {
+            Some(e) => Err(e),
+            None => Ok(answer),
         });
         let finished = Instant::now();
         self.finished = Some(finished);
@@ -297,14 +282,7 @@ impl<'a> Invoker<'a> {
             }
         };
         let failed = result.as_ref().err().map(|e| e.kind);
-        let delivered = event.is_some();
-        if let Some(event) = event {
-            self.slot.metrics.record_event(took, failed);
-            if let Some((id, name)) = event {
-                let outcome = outcome(&result);
-                self.record_delivery((id, name), work, (started, finished, took), outcome);
-            }
-        } else if handler {
+        if handler {
             self.slot.metrics.record_call(took, failed);
             if let Some(record) = record {
                 let started_us = self.recorder.micros(started);
@@ -324,14 +302,20 @@ impl<'a> Invoker<'a> {
                 });
             }
         }
-        if failed == Some(ErrorKind::Panicked) && (handler || delivered) {
-            let why = match &result {
-                Err(e) => format!("{entry} of plugin {} panicked: {e}", self.slot.name),
-                Ok(_) => String::new(),
-            };
-            self.slot.mark_faulted(why, false);
+        if failed == Some(ErrorKind::Panicked) && handler {
+            if let Err(e) = &result {
+                self.slot.fault_of(entry, e);
+            }
         }
         result
+    }
+
+    /// Starts a run of event deliveries through this invoker ([`EventRun`]).
+    pub fn events(&mut self) -> EventRun<'_, 'a> {
+        EventRun {
+            invoker: self,
+            stamps: stamp::events(),
+        }
     }
 
     fn record_delivery(
@@ -376,6 +360,98 @@ impl Drop for Invoker<'_> {
     }
 }
 
+/// Event deliveries, one after another on one thread: what `invoke` does for
+/// [`Call::Event`], with the parts that are the same for every event of a run (the scope of the
+/// thread's stamp) set up once for the run instead of once per event. `invoke` delivers a
+/// lone event through a run of one, so this is the one place an event enters plugin code.
+///
+/// Each delivery gets every guard a call gets: the wait chain, the event's stamp (its source
+/// and id), the reply size limit on the handler's answer, the plugin's metrics and the
+/// delivery's record, and a panic reported as the plugin's fault. Dropping the run gives the
+/// thread its previous stamp back.
+pub(crate) struct EventRun<'r, 'a> {
+    invoker: &'r mut Invoker<'a>,
+    stamps: stamp::EventStamps,
+}
+
+impl<'a> EventRun<'_, 'a> {
+    /// Handles `event` on `instance` for the callers `chain` as work `work`, started at
+    /// `started`; returns the handler's answer (empty if it gave none).
+    pub fn deliver(
+        &mut self,
+        instance: &mut Option<PluginInstanceBox>,
+        event: &Event,
+        (chain, work, started): (Chain, u64, Instant),
+    ) -> Result<Payload, PluginError> {
+        let invoker = &mut *self.invoker;
+        let slot = invoker.slot;
+        // The record's name is copied before the handler runs: the handler reads the type too,
+        // so the copy costs no extra cache miss.
+        let name = invoker
+            .recorder
+            .enabled()
+            .then(|| Label::new(&event.event_type));
+        self.stamps.set(&event.source, event.id);
+        let result = with_current(chain, work, || match instance.as_mut() {
+            Some(i) => i
+                .on_event(event)
+                .into_result()
+                .map(|answer| answer.into_option().unwrap_or_default()),
+            None => Err(gone()),
+        });
+        self.stamps.clear();
+        let result = result.and_then(|answer| match slot.over_limit("on_event", answer.len()) {
+            Some(e) => Err(e),
+            None => Ok(answer),
+        });
+        let finished = Instant::now();
+        invoker.finished = Some(finished);
+        let took = finished.saturating_duration_since(started);
+        let failed = result.as_ref().err().map(|e| e.kind);
+        slot.metrics.record_event(took, failed);
+        if let Some(name) = name {
+            // An event carries no token of its own: only the plugin's deactivation cancels it.
+            let outcome = if slot.stopping.is_cancelled() {
+                Outcome::Cancelled(u64::try_from(took.as_millis()).unwrap_or(u64::MAX))
+            } else {
+                Outcome::of(&result)
+            };
+            invoker.record_delivery((event.id, name), work, (started, finished, took), outcome);
+        }
+        if failed == Some(ErrorKind::Panicked) {
+            if let Err(e) = &result {
+                slot.fault_of("on_event", e);
+            }
+        }
+        result
+    }
+
+    /// When the last delivery finished, or now if none did.
+    pub fn finished_or_now(&self) -> Instant {
+        self.invoker.finished_or_now()
+    }
+
+    /// Writes the pending delivery records (one lock).
+    pub fn flush(&mut self) {
+        self.invoker.flush();
+    }
+
+    /// Whether the deliveries are recorded (their work ids then come from the host's ids).
+    pub fn recording(&self) -> bool {
+        self.invoker.recorder.enabled()
+    }
+
+    /// The plugin's slot.
+    pub fn slot(&self) -> &'a Slot {
+        self.invoker.slot
+    }
+}
+
+/// The error for a call on an instance that was dropped already.
+fn gone() -> PluginError {
+    PluginError::new(ErrorKind::Cancelled, "the plugin instance is gone")
+}
+
 /// The vtable call itself (also what an isolated plugin's worker runs on its instance).
 pub(crate) fn run(
     instance: &mut Option<PluginInstanceBox>,
@@ -388,10 +464,7 @@ pub(crate) fn run(
         return Ok(Answer::Done);
     }
     let Some(i) = instance.as_mut() else {
-        return Err(PluginError::new(
-            ErrorKind::Cancelled,
-            "the plugin instance is gone",
-        ));
+        return Err(gone());
     };
     match call {
         Call::Activate => i.activate().into_result().map(|()| Answer::Done),

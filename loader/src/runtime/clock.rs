@@ -45,16 +45,22 @@ impl Default for Clock {
 }
 
 impl Clock {
-    fn micros(&self, at: Instant) -> u64 {
+    /// When the host started: the zero of [`Clock::micros`] (and of the flight recorder's
+    /// times, which share it).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Microseconds from the host's start to `at` (a clock reading already taken).
+    pub fn micros(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// The wall-clock time of `at` (a monotonic reading the caller took), in ms since the Unix
-    /// epoch: the monotonic time plus the offset found at the last wall-clock reading, which is
+    /// The wall-clock time of `mono_us` (a monotonic reading the caller took, as
+    /// [`Clock::micros`]), in ms since the Unix epoch: the monotonic time plus the offset found at the last wall-clock reading, which is
     /// refreshed at most every 100 ms. Publishing an event thus reads the clock once, for its
     /// timestamp and its record alike.
-    pub fn wall_ms(&self, at: Instant) -> u64 {
-        let mono_us = self.micros(at);
+    pub fn wall_ms(&self, mono_us: u64) -> u64 {
         let mono_ms = i64::try_from(mono_us / 1000).unwrap_or(i64::MAX);
         if mono_us.saturating_sub(self.wall_read_us.load(Ordering::Relaxed)) > WALL_REFRESH_US {
             // Racing refreshers each store a valid offset.
@@ -132,7 +138,7 @@ mod tests {
     fn wall_stamps_follow_the_wall_clock() {
         let clock = Clock::default();
         let before = u64::try_from(unix_ms()).expect("after 1970");
-        let stamp = clock.wall_ms(Instant::now() + Duration::from_millis(5));
+        let stamp = clock.wall_ms(clock.micros(Instant::now() + Duration::from_millis(5)));
         let after = u64::try_from(unix_ms()).expect("after 1970");
         assert!(
             stamp + 50 >= before && stamp <= after + 50,

@@ -405,6 +405,25 @@ impl Slot {
         });
     }
 
+    /// The error for an answer of `size` bytes from entry point `entry`, if that exceeds the
+    /// reply size limit.
+    pub fn over_limit(&self, entry: &str, size: usize) -> Option<PluginError> {
+        (size > self.limit).then(|| {
+            PluginError::invalid(format!(
+                "plugin {}: {entry} answered {size} bytes, which exceeds the limit of {} bytes",
+                self.name, self.limit
+            ))
+        })
+    }
+
+    /// Reports a panic of entry point `entry` (`error`, from the fence) as the plugin's fault.
+    pub fn fault_of(&self, entry: &str, error: &PluginError) {
+        self.mark_faulted(
+            format!("{entry} of plugin {} panicked: {error}", self.name),
+            false,
+        );
+    }
+
     /// Counts a thread left behind in plugin code.
     pub fn detach(&self) {
         self.detached.fetch_add(1, Ordering::Relaxed);

@@ -128,6 +128,36 @@ impl Drop for Stamped {
     }
 }
 
+/// The stamp of a run of events on one thread ([`events`]): each event's stamp is set in place
+/// ([`EventStamps::set`]) and cleared after its handler ([`EventStamps::clear`]), without the
+/// save and restore that [`enter`] makes around every call. The stamp that was current before
+/// the run (none, on a plugin's own thread) is current again when this is dropped.
+#[must_use = "the run's stamps last until this is dropped"]
+pub(crate) struct EventStamps {
+    _outer: Stamped,
+}
+
+/// Starts a run of event stamps. Events carry no token of their own, so the run holds none:
+/// only the plugin's applies.
+pub(crate) fn events() -> EventStamps {
+    EventStamps {
+        _outer: enter(None),
+    }
+}
+
+impl EventStamps {
+    /// Stamps the event about to be handled: its source and its id.
+    pub fn set(&mut self, caller: &str, id: u64) {
+        CALLER.with(|c| c.borrow_mut().set(caller));
+        CALL.set(Some(id));
+    }
+
+    /// The handler returned: no call is current until the next [`EventStamps::set`].
+    pub fn clear(&mut self) {
+        CALL.set(None);
+    }
+}
+
 /// The current call's whole token: its own joined with the plugin's.
 fn full_token() -> CancellationToken {
     let own = if HAS_TOKEN.get() {
@@ -213,6 +243,30 @@ mod tests {
         }
         let back = current().expect("outer call");
         assert_eq!((back.caller.as_str(), back.id), (long, 1));
+        drop(outer);
+        assert!(current().is_none());
+    }
+
+    #[test]
+    fn a_run_of_event_stamps_is_seen_per_event_and_gives_the_outer_stamp_back() {
+        let outer = enter(Some(Stamp {
+            caller: "outer",
+            id: 1,
+            token: Some(CancellationToken::new()),
+        }));
+        {
+            let mut run = events();
+            assert!(current().is_none(), "between events no call is current");
+            run.set("publisher", 7);
+            let seen = current().expect("in an event");
+            assert_eq!((seen.caller.as_str(), seen.id), ("publisher", 7));
+            run.clear();
+            assert!(current().is_none());
+            run.set("other", 8);
+            assert_eq!(current().expect("next event").caller.as_str(), "other");
+        }
+        let back = current().expect("outer call");
+        assert_eq!((back.caller.as_str(), back.id), ("outer", 1));
         drop(outer);
         assert!(current().is_none());
     }

@@ -194,7 +194,8 @@ fn fire(timer: &Armed, recorder: &Recorder, clock: &Clock) -> bool {
     if slot.is_closed() {
         return false;
     }
-    let now = Instant::now();
+    // The recorder counts from the clock's epoch: one conversion serves both.
+    let now = clock.micros(Instant::now());
     let event = Arc::new(Event {
         id: clock.next_id(),
         parent: 0,
@@ -204,7 +205,7 @@ fn fire(timer: &Armed, recorder: &Recorder, clock: &Clock) -> bool {
         data: Payload::empty(),
     });
     if recorder.enabled() {
-        let at = recorder.micros(now);
+        let at = now;
         recorder.push(Entry {
             id: event.id,
             parent: 0,
