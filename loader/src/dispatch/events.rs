@@ -53,16 +53,24 @@ fn check_event_type(event_type: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// An event about to be published: the event, the subscribers it goes to, and when it was
+/// stamped in the host's microseconds (for its record).
+struct Publication {
+    event: Arc<Event>,
+    targets: Arc<[Target]>,
+    now: u64,
+}
+
 impl Dispatcher {
-    /// A new event, and when it was stamped in the host's microseconds (for its record).
+    /// A new event, checked, and where it goes.
     fn make_event(
         &self,
         caller: &Caller<'_>,
         event_type: &str,
         data: Payload,
-    ) -> Result<(Arc<Event>, u64), PluginError> {
+    ) -> Result<Publication, PluginError> {
         self.check_size(event_type, &data)?;
-        check_event_type(event_type)?;
+        let targets = self.targets(event_type)?;
         if caller.granted.is_some() {
             if event_type.starts_with("plugin:") {
                 return Err(PluginError::new(
@@ -85,14 +93,21 @@ impl Dispatcher {
             timestamp_ms: self.clock.wall_ms(now),
             data,
         });
-        Ok((event, now))
+        Ok(Publication {
+            event,
+            targets,
+            now,
+        })
     }
 
-    fn targets(&self, event_type: &str) -> Arc<[Target]> {
+    /// The subscribers of `event_type`, which is checked first unless the route cache knows it
+    /// (only checked types get there).
+    fn targets(&self, event_type: &str) -> Result<Arc<[Target]>, PluginError> {
         if let Some(t) = self.routes.read().targets(event_type) {
-            return t;
+            return Ok(t);
         }
-        self.routes.write().resolve_targets(event_type)
+        check_event_type(event_type)?;
+        Ok(self.routes.write().resolve_targets(event_type))
     }
 
     /// Publishes an event to every subscriber; never blocks on a subscriber.
@@ -102,9 +117,12 @@ impl Dispatcher {
         event_type: &str,
         data: Payload,
     ) -> Result<u64, PluginError> {
-        let (event, now) = self.make_event(caller, event_type, data)?;
+        let Publication {
+            event,
+            targets,
+            now,
+        } = self.make_event(caller, event_type, data)?;
         let id = event.id;
-        let targets = self.targets(&event.event_type);
         self.record_event(&event, targets.len(), now);
         for target in targets.iter() {
             match target {
@@ -146,9 +164,12 @@ impl Dispatcher {
         data: Payload,
         timeout: Option<Duration>,
     ) -> Result<CollectedResults, PluginError> {
-        let (event, now) = self.make_event(caller, event_type, data)?;
+        let Publication {
+            event,
+            targets,
+            now,
+        } = self.make_event(caller, event_type, data)?;
         let timeout = self.timeout(timeout);
-        let targets = self.targets(event_type);
         self.record_event(&event, targets.len(), now);
         let plugins: Vec<&Arc<Slot>> = targets
             .iter()
