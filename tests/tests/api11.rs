@@ -20,6 +20,7 @@ struct Who {
 struct Seen {
     what: String,
     caller: String,
+    id: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +99,65 @@ fn every_handler_learns_from_the_host_who_called_and_the_calls_id() {
     assert!(saw(&host, "middleware:asker:command", "host"));
     assert!(saw(&host, "middleware:callers:whoami", "asker"));
     assert!(saw(&host, "middleware:callers:whoami", "host"));
+}
+
+#[test]
+fn events_handled_back_to_back_each_learn_their_own_source_and_id() {
+    let dir = PluginDir::with_fixtures(&["callers", "asker"]);
+    let host = dir.load_ok();
+    // callers' thread is held in a call, so the events below wait in its queue and are then
+    // handled one after another in a single run.
+    let control = temp_dir("held");
+    let args = json_payload(&serde_json::json!({ "dir": control.path() }));
+    let held = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            host.execute_with_timeout("callers:spin", args, Duration::from_millis(500))
+        })
+    };
+    wait_until("callers is held in a call", || {
+        control.path().join("started").exists()
+    });
+    let first = host.emit("asker:first", json("null")).expect("emit");
+    // asker publishes asker:ping from its own thread, on a message (a command would wait for
+    // callers, the middleware of every command).
+    host.request("asker", json("null"), Some(WAIT_LIMIT))
+        .expect("asker emits on a message");
+    let last = host.emit("asker:last", json("null")).expect("emit");
+    let spun = held.join().expect("the held call's thread");
+    assert_eq!(
+        spun.expect_err("held past its deadline").kind,
+        ErrorKind::Timeout
+    );
+
+    // Waiting on the metrics sends callers no call that could come between the events.
+    wait_until("callers handled the three events", || {
+        metrics(&host, "callers").events_handled >= 3
+    });
+    let events: Vec<Seen> = seen(&host)
+        .into_iter()
+        .filter(|s| s.what.starts_with("event:"))
+        .collect();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|s| (s.what.as_str(), s.caller.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("event:asker:first", "host"),
+            ("event:asker:ping", "asker"),
+            ("event:asker:last", "host"),
+        ],
+        "each event's handler learns that event's source"
+    );
+    // An event's id, as its handler learns it, is the event's own.
+    assert_eq!(events[0].id, first);
+    assert!(first < events[1].id && events[1].id < last, "{events:?}");
+    assert_eq!(events[2].id, last);
+    // The calls after the run learn their own callers, not the last event's.
+    assert_eq!(who(&host, "callers:whoami").caller, "host");
+    assert_eq!(who(&host, "asker:command").caller, "asker");
 }
 
 #[test]

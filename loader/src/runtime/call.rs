@@ -12,6 +12,11 @@
 //! - the panic fence: the plugin side catches panics and returns them as errors of kind
 //!   `Panicked`; `invoke` reports them as faults of the plugin.
 //!
+//! An event is the call made most often, so its path is the shortest: events handled back to
+//! back through one [`Invoker`] (a plugin's thread working through its queue) share one scope of
+//! the thread's stamp, set in place for each event instead of saved and restored around it, and
+//! their records are written in one go.
+//!
 //! Deadlines are armed by whoever waits for the answer: every call is made through a bounded
 //! wait ([`Waiter::wait`](super::reply::Waiter::wait) for calls, the lifecycle's bounded waits
 //! for activation, state handoff and deactivation), so no entry into plugin code is waited on
@@ -197,6 +202,8 @@ pub(crate) struct Invoker<'a> {
     /// When the last call finished: a run of events starts each delivery then, so one clock
     /// reading serves as the end of one and the start of the next.
     finished: Option<Instant>,
+    /// The stamp scope of the run of events being delivered, if the last call was one.
+    events: Option<stamp::EventStamps>,
 }
 
 /// Delivery records are written at most this many at a time.
@@ -218,6 +225,7 @@ impl<'a> Invoker<'a> {
             pending: PENDING.take(),
             last: None,
             finished: None,
+            events: None,
         }
     }
 
@@ -252,11 +260,14 @@ impl<'a> Invoker<'a> {
             // An event's stamp is its source and its id, whatever `stamp` says.
             Call::Event(event) => {
                 return self
-                    .events()
-                    .deliver(instance, &event, (chain, work, started))
+                    .deliver_event(instance, &event, (chain, work, started))
                     .map(Answer::Payload)
             }
-            call => call,
+            call => {
+                // Any other call ends a run of events: the stamp it had is put back first.
+                self.events = None;
+                call
+            }
         };
         let entry = call.entry();
         let handler = call.is_handler();
@@ -310,12 +321,62 @@ impl<'a> Invoker<'a> {
         result
     }
 
-    /// Starts a run of event deliveries through this invoker ([`EventRun`]).
-    pub fn events(&mut self) -> EventRun<'_, 'a> {
-        EventRun {
-            invoker: self,
-            stamps: stamp::events(),
+    /// What `invoke` does for [`Call::Event`]: handles `event` on `instance` and returns the
+    /// handler's answer (empty if it gave none), with every guard a call gets: the wait chain,
+    /// the event's stamp (its source and id), the reply size limit on the answer, the plugin's
+    /// metrics and the delivery's record, and a panic reported as the plugin's fault.
+    ///
+    /// Events handled back to back through one invoker share one stamp scope
+    /// ([`stamp::EventStamps`]), opened by the first and closed by the next other call or when
+    /// the invoker is dropped: each event's stamp is set in place, without the save and restore
+    /// that [`stamp::enter`] makes around every call.
+    fn deliver_event(
+        &mut self,
+        instance: &mut Option<PluginInstanceBox>,
+        event: &Event,
+        (chain, work, started): (Chain, u64, Instant),
+    ) -> Result<Payload, PluginError> {
+        let slot = self.slot;
+        // The record's name is copied before the handler runs: the handler reads the type too,
+        // so the copy costs no extra cache miss.
+        let name = self
+            .recorder
+            .enabled()
+            .then(|| Label::new(&event.event_type));
+        let stamps = self.events.get_or_insert_with(stamp::events);
+        stamps.set(&event.source, event.id);
+        let result = with_current(chain, work, || match instance.as_mut() {
+            Some(i) => i
+                .on_event(event)
+                .into_result()
+                .map(|answer| answer.into_option().unwrap_or_default()),
+            None => Err(gone()),
+        });
+        stamps.clear();
+        let result = result.and_then(|answer| match slot.over_limit("on_event", answer.len()) {
+            Some(e) => Err(e),
+            None => Ok(answer),
+        });
+        let finished = Instant::now();
+        self.finished = Some(finished);
+        let took = finished.saturating_duration_since(started);
+        let failed = result.as_ref().err().map(|e| e.kind);
+        slot.metrics.record_event(took, failed);
+        if let Some(name) = name {
+            // An event carries no token of its own: only the plugin's deactivation cancels it.
+            let outcome = if slot.stopping.is_cancelled() {
+                Outcome::Cancelled(u64::try_from(took.as_millis()).unwrap_or(u64::MAX))
+            } else {
+                Outcome::of(&result)
+            };
+            self.record_delivery((event.id, name), work, (started, finished, took), outcome);
         }
+        if failed == Some(ErrorKind::Panicked) {
+            if let Err(e) = &result {
+                slot.fault_of("on_event", e);
+            }
+        }
+        result
     }
 
     fn record_delivery(
@@ -357,93 +418,6 @@ impl Drop for Invoker<'_> {
     fn drop(&mut self) {
         self.flush();
         PENDING.set(std::mem::take(&mut self.pending));
-    }
-}
-
-/// Event deliveries, one after another on one thread: what `invoke` does for
-/// [`Call::Event`], with the parts that are the same for every event of a run (the scope of the
-/// thread's stamp) set up once for the run instead of once per event. `invoke` delivers a
-/// lone event through a run of one, so this is the one place an event enters plugin code.
-///
-/// Each delivery gets every guard a call gets: the wait chain, the event's stamp (its source
-/// and id), the reply size limit on the handler's answer, the plugin's metrics and the
-/// delivery's record, and a panic reported as the plugin's fault. Dropping the run gives the
-/// thread its previous stamp back.
-pub(crate) struct EventRun<'r, 'a> {
-    invoker: &'r mut Invoker<'a>,
-    stamps: stamp::EventStamps,
-}
-
-impl<'a> EventRun<'_, 'a> {
-    /// Handles `event` on `instance` for the callers `chain` as work `work`, started at
-    /// `started`; returns the handler's answer (empty if it gave none).
-    pub fn deliver(
-        &mut self,
-        instance: &mut Option<PluginInstanceBox>,
-        event: &Event,
-        (chain, work, started): (Chain, u64, Instant),
-    ) -> Result<Payload, PluginError> {
-        let invoker = &mut *self.invoker;
-        let slot = invoker.slot;
-        // The record's name is copied before the handler runs: the handler reads the type too,
-        // so the copy costs no extra cache miss.
-        let name = invoker
-            .recorder
-            .enabled()
-            .then(|| Label::new(&event.event_type));
-        self.stamps.set(&event.source, event.id);
-        let result = with_current(chain, work, || match instance.as_mut() {
-            Some(i) => i
-                .on_event(event)
-                .into_result()
-                .map(|answer| answer.into_option().unwrap_or_default()),
-            None => Err(gone()),
-        });
-        self.stamps.clear();
-        let result = result.and_then(|answer| match slot.over_limit("on_event", answer.len()) {
-            Some(e) => Err(e),
-            None => Ok(answer),
-        });
-        let finished = Instant::now();
-        invoker.finished = Some(finished);
-        let took = finished.saturating_duration_since(started);
-        let failed = result.as_ref().err().map(|e| e.kind);
-        slot.metrics.record_event(took, failed);
-        if let Some(name) = name {
-            // An event carries no token of its own: only the plugin's deactivation cancels it.
-            let outcome = if slot.stopping.is_cancelled() {
-                Outcome::Cancelled(u64::try_from(took.as_millis()).unwrap_or(u64::MAX))
-            } else {
-                Outcome::of(&result)
-            };
-            invoker.record_delivery((event.id, name), work, (started, finished, took), outcome);
-        }
-        if failed == Some(ErrorKind::Panicked) {
-            if let Err(e) = &result {
-                slot.fault_of("on_event", e);
-            }
-        }
-        result
-    }
-
-    /// When the last delivery finished, or now if none did.
-    pub fn finished_or_now(&self) -> Instant {
-        self.invoker.finished_or_now()
-    }
-
-    /// Writes the pending delivery records (one lock).
-    pub fn flush(&mut self) {
-        self.invoker.flush();
-    }
-
-    /// Whether the deliveries are recorded (their work ids then come from the host's ids).
-    pub fn recording(&self) -> bool {
-        self.invoker.recorder.enabled()
-    }
-
-    /// The plugin's slot.
-    pub fn slot(&self) -> &'a Slot {
-        self.invoker.slot
     }
 }
 

@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, select_biased, Receiver, Sender};
 use plugin_api::{ErrorKind, PluginError, PluginInstanceBox};
 
 use super::{
-    call::{Answer, Call, EventRun, Invoker, Record},
+    call::{Answer, Call, Invoker, Record},
     chain::{serve_as, with_current, Chain},
     slot::{Control, Delivery, Fresh, Job, Seal, SendAhead, Slot},
     stamp::{serve_with, Stamp},
@@ -320,25 +320,22 @@ fn run_call(
     // Events and calls wait in separate queues. Handle first the events that were published
     // before this call was made (ids come from one counter), so a plugin never answers a call
     // without having seen what happened before it.
-    let mut run = invoker.events();
     while let Ok(delivery) = slot.events_rx.try_recv() {
         let later = delivery.event.id > job.work;
-        let started = run.finished_or_now();
-        let panicked = deliver(&mut run, live, delivery, started);
+        let started = invoker.finished_or_now();
+        let panicked = deliver(&mut invoker, live, delivery, started);
         if panicked {
-            drop(run);
+            invoker.flush();
             drop(invoker);
             if await_orders(slot, live, recorder, plugin, grace) {
                 return true;
             }
             invoker = Invoker::new(slot, recorder, plugin);
-            run = invoker.events();
         }
         if later {
             break;
         }
     }
-    drop(run);
     invoker.flush();
     let Job {
         chain,
@@ -432,7 +429,6 @@ fn run_events(
         return false;
     }
     let mut invoker = Invoker::new(slot, recorder, plugin);
-    let mut deliveries = invoker.events();
     let mut run = std::collections::VecDeque::new();
     let mut next = Some(first);
     // Whether `next` was handed over already, as part of the run before it.
@@ -461,9 +457,8 @@ fn run_events(
                 }
             }
         }
-        let panicked = deliver(&mut deliveries, live, delivery, started);
+        let panicked = deliver(&mut invoker, live, delivery, started);
         if panicked {
-            drop(deliveries);
             drop(invoker);
             // A clone, not an address: the old instance's may be freed and reused meanwhile.
             let before = live.ahead.clone();
@@ -482,7 +477,6 @@ fn run_events(
                 }
             }
             invoker = Invoker::new(slot, recorder, plugin);
-            deliveries = invoker.events();
         }
         if let Some(queued) = run.pop_front() {
             next = Some(queued);
@@ -498,7 +492,7 @@ fn run_events(
             }
             next = slot.events_rx.try_recv().ok();
         }
-        started = deliveries.finished_or_now();
+        started = invoker.finished_or_now();
     }
     false
 }
@@ -516,7 +510,7 @@ fn take_run(slot: &Slot, run: &mut std::collections::VecDeque<Delivery>, limit: 
 
 /// Runs one event handler, which starts at `started`; returns whether it panicked.
 fn deliver(
-    run: &mut EventRun<'_, '_>,
+    invoker: &mut Invoker<'_>,
     live: &mut Live,
     delivery: Delivery,
     started: Instant,
@@ -528,16 +522,23 @@ fn deliver(
     } = delivery;
     // The delivery's own id only matters to the recorder (as the parent of what the handler
     // does); without recording, the event's id serves and no shared counter is touched.
-    let work = if run.recording() {
-        run.slot().clock.local_id()
+    let work = if invoker.recorder.enabled() {
+        invoker.slot.clock.local_id()
     } else {
         event.id
     };
     // Only the id is kept for the failure line: copying the type would cost an allocation per
     // delivery (the trace has the type).
     let id = event.id;
-    let result = run.deliver(&mut live.instance, &event, (chain, work, started));
-    let name = &run.slot().name;
+    let result = invoker.invoke(
+        &mut live.instance,
+        Call::Event(event),
+        (chain, work, started),
+        None,
+        None,
+    );
+    let result = result.and_then(Answer::into_payload);
+    let name = &invoker.slot.name;
     let mut panicked = false;
     if let Err(e) = &result {
         log::warn!("plugin {name}: handler for event #{id} failed: {e}");
@@ -545,7 +546,7 @@ fn deliver(
     }
     if let Some(reply) = reply {
         // The publisher may read the trace as soon as it has every answer.
-        run.flush();
+        invoker.flush();
         let _ = reply.send((name.clone(), result));
     }
     panicked
