@@ -394,6 +394,12 @@ fn describe_shows_registrations_in_force_and_the_patterns_that_allow_them() {
     assert_eq!(r["pattern"], "script-*", "{r}");
     assert_eq!(r["plugin"], "scripts", "{r}");
     assert!(r["id"].is_u64(), "{r}");
+    // Its activation started a report timer (every 60 s unless configured).
+    assert_eq!(
+        d["timers"],
+        serde_json::json!([{"event": "report", "repeats": true, "interval_ms": 60000}]),
+        "{d}"
+    );
 
     let text = run(demo_in(dir.path(), &["describe", "scripts"]));
     text.ok();
@@ -405,6 +411,12 @@ fn describe_shows_registrations_in_force_and_the_patterns_that_allow_them() {
     );
     assert!(
         text.stdout.contains("  registered:\n    command scripts:script-hello  script: hello, {name}! (allowed by script-*, id "),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("  timers:\n    event report  every 60000 ms\n"),
         "{}",
         text.stdout
     );

@@ -163,5 +163,6 @@ pub use observe::metrics::PluginMetrics;
 pub use observe::recorder::{render_tree, RecordKind, TraceOutcome, TraceRecord};
 pub use plan::capability::matches as pattern_matches;
 pub use runtime::slot::PluginState;
+pub use runtime::timer::TimerInfo;
 pub use storage::{Namespace, Store};
 pub use watch::{ChangeCallback, FolderWatcher, WatchError};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use loader::{Host, PluginState, RecordKind, TraceOutcome};
+use loader::{Host, PluginState, RecordKind, TimerInfo, TraceOutcome};
 use plugin_api::ErrorKind;
 use serde::Deserialize;
 use tests::{info, json, json_payload, metrics, temp_dir, wait_until, PluginDir, WAIT_LIMIT};
@@ -261,6 +261,13 @@ fn timers_deliver_private_events_on_the_plugins_thread_until_dropped() {
         .expect("tick-start");
     wait_until("three ticks", || timers(&host).ticks >= 3);
     assert_eq!(host.timers_running(), 1);
+    let tick = TimerInfo {
+        event: "tick".to_owned(),
+        repeats: true,
+        interval_ms: 10,
+    };
+    assert_eq!(host.timers("callers"), [tick], "the host lists it");
+    assert!(host.timers("asker").is_empty(), "as callers' only");
     let t = timers(&host);
     assert!(
         t.callers.iter().all(|c| c == "host"),
@@ -284,15 +291,34 @@ fn timers_deliver_private_events_on_the_plugins_thread_until_dropped() {
     host.execute("callers:tick-stop", json("null"))
         .expect("tick-stop");
     wait_until("the timer is gone", || host.timers_running() == 0);
+    assert!(
+        host.timers("callers").is_empty(),
+        "a stopped timer is not listed"
+    );
     assert!(host.wait_idle(std::time::Instant::now() + WAIT_LIMIT));
     let stopped_at = timers(&host).ticks;
     // A one-shot timer of 50 ms: the ticker, had it still run, would have ticked meanwhile.
     host.execute("callers:wake", json(r#"{"ms": 50}"#))
         .expect("wake");
+    let listed = host.timers("callers");
+    assert!(
+        timers(&host).woke == 1
+            || listed
+                == [TimerInfo {
+                    event: "wake".to_owned(),
+                    repeats: false,
+                    interval_ms: 50,
+                }],
+        "a one-shot timer is listed until it fires: {listed:?}"
+    );
     wait_until("the wake-up", || timers(&host).woke == 1);
     assert!(host.wait_idle(std::time::Instant::now() + WAIT_LIMIT));
     assert_eq!(timers(&host).ticks, stopped_at, "no tick after the drop");
     wait_until("the one-shot timer ended", || host.timers_running() == 0);
+    assert!(
+        host.timers("callers").is_empty(),
+        "a fired one-shot timer is not listed"
+    );
 
     // Private: nobody else, not even a `*` subscriber, saw a timer's event.
     let leaked: Vec<String> = watcher
@@ -311,7 +337,12 @@ fn a_deactivated_plugins_timers_stop() {
     host.execute("callers:tick-start", json(r#"{"ms": 10}"#))
         .expect("tick-start");
     wait_until("a tick", || timers(&host).ticks >= 1);
+    assert_eq!(host.timers("callers").len(), 1);
     host.deactivate("callers").expect("deactivate");
+    assert!(
+        host.timers("callers").is_empty(),
+        "a deactivated instance's timers are not listed, even before they are dropped"
+    );
     wait_until("the deactivated plugin's timer is dropped", || {
         host.timers_running() == 0
     });

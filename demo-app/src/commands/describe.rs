@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use loader::{PluginInfo, RegistrationInfo};
+use loader::{PluginInfo, RegistrationInfo, TimerInfo};
 use plugin_api::{
     CommandDecl, Dependency, ErrorKind, HookDecl, MethodDecl, MiddlewareDecl, ProviderDecl,
     RegistrationDecl, RegistrationPatterns,
@@ -41,6 +41,8 @@ pub struct Description {
     /// What it registered at run time and is in force now, each with the manifest pattern
     /// that allows it.
     pub registrations: Vec<RegistrationInfo>,
+    /// The timers (`Context::every`, `Context::after`) its instance runs now.
+    pub timers: Vec<TimerInfo>,
 }
 
 /// The manifest fields `describe` shows (name and version are on [`Description`]).
@@ -110,11 +112,17 @@ pub fn describe(session: &Session, name: &str) -> Result<Description, AppError> 
     // The host keeps a failed file's error with its causes.
     let error = info.error.clone();
     let registrations = session.host.registrations(Some(name));
-    Ok(Description::new(info, error, registrations))
+    let timers = session.host.timers(name);
+    Ok(Description::new(info, error, registrations, timers))
 }
 
 impl Description {
-    fn new(info: PluginInfo, error: Option<String>, registrations: Vec<RegistrationInfo>) -> Self {
+    fn new(
+        info: PluginInfo,
+        error: Option<String>,
+        registrations: Vec<RegistrationInfo>,
+        timers: Vec<TimerInfo>,
+    ) -> Self {
         let denied = info
             .declared
             .iter()
@@ -150,6 +158,7 @@ impl Description {
                 denied,
             },
             registrations,
+            timers,
         }
     }
 }
@@ -236,8 +245,26 @@ pub fn render_description(d: &Description) -> String {
         push_patterns(&mut out, &m.patterns);
     }
     push_registrations(&mut out, &d.name, &d.registrations);
+    push_timers(&mut out, &d.timers);
     push_capabilities(&mut out, &d.capabilities);
     out
+}
+
+/// The timers running now: the event each queues, and how often or when.
+fn push_timers(out: &mut String, timers: &[TimerInfo]) {
+    let rows: Vec<(String, String)> = timers
+        .iter()
+        .map(|t| {
+            let when = if t.repeats {
+                format!("every {} ms", t.interval_ms)
+            } else {
+                format!("once, {} ms after it was started", t.interval_ms)
+            };
+            (format!("event {}", t.event), when)
+        })
+        .collect();
+    let rows: Vec<(String, &str)> = rows.iter().map(|(e, w)| (e.clone(), w.as_str())).collect();
+    push_rows(out, "timers:", &rows);
 }
 
 /// The run-time registration patterns, one row per kind that has any.

@@ -31,6 +31,7 @@ use crate::{
     },
     load::progress::{LoadProgress, ProgressHook},
     observe::{deadletter::DeadLetter, recorder::TraceRecord},
+    runtime::timer::TimerInfo,
     storage::Store,
 };
 
@@ -636,6 +637,12 @@ impl Host {
             &crate::runtime::slot::Seal::default(),
             None,
         )
+    }
+
+    /// The timers (`Context::every`, `Context::after`) that `plugin`'s current instance
+    /// started and that have not ended, by event name; empty for an unknown plugin.
+    pub fn timers(&self, plugin: &str) -> Vec<TimerInfo> {
+        self.inner.dispatcher.timers().of(plugin)
     }
 
     /// How many plugin timers (`Context::every`, `Context::after`) run now. A deactivated

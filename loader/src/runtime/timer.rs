@@ -24,6 +24,7 @@ use std::{
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use plugin_api::{Event, Payload, PluginError};
+use serde::Serialize;
 
 use super::{
     chain::Chain,
@@ -46,12 +47,29 @@ enum Order {
     Stop(u64),
 }
 
+/// A timer a plugin started (`Context::every` or `Context::after`) and that has not ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimerInfo {
+    /// The event it queues on the plugin's own thread.
+    pub event: String,
+    /// Whether it fires every `interval_ms` (`every`) or once after it (`after`).
+    pub repeats: bool,
+    /// Its period, or its delay, in milliseconds.
+    pub interval_ms: u64,
+}
+
+/// The timers that have not ended, by id: the plugin each serves, the seal of the instance
+/// that started it, and what it is. The thread removes a timer when it ends.
+type Listing = Mutex<HashMap<u64, (Arc<str>, Seal, TimerInfo)>>;
+
 /// The host's timers (one per dispatcher).
 pub(crate) struct Timers {
     orders: Mutex<Option<Sender<Order>>>,
     next: AtomicU64,
     /// Timers the thread holds now (for [`Timers::running`]).
     running: Arc<AtomicUsize>,
+    /// What each of them is (for [`Timers::of`]).
+    listing: Arc<Listing>,
     recorder: Arc<Recorder>,
     clock: Arc<Clock>,
 }
@@ -77,6 +95,7 @@ impl Timers {
             orders: Mutex::new(None),
             next: AtomicU64::new(1),
             running: Arc::default(),
+            listing: Arc::default(),
             recorder,
             clock,
         }
@@ -94,6 +113,16 @@ impl Timers {
         check_name(name)?;
         let delay = delay.max(Duration::from_millis(1));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = target.slot.upgrade() {
+            let info = TimerInfo {
+                event: name.to_owned(),
+                repeats: repeat,
+                interval_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            };
+            self.listing
+                .lock()
+                .insert(id, (slot.name.clone(), target.seal.clone(), info));
+        }
         let order = Order::Start {
             id,
             due: Instant::now() + delay,
@@ -108,18 +137,38 @@ impl Timers {
         if orders.is_none() {
             let (tx, rx) = unbounded();
             let (recorder, clock) = (self.recorder.clone(), self.clock.clone());
-            let running = self.running.clone();
-            std::thread::Builder::new()
+            let (running, listing) = (self.running.clone(), self.listing.clone());
+            let spawned = std::thread::Builder::new()
                 .name("plugin-timers".to_owned())
-                .spawn(move || run(&rx, &running, (&recorder, &clock)))
-                .map_err(|e| PluginError::failed(format!("cannot start the timer thread: {e}")))?;
+                .spawn(move || run(&rx, (&running, &listing), (&recorder, &clock)));
+            if let Err(e) = spawned {
+                self.listing.lock().remove(&id);
+                return Err(PluginError::failed(format!(
+                    "cannot start the timer thread: {e}"
+                )));
+            }
             *orders = Some(tx);
         }
-        if let Some(tx) = orders.as_ref() {
-            tx.send(order)
-                .map_err(|_| PluginError::failed("the timer thread is gone"))?;
+        let sent = orders.as_ref().is_some_and(|tx| tx.send(order).is_ok());
+        if !sent {
+            self.listing.lock().remove(&id);
+            return Err(PluginError::failed("the timer thread is gone"));
         }
         Ok(id)
+    }
+
+    /// The timers `plugin`'s current instance started that have not ended, by event name.
+    /// A deactivated instance's timers are not listed, even before the thread drops them.
+    pub fn of(&self, plugin: &str) -> Vec<TimerInfo> {
+        let mut timers: Vec<TimerInfo> = self
+            .listing
+            .lock()
+            .values()
+            .filter(|(name, seal, _)| &**name == plugin && !seal.is_retired())
+            .map(|(_, _, info)| info.clone())
+            .collect();
+        timers.sort_by(|a, b| (&a.event, a.interval_ms).cmp(&(&b.event, b.interval_ms)));
+        timers
     }
 
     /// How many timers run now. A timer whose plugin was deactivated counts until it was due
@@ -130,6 +179,7 @@ impl Timers {
 
     /// Stops timer `id` (unknown ids are ignored).
     pub fn stop(&self, id: u64) {
+        self.listing.lock().remove(&id);
         if let Some(tx) = self.orders.lock().as_ref() {
             let _ = tx.send(Order::Stop(id));
         }
@@ -137,7 +187,11 @@ impl Timers {
 }
 
 /// The timer thread: ends when the [`Timers`] it serves is dropped.
-fn run(orders: &Receiver<Order>, running: &AtomicUsize, (recorder, clock): (&Recorder, &Clock)) {
+fn run(
+    orders: &Receiver<Order>,
+    (running, listing): (&AtomicUsize, &Listing),
+    (recorder, clock): (&Recorder, &Clock),
+) {
     let mut armed: HashMap<u64, Armed> = HashMap::new();
     let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     loop {
@@ -156,6 +210,7 @@ fn run(orders: &Receiver<Order>, running: &AtomicUsize, (recorder, clock): (&Rec
             }
             Ok(Order::Stop(id)) => {
                 armed.remove(&id);
+                listing.lock().remove(&id);
             }
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
@@ -178,6 +233,7 @@ fn run(orders: &Receiver<Order>, running: &AtomicUsize, (recorder, clock): (&Rec
                 }
             }
             armed.remove(&id);
+            listing.lock().remove(&id);
         }
         running.store(armed.len(), Ordering::Relaxed);
     }
