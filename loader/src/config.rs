@@ -69,6 +69,9 @@ pub struct HostConfig {
     pub route_cache_capacity: usize,
     /// Subscriptions one plugin may hold at most; more are refused with an error.
     pub max_subscriptions_per_plugin: usize,
+    /// Timers (`Context::every`, `Context::after`) one plugin's instance may run at once; more
+    /// are refused with an error.
+    pub max_timers_per_plugin: usize,
     /// Whether a plugin may declare capability `*` (every capability). `false` refuses such
     /// plugins at load, naming them; the default is `true`, as in plugin-api 1.0.
     pub allow_wildcard: bool,
@@ -157,6 +160,7 @@ impl Default for HostConfig {
             max_payload_bytes: 4 * 1024 * 1024,
             route_cache_capacity: 4096,
             max_subscriptions_per_plugin: 1024,
+            max_timers_per_plugin: 256,
             allowlist: Vec::new(),
             max_restarts: 3,
             restart_window_ms: 5 * 60 * 1000,

@@ -349,6 +349,43 @@ fn a_deactivated_plugins_timers_stop() {
 }
 
 #[test]
+fn a_plugin_that_hoards_timers_is_refused_past_its_limit() {
+    #[derive(Deserialize)]
+    struct Hoarded {
+        started: usize,
+        refused: Option<String>,
+    }
+    let dir = PluginDir::with_fixtures(&["callers"]);
+    let host = dir.load_ok_with(|c| c.max_timers_per_plugin = 5);
+    let hoarded: Hoarded = host
+        .execute("callers:hoard", json(r#"{"n": 8}"#))
+        .expect("callers:hoard")
+        .decode()
+        .expect("a count");
+    assert_eq!(hoarded.started, 5);
+    let refused = hoarded.refused.expect("the sixth timer is refused");
+    for part in ["callers", "max_timers_per_plugin", "hoard-5"] {
+        assert!(refused.contains(part), "{part} in: {refused}");
+    }
+    assert_eq!(host.timers("callers").len(), 5);
+    assert_eq!(host.timers_running(), 5);
+    // The host goes on serving it, and the limit counts only timers that run.
+    assert_eq!(who(&host, "callers:whoami").caller, "host");
+    host.deactivate("callers").expect("deactivate");
+    host.reenable("callers").expect("activate again");
+    let again: Hoarded = host
+        .execute("callers:hoard", json(r#"{"n": 5}"#))
+        .expect("callers:hoard")
+        .decode()
+        .expect("a count");
+    assert_eq!(
+        (again.started, again.refused),
+        (5, None),
+        "a new instance is not charged with its predecessor's timers"
+    );
+}
+
+#[test]
 fn the_plugin_learns_the_hosts_api_version() {
     let dir = PluginDir::with_fixtures(&["callers"]);
     let host = dir.load_ok();

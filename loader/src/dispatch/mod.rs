@@ -100,7 +100,11 @@ impl Dispatcher {
                 config.route_cache_capacity,
                 config.max_subscriptions_per_plugin,
             )),
-            timers: Timers::new(recorder.clone(), clock.clone()),
+            timers: Timers::new(
+                recorder.clone(),
+                clock.clone(),
+                config.max_timers_per_plugin,
+            ),
             recorder,
             clock,
             dead_letters: DeadLetters::new(config.dead_letter_capacity),

@@ -15,7 +15,7 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Weak,
     },
     time::{Duration, Instant},
@@ -23,7 +23,7 @@ use std::{
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use plugin_api::{Event, Payload, PluginError};
+use plugin_api::{ErrorKind, Event, Payload, PluginError};
 use serde::Serialize;
 
 use super::{
@@ -66,10 +66,11 @@ type Listing = Mutex<HashMap<u64, (Arc<str>, Seal, TimerInfo)>>;
 pub(crate) struct Timers {
     orders: Mutex<Option<Sender<Order>>>,
     next: AtomicU64,
-    /// Timers the thread holds now (for [`Timers::running`]).
-    running: Arc<AtomicUsize>,
-    /// What each of them is (for [`Timers::of`]).
+    /// The timers that have not ended, and what each is (for [`Timers::of`] and
+    /// [`Timers::running`]).
     listing: Arc<Listing>,
+    /// `max_timers_per_plugin`.
+    limit: usize,
     recorder: Arc<Recorder>,
     clock: Arc<Clock>,
 }
@@ -90,12 +91,12 @@ fn check_name(name: &str) -> Result<(), PluginError> {
 }
 
 impl Timers {
-    pub fn new(recorder: Arc<Recorder>, clock: Arc<Clock>) -> Timers {
+    pub fn new(recorder: Arc<Recorder>, clock: Arc<Clock>, limit: usize) -> Timers {
         Timers {
             orders: Mutex::new(None),
             next: AtomicU64::new(1),
-            running: Arc::default(),
             listing: Arc::default(),
+            limit,
             recorder,
             clock,
         }
@@ -114,14 +115,26 @@ impl Timers {
         let delay = delay.max(Duration::from_millis(1));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = target.slot.upgrade() {
+            let mut listing = self.listing.lock();
+            let running = listing
+                .values()
+                .filter(|(plugin, seal, _)| *plugin == slot.name && !seal.is_retired())
+                .count();
+            if running >= self.limit {
+                return Err(PluginError::new(
+                    ErrorKind::QuotaExceeded,
+                    format!(
+                        "plugin {} runs {running} timers, its limit (max_timers_per_plugin); cannot start timer {name}: stop one first (drop its handle)",
+                        slot.name
+                    ),
+                ));
+            }
             let info = TimerInfo {
                 event: name.to_owned(),
                 repeats: repeat,
                 interval_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             };
-            self.listing
-                .lock()
-                .insert(id, (slot.name.clone(), target.seal.clone(), info));
+            listing.insert(id, (slot.name.clone(), target.seal.clone(), info));
         }
         let order = Order::Start {
             id,
@@ -137,10 +150,10 @@ impl Timers {
         if orders.is_none() {
             let (tx, rx) = unbounded();
             let (recorder, clock) = (self.recorder.clone(), self.clock.clone());
-            let (running, listing) = (self.running.clone(), self.listing.clone());
+            let listing = self.listing.clone();
             let spawned = std::thread::Builder::new()
                 .name("plugin-timers".to_owned())
-                .spawn(move || run(&rx, (&running, &listing), (&recorder, &clock)));
+                .spawn(move || run(&rx, &listing, (&recorder, &clock)));
             if let Err(e) = spawned {
                 self.listing.lock().remove(&id);
                 return Err(PluginError::failed(format!(
@@ -174,7 +187,7 @@ impl Timers {
     /// How many timers run now. A timer whose plugin was deactivated counts until it was due
     /// once more (the thread drops it then, without firing it).
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
+        self.listing.lock().len()
     }
 
     /// Stops timer `id` (unknown ids are ignored).
@@ -187,11 +200,7 @@ impl Timers {
 }
 
 /// The timer thread: ends when the [`Timers`] it serves is dropped.
-fn run(
-    orders: &Receiver<Order>,
-    (running, listing): (&AtomicUsize, &Listing),
-    (recorder, clock): (&Recorder, &Clock),
-) {
+fn run(orders: &Receiver<Order>, listing: &Listing, (recorder, clock): (&Recorder, &Clock)) {
     let mut armed: HashMap<u64, Armed> = HashMap::new();
     let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     loop {
@@ -235,7 +244,6 @@ fn run(
             armed.remove(&id);
             listing.lock().remove(&id);
         }
-        running.store(armed.len(), Ordering::Relaxed);
     }
 }
 
