@@ -158,12 +158,7 @@ impl Recorder {
     /// Appends `records` (emptying it) under one lock.
     pub fn push_all(&self, records: &mut Vec<Entry>) {
         match self.ring() {
-            Some(ring) => {
-                let mut ring = ring.lock();
-                for record in records.drain(..) {
-                    ring.push(self.capacity, record);
-                }
-            }
+            Some(ring) => ring.lock().push_all(self.capacity, records),
             None => records.clear(),
         }
     }
@@ -257,6 +252,25 @@ impl Ring {
                 self.next = 0;
             }
         }
+    }
+
+    /// Appends `records` in order, as many [`Ring::push`]es would, emptying it. Once the ring
+    /// is full, each slice of records is swapped with the oldest entries in one go, and what
+    /// they replaced is dropped with `records`' contents: no entry is dropped and moved one by
+    /// one.
+    fn push_all(&mut self, capacity: usize, records: &mut Vec<Entry>) {
+        let grow = capacity.saturating_sub(self.entries.len()).min(records.len());
+        self.entries.extend(records.drain(..grow));
+        let mut rest = &mut records[..];
+        let len = self.entries.len();
+        while !rest.is_empty() && len > 0 {
+            let n = (len - self.next).min(rest.len());
+            let (now, later) = rest.split_at_mut(n);
+            self.entries[self.next..self.next + n].swap_with_slice(now);
+            self.next = (self.next + n) % len;
+            rest = later;
+        }
+        records.clear();
     }
 
     /// Oldest first.
@@ -540,6 +554,28 @@ mod tests {
         assert_eq!(ring.iter().count(), 0);
         ring.push(4, entry(1));
         assert_eq!(ring.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn records_pushed_in_batches_land_as_if_pushed_one_by_one() {
+        // Batches that fill the ring, wrap it, and more than go round it in one go.
+        for capacity in [1, 4, 7] {
+            for batch in [1, 3, 4, 10] {
+                let (mut one, mut all) = (Ring::default(), Ring::default());
+                let mut next = 0;
+                for _ in 0..5 {
+                    let mut records: Vec<Entry> = (next..next + batch).map(entry).collect();
+                    for id in next..next + batch {
+                        one.push(capacity, entry(id));
+                    }
+                    next += batch;
+                    all.push_all(capacity, &mut records);
+                    assert!(records.is_empty());
+                    let ids = |r: &Ring| r.iter().map(|e| e.id).collect::<Vec<_>>();
+                    assert_eq!(ids(&all), ids(&one), "capacity {capacity}, batch {batch}");
+                }
+            }
+        }
     }
 
     #[test]
