@@ -259,7 +259,9 @@ impl Ring {
     /// they replaced is dropped with `records`' contents: no entry is dropped and moved one by
     /// one.
     fn push_all(&mut self, capacity: usize, records: &mut Vec<Entry>) {
-        let grow = capacity.saturating_sub(self.entries.len()).min(records.len());
+        let grow = capacity
+            .saturating_sub(self.entries.len())
+            .min(records.len());
         self.entries.extend(records.drain(..grow));
         let mut rest = &mut records[..];
         let len = self.entries.len();
