@@ -413,6 +413,31 @@ fn ever_new_event_types_and_subscriptions_do_not_grow_the_host() {
 }
 
 #[test]
+fn refused_emits_of_ever_new_types_leave_the_route_cache_alone() {
+    let dir = PluginDir::with_fixtures(&["flood"]);
+    // flood declares `emit:*`; the host takes it back.
+    let (host, report) = dir.load_with_config("[plugins.flood]\nrevoke = [\"emit:*\"]\n");
+    assert_eq!(report.activated().len(), 1, "{report:?}");
+    let before = host.table_sizes().cached_event_routes;
+    for i in 0..50 {
+        let args = json(&format!(r#"{{"type": "denied:{i}", "count": 1}}"#));
+        let err = host
+            .execute("flood:burst", args)
+            .expect_err("flood may not emit");
+        assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+        assert!(
+            err.message().contains("flood") && err.message().contains(&format!("denied:{i}")),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        host.table_sizes().cached_event_routes,
+        before,
+        "a refused emit resolves no route"
+    );
+}
+
+#[test]
 fn a_layout_mismatch_says_what_differs_in_a_few_lines() {
     let dir = PluginDir::new();
     let bad = dir.add_fixture("bad-layout");

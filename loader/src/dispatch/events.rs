@@ -70,7 +70,11 @@ impl Dispatcher {
         data: Payload,
     ) -> Result<Publication, PluginError> {
         self.check_size(event_type, &data)?;
-        let targets = self.targets(event_type)?;
+        // Only checked types get into the route cache: a type it knows needs no check.
+        let cached = self.routes.read().targets(event_type);
+        if cached.is_none() {
+            check_event_type(event_type)?;
+        }
         if caller.granted.is_some() {
             if event_type.starts_with("plugin:") {
                 return Err(PluginError::new(
@@ -83,6 +87,12 @@ impl Dispatcher {
             }
             caller.require(&format!("emit:{event_type}"))?;
         }
+        // Resolved only for an emit that may go ahead, so that refused ones (ever-new types a
+        // plugin may not emit) cannot churn the route cache.
+        let targets = match cached {
+            Some(targets) => targets,
+            None => self.routes.write().resolve_targets(event_type),
+        };
         // One clock reading, converted once, serves the timestamp and the record.
         let now = self.clock.micros(Instant::now());
         let event = Arc::new(Event {
@@ -98,16 +108,6 @@ impl Dispatcher {
             targets,
             now,
         })
-    }
-
-    /// The subscribers of `event_type`, which is checked first unless the route cache knows it
-    /// (only checked types get there).
-    fn targets(&self, event_type: &str) -> Result<Arc<[Target]>, PluginError> {
-        if let Some(t) = self.routes.read().targets(event_type) {
-            return Ok(t);
-        }
-        check_event_type(event_type)?;
-        Ok(self.routes.write().resolve_targets(event_type))
     }
 
     /// Publishes an event to every subscriber; never blocks on a subscriber.

@@ -57,9 +57,9 @@ impl Clock {
     }
 
     /// The wall-clock time of `mono_us` (a monotonic reading the caller took, as
-    /// [`Clock::micros`]), in ms since the Unix epoch: the monotonic time plus the offset found at the last wall-clock reading, which is
-    /// refreshed at most every 100 ms. Publishing an event thus reads the clock once, for its
-    /// timestamp and its record alike.
+    /// [`Clock::micros`]), in ms since the Unix epoch: the monotonic time plus the offset found
+    /// at the last wall-clock reading, which is refreshed at most every 100 ms. Publishing an
+    /// event thus reads the clock once, for its timestamp and its record alike.
     pub fn wall_ms(&self, mono_us: u64) -> u64 {
         let mono_ms = i64::try_from(mono_us / 1000).unwrap_or(i64::MAX);
         if mono_us.saturating_sub(self.wall_read_us.load(Ordering::Relaxed)) > WALL_REFRESH_US {
