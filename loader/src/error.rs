@@ -327,6 +327,28 @@ impl LoadError {
     }
 }
 
+/// Why [`HostBuilder::build`](crate::HostBuilder::build) could not make a host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configured data folder could not be created.
+    #[error("cannot create data folder {path}")]
+    DataDir {
+        /// The data folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No private folder for the plugins' shadow copies could be made under the temporary
+    /// folder (the source names the folder and what is wrong with it).
+    #[error("cannot make a private folder for plugin copies")]
+    ShadowDir(#[source] Box<LoadError>),
+    /// The storage database could not be opened.
+    #[error("cannot open storage")]
+    Storage(#[from] StorageError),
+}
+
 /// Why the host configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -140,7 +140,7 @@ pub mod worker;
 pub use config::{HostConfig, Isolation, PluginSettings, HOST_VERSION};
 pub use dispatch::{CollectedResults, RegistrationInfo, TableSizes};
 pub use doctor::{fix_for, DoctorReport, FileDiagnosis, ImageFacts, Problem};
-pub use error::{ConfigError, LoadError, StorageError};
+pub use error::{BuildError, ConfigError, LoadError, StorageError};
 pub use host::{Host, HostBuilder, PluginInfo, Subscription};
 pub use lifecycle::reload::FileChange;
 pub use lifecycle::{LifecycleEvent, LoadEntry, LoadReport};

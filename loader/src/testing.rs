@@ -31,7 +31,25 @@ use parking_lot::Mutex;
 use plugin_api::{Event, Payload, PluginModRef, PluginResult};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{config::HostConfig, error::LoadError, host::Host, storage::Namespace, Subscription};
+use crate::{
+    config::HostConfig,
+    error::{BuildError, LoadError},
+    host::Host,
+    storage::Namespace,
+    Subscription,
+};
+
+/// Why a [`Harness`] could not start its plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The host could not be built.
+    #[error("the test host could not be built")]
+    Build(#[from] BuildError),
+    /// The plugin did not become active.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
 
 /// A host running one plugin, recording every event on the bus.
 pub struct Harness {
@@ -54,27 +72,23 @@ impl Harness {
     /// `plugin_api::static_plugin!(YourPlugin)`).
     ///
     /// # Errors
-    /// Why the plugin did not activate.
-    pub fn new(module: PluginModRef) -> Result<Self, LoadError> {
+    /// Why the host could not be built, or why the plugin did not activate.
+    pub fn new(module: PluginModRef) -> Result<Self, HarnessError> {
         Self::with_config(module, |_| {})
     }
 
     /// As [`Harness::new`], after `configure` changed the host settings.
     ///
     /// # Errors
-    /// Why the plugin did not activate.
+    /// Why the host could not be built, or why the plugin did not activate.
     pub fn with_config(
         module: PluginModRef,
         configure: impl FnOnce(&mut HostConfig),
-    ) -> Result<Self, LoadError> {
+    ) -> Result<Self, HarnessError> {
         let host = Host::builder()
             .in_memory_storage()
             .configure(configure)
-            .build()
-            .map_err(|e| LoadError::Manifest {
-                path: "harness".into(),
-                message: e.to_string(),
-            })?;
+            .build()?;
         let events = host.subscribe("*", 100_000);
         let plugin = host.register_static(module)?;
         Ok(Harness {

@@ -408,6 +408,29 @@ fn increment_in_new_host(plugins: &Path, data: &Path) -> serde_json::Value {
 }
 
 #[test]
+fn a_data_folder_that_cannot_be_made_fails_the_build_naming_it() {
+    let parent = tempfile::tempdir().expect("temp folder");
+    let file = parent.path().join("not-a-folder");
+    std::fs::write(&file, b"a file").expect("write");
+    let data = file.join("data");
+    let error = Host::builder()
+        .data_dir(&data)
+        .build()
+        .expect_err("a data folder under a file cannot be made");
+    match &error {
+        loader::BuildError::DataDir { path, source } => {
+            assert_eq!(path, &data);
+            assert_ne!(source.kind(), std::io::ErrorKind::NotFound, "{source}");
+        }
+        other => panic!("expected the data folder's error, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains(&data.display().to_string()),
+        "{error}"
+    );
+}
+
+#[test]
 fn storage_survives_a_host_restart() {
     let dir = PluginDir::with_examples(&["counter"]);
     let data = tempfile::tempdir().expect("data folder");

@@ -51,7 +51,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use loader::{LoadError, StorageError, WatchError};
+use loader::{BuildError, LoadError, WatchError};
 
 mod cases;
 mod fixtures;
@@ -116,7 +116,7 @@ pub enum BenchError {
     },
     /// A host could not be created.
     #[error("cannot create a host")]
-    Host(#[from] StorageError),
+    Host(#[from] BuildError),
     /// A plugin did not load or activate.
     #[error("{case}: loading failed")]
     Load {

@@ -23,7 +23,7 @@ use crate::{
         routes::{HostCommand, HostSubscriber},
         Caller, CollectedResults, Dispatcher, RegistrationInfo, TableSizes,
     },
-    error::{LoadError, StorageError},
+    error::{BuildError, LoadError},
     lifecycle::{
         reload::FileChange,
         supervisor::{self, SupervisorHandle},
@@ -145,20 +145,17 @@ impl HostBuilder {
     /// Creates the host; no plugin is loaded yet.
     ///
     /// # Errors
-    /// The data folder or database cannot be created or opened.
-    pub fn build(self) -> Result<Host, StorageError> {
+    /// The data folder, the private folder for shadow copies or the database cannot be created
+    /// or opened.
+    pub fn build(self) -> Result<Host, BuildError> {
         // Shadow copies go into a folder private to this user: a random one under the
         // temporary folder, or the data folder's `shadow/`, which every load checks (and refuses
         // if someone else owns it or can write to it).
-        let shadow_error = |e: LoadError| StorageError::Backend {
-            path: "shadow folder".to_owned(),
-            message: e.to_string(),
-        };
         let (data_dir, (shadow_dir, shadow)) = match &self.config.data_dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| StorageError::Backend {
-                    path: d.display().to_string(),
-                    message: e.to_string(),
+                std::fs::create_dir_all(d).map_err(|source| BuildError::DataDir {
+                    path: d.clone(),
+                    source,
                 })?;
                 let shadow = d.join("shadow");
                 // Copies earlier runs could not delete (Windows keeps mapped files) go now. A
@@ -173,7 +170,8 @@ impl HostBuilder {
                 // Copies a host could not delete (Windows keeps mapped files) go once their
                 // process is gone.
                 crate::load::shadow::remove_stale(&std::env::temp_dir());
-                let shadow = crate::load::shadow::ShadowDir::private().map_err(shadow_error)?;
+                let shadow = crate::load::shadow::ShadowDir::private()
+                    .map_err(|e| BuildError::ShadowDir(Box::new(e)))?;
                 (None, (shadow.path().to_owned(), Some(shadow)))
             }
         };

@@ -48,3 +48,39 @@ fn define_and_forget_change_the_commands_in_force() {
     let gone = h.execute_json("script-bye", "{}").expect_err("disposed");
     assert_eq!(gone.kind, plugin_api::ErrorKind::NotFound, "{gone}");
 }
+
+#[test]
+fn a_harness_whose_host_cannot_be_built_says_why_naming_the_folder() {
+    let parent = fresh_dir();
+    let file = parent.join("not-a-folder");
+    std::fs::write(&file, b"a file").expect("write");
+    let data = file.join("data");
+    let error = Harness::with_config(plugin_api::static_plugin!(scripts::Scripts), |config| {
+        config.data_dir = Some(data.clone());
+    })
+    .expect_err("a data folder under a file cannot be made");
+    match &error {
+        loader::testing::HarnessError::Build(loader::BuildError::DataDir { path, .. }) => {
+            assert_eq!(path, &data);
+        }
+        other => panic!("expected the data folder's error, got {other:?}"),
+    }
+    let chain = std::error::Error::source(&error)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    assert!(chain.contains(&data.display().to_string()), "{chain}");
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+/// A fresh folder of this test's own under the temporary folder.
+fn fresh_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "scripts-harness-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    dir
+}
