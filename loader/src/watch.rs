@@ -96,7 +96,7 @@ pub(crate) fn watch(
     on_change: ChangeCallback,
 ) -> Result<FolderWatcher, WatchError> {
     {
-        let (tx, rx) = unbounded::<PathBuf>();
+        let (tx, rx) = unbounded::<Seen>();
         // Some watchers (FSEvents on macOS) report canonical paths (`/private/tmp/...`) while
         // the host knows its plugins by the folder as configured (relative, or through a
         // symlink): events are mapped back onto the configured folder.
@@ -109,12 +109,12 @@ pub(crate) fn watch(
                 Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
                 Ok(event) => {
                     for p in event.paths {
-                        let _ = tx.send(onto_folder(&p, &dir, &canonical));
+                        let _ = tx.send(Seen::Path(onto_folder(&p, &dir, &canonical)));
                     }
                 }
                 // Overflow or error: rescan the folder.
                 Err(_) => {
-                    let _ = tx.send(PathBuf::new());
+                    let _ = tx.send(Seen::Rescan);
                 }
             }
         };
@@ -174,11 +174,19 @@ fn poll_watcher<H: notify::EventHandler>(
     Ok(Box::new(w))
 }
 
+/// What the file watcher saw.
+enum Seen {
+    /// A change to this path (mapped onto the folder as configured).
+    Path(PathBuf),
+    /// Events were lost (an overflow or a watcher error): look at the whole folder again.
+    Rescan,
+}
+
 fn watch_loop(
     host: Weak<Lifecycle>,
     dir: PathBuf,
     debounce: Duration,
-    changes: Receiver<PathBuf>,
+    changes: Receiver<Seen>,
     stop: Receiver<()>,
     on_change: ChangeCallback,
 ) {
@@ -193,8 +201,8 @@ fn watch_loop(
         let tick = timeout.map_or_else(crossbeam_channel::never, crossbeam_channel::after);
         select! {
             recv(stop) -> _ => return,
-            recv(changes) -> path => match path {
-                Ok(path) if path.as_os_str().is_empty() => {
+            recv(changes) -> seen => match seen {
+                Ok(Seen::Rescan) => {
                     // Rescan: every candidate, plus every file a plugin came from.
                     let mut all = discover::discover(&dir).unwrap_or_default();
                     if let Some(host) = host.upgrade() {
@@ -204,7 +212,7 @@ fn watch_loop(
                         mark(&mut pending, p);
                     }
                 }
-                Ok(path) => {
+                Ok(Seen::Path(path)) => {
                     if path.parent() == Some(dir.as_path()) && discover::is_candidate(&path) {
                         mark(&mut pending, path);
                     }
