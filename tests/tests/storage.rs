@@ -418,10 +418,7 @@ fn a_data_folder_that_cannot_be_made_fails_the_build_naming_it() {
         .build()
         .expect_err("a data folder under a file cannot be made");
     match &error {
-        loader::BuildError::DataDir { path, source } => {
-            assert_eq!(path, &data);
-            assert_ne!(source.kind(), std::io::ErrorKind::NotFound, "{source}");
-        }
+        loader::BuildError::DataDir { path, .. } => assert_eq!(path, &data),
         other => panic!("expected the data folder's error, got {other:?}"),
     }
     assert!(
