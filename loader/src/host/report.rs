@@ -23,7 +23,8 @@ pub struct PluginInfo {
     pub version: Option<String>,
     /// Lifecycle state (`disabled` for a plugin the host config switches off).
     pub state: PluginState,
-    /// The file it came from.
+    /// The file it came from; `static:<name>` for a plugin compiled into the application
+    /// ([`Host::register_static`](crate::Host::register_static)), which has none.
     pub file: PathBuf,
     /// The last error with its causes, as one line, if any.
     pub error: Option<String>,
