@@ -60,7 +60,19 @@ pub struct TimerInfo {
 
 /// The timers that have not ended, by id: the plugin each serves, the seal of the instance
 /// that started it, and what it is. The thread removes a timer when it ends.
-type Listing = Mutex<HashMap<u64, (Arc<str>, Seal, TimerInfo)>>;
+type Listing = Mutex<Listed>;
+
+/// What a [`Listing`] holds.
+type Listed = HashMap<u64, (Arc<str>, Seal, TimerInfo)>;
+
+/// The timers in `listing` that `plugin`'s current instance started: those of a deactivated
+/// instance are left out, even before the thread drops them.
+fn current<'a>(listing: &'a Listed, plugin: &'a str) -> impl Iterator<Item = &'a TimerInfo> {
+    listing
+        .values()
+        .filter(move |(name, seal, _)| &**name == plugin && !seal.is_retired())
+        .map(|(_, _, info)| info)
+}
 
 /// The host's timers (one per dispatcher).
 pub(crate) struct Timers {
@@ -116,10 +128,7 @@ impl Timers {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = target.slot.upgrade() {
             let mut listing = self.listing.lock();
-            let running = listing
-                .values()
-                .filter(|(plugin, seal, _)| *plugin == slot.name && !seal.is_retired())
-                .count();
+            let running = current(&listing, &slot.name).count();
             if running >= self.limit {
                 return Err(PluginError::new(
                     ErrorKind::QuotaExceeded,
@@ -173,13 +182,7 @@ impl Timers {
     /// The timers `plugin`'s current instance started that have not ended, by event name.
     /// A deactivated instance's timers are not listed, even before the thread drops them.
     pub fn of(&self, plugin: &str) -> Vec<TimerInfo> {
-        let mut timers: Vec<TimerInfo> = self
-            .listing
-            .lock()
-            .values()
-            .filter(|(name, seal, _)| &**name == plugin && !seal.is_retired())
-            .map(|(_, _, info)| info.clone())
-            .collect();
+        let mut timers: Vec<TimerInfo> = current(&self.listing.lock(), plugin).cloned().collect();
         timers.sort_by(|a, b| (&a.event, a.interval_ms).cmp(&(&b.event, b.interval_ms)));
         timers
     }
