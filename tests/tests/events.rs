@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use loader::PluginState;
+use loader::{PluginState, RecordKind, TraceOutcome};
 use plugin_api::ErrorKind;
 use tests::{info, json, metrics, to_json, wait_until, Lifecycle, PluginDir, WAIT_LIMIT};
 
@@ -96,6 +96,31 @@ fn emit_and_collect_reports_panicking_and_failing_handlers_and_serves_the_rest()
     assert_eq!(err.kind, ErrorKind::Failed);
     assert_eq!(err.message(), "faulty event handler failed on purpose");
     assert!(failed["audit-log"].is_ok(), "{:?}", failed["audit-log"]);
+    // The trace keeps both deliveries of that event: the failed one with its error, the one
+    // that succeeded (a compact record) with the type and source of the publication.
+    let trace = host.trace();
+    let published = trace
+        .iter()
+        .rev()
+        .find(|r| r.kind == RecordKind::Event && &*r.name == "test:fail")
+        .expect("the publication is recorded");
+    let delivery_to = |plugin: &str| {
+        trace
+            .iter()
+            .find(|r| {
+                r.kind == RecordKind::Delivery && r.parent == published.id && &*r.plugin == plugin
+            })
+            .unwrap_or_else(|| panic!("the delivery to {plugin} is recorded: {trace:#?}"))
+    };
+    let to_faulty = delivery_to("faulty");
+    assert_eq!(&*to_faulty.name, "test:fail");
+    assert_eq!(
+        to_faulty.outcome.to_string(),
+        "faulty event handler failed on purpose"
+    );
+    let to_audit = delivery_to("audit-log");
+    assert_eq!((&*to_audit.name, &*to_audit.caller), ("test:fail", "host"));
+    assert_eq!(to_audit.outcome, TraceOutcome::Ok);
 
     // A handler's error is not a fault; the plugin and everyone else go on serving.
     let fine = collect("test:fine");

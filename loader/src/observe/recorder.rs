@@ -4,7 +4,9 @@
 //! Recording is built to stay cheap on the dispatch path: a record keeps short names inline (no
 //! allocation, and no reference count that threads would bounce between CPUs), its outcome as a
 //! tag (text is made only when a snapshot is taken), it goes to one of several rings chosen per
-//! thread (an uncontended lock), and the caller supplies clock readings it already took. It can
+//! thread (an uncontended lock), and the caller supplies clock readings it already took. The
+//! most frequent record, a subscriber's delivery that succeeded, is a compact [`Delivered`] in
+//! a ring of its own: a snapshot fills in the event's type and source from the publication. It can
 //! be switched off at run time ([`Host::set_recording`](crate::Host::set_recording)) and is off
 //! when `recorder_capacity` is 0.
 
@@ -53,7 +55,10 @@ pub struct TraceRecord {
     pub parent: u64,
     /// Kind of work.
     pub kind: RecordKind,
-    /// Command, event type, hook, method or provider name.
+    /// Command, event type, hook, method or provider name. A delivery that succeeded takes
+    /// its event's type from the publication's record: it is empty (`null` in JSON) if that
+    /// record was already overwritten.
+    #[serde(serialize_with = "super::json::empty_as_null")]
     pub name: Arc<str>,
     /// Who asked: a plugin name or `host`. For a delivery, the event's source, taken from the
     /// publication's record (empty if that record was already overwritten; `null` in JSON).
@@ -82,7 +87,7 @@ pub(crate) struct Recorder {
     /// Several rings, each written by the threads that picked it, so dispatcher threads
     /// recording at the same time rarely contend for one lock. Each holds up to `capacity`; a
     /// snapshot merges them and keeps the newest `capacity`.
-    shards: Vec<CachePadded<Mutex<Ring>>>,
+    shards: Vec<CachePadded<Mutex<Shard>>>,
     /// Distinguishes recorders (hosts) in one process, for per-thread rings.
     instance: u64,
     /// The ring the next thread to record gets (round-robin, per recorder: the first
@@ -119,7 +124,7 @@ impl Recorder {
             capacity,
             enabled: AtomicBool::new(capacity > 0),
             shards: (0..SHARDS)
-                .map(|_| CachePadded::new(Mutex::new(Ring::default())))
+                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
                 .collect(),
             instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
             next_ring: AtomicUsize::new(0),
@@ -150,21 +155,21 @@ impl Recorder {
     }
 
     pub fn push(&self, record: Entry) {
-        if let Some(ring) = self.ring() {
-            ring.lock().push(self.capacity, record);
+        if let Some(shard) = self.shard() {
+            shard.lock().entries.push(self.capacity, record);
         }
     }
 
-    /// Appends `records` (emptying it) under one lock.
-    pub fn push_all(&self, records: &mut Vec<Entry>) {
-        match self.ring() {
-            Some(ring) => ring.lock().push_all(self.capacity, records),
+    /// Appends the delivery records `records` (emptying it) under one lock.
+    pub fn push_deliveries(&self, records: &mut Vec<Delivered>) {
+        match self.shard() {
+            Some(shard) => shard.lock().deliveries.push_all(self.capacity, records),
             None => records.clear(),
         }
     }
 
-    /// This thread's ring, while recording.
-    fn ring(&self) -> Option<&Mutex<Ring>> {
+    /// This thread's rings, while recording.
+    fn shard(&self) -> Option<&Mutex<Shard>> {
         if !self.enabled() {
             return None;
         }
@@ -196,21 +201,25 @@ impl Recorder {
 
     /// The newest `capacity` records, oldest first.
     pub fn snapshot(&self) -> Vec<TraceRecord> {
-        let mut all: Vec<TraceRecord> = self
-            .shards
-            .iter()
-            .flat_map(|shard| shard.lock().iter().map(Entry::record).collect::<Vec<_>>())
-            .collect();
-        // A delivery leaves its caller (the event's source) to the publication's record:
-        // reading it would cost the delivering thread a cache miss per delivery.
-        let sources: std::collections::HashMap<u64, Arc<str>> = all
+        let mut all: Vec<TraceRecord> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock();
+            all.extend(shard.entries.iter().map(Entry::record));
+            all.extend(shard.deliveries.iter().map(Delivered::record));
+        }
+        // A delivery leaves the event's type and source to the publication's record: copying
+        // them would make every delivery's record larger (see [`Delivered`]).
+        let events: std::collections::HashMap<u64, (Arc<str>, Arc<str>)> = all
             .iter()
             .filter(|r| r.kind == RecordKind::Event)
-            .map(|r| (r.id, r.caller.clone()))
+            .map(|r| (r.id, (r.name.clone(), r.caller.clone())))
             .collect();
         for r in all.iter_mut().filter(|r| r.kind == RecordKind::Delivery) {
-            if r.caller.is_empty() {
-                if let Some(source) = sources.get(&r.parent) {
+            if let Some((name, source)) = events.get(&r.parent) {
+                if r.name.is_empty() {
+                    r.name = name.clone();
+                }
+                if r.caller.is_empty() {
                     r.caller = source.clone();
                 }
             }
@@ -223,26 +232,50 @@ impl Recorder {
 
     /// How many records are kept now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().entries.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.entries.entries.len() + s.deliveries.entries.len()
+            })
+            .sum()
     }
 
     pub fn clear(&self) {
         for shard in &self.shards {
-            shard.lock().clear();
+            let mut shard = shard.lock();
+            shard.entries.clear();
+            shard.deliveries.clear();
         }
     }
 }
 
-/// A bounded ring of records: once full, each new record replaces the oldest in place.
+/// What the threads that picked one ring index write: their records, and apart from them
+/// the compact records of their deliveries. Each holds up to the capacity.
 #[derive(Default)]
-struct Ring {
-    entries: Vec<Entry>,
+struct Shard {
+    entries: Ring<Entry>,
+    deliveries: Ring<Delivered>,
+}
+
+/// A bounded ring of records: once full, each new record replaces the oldest in place.
+struct Ring<T> {
+    entries: Vec<T>,
     /// The oldest entry once the ring is full (0 until then).
     next: usize,
 }
 
-impl Ring {
-    fn push(&mut self, capacity: usize, entry: Entry) {
+impl<T> Default for Ring<T> {
+    fn default() -> Self {
+        Ring {
+            entries: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> Ring<T> {
+    fn push(&mut self, capacity: usize, entry: T) {
         if self.entries.len() < capacity {
             self.entries.push(entry);
         } else if let Some(oldest) = self.entries.get_mut(self.next) {
@@ -258,7 +291,7 @@ impl Ring {
     /// is full, each slice of records is swapped with the oldest entries in one go, and what
     /// they replaced is dropped with `records`' contents: no entry is dropped and moved one by
     /// one.
-    fn push_all(&mut self, capacity: usize, records: &mut Vec<Entry>) {
+    fn push_all(&mut self, capacity: usize, records: &mut Vec<T>) {
         let grow = capacity
             .saturating_sub(self.entries.len())
             .min(records.len());
@@ -276,7 +309,7 @@ impl Ring {
     }
 
     /// Oldest first.
-    fn iter(&self) -> impl Iterator<Item = &Entry> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         let (newer, older) = self.entries.split_at(self.next.min(self.entries.len()));
         older.iter().chain(newer)
     }
@@ -464,6 +497,42 @@ impl Entry {
     }
 }
 
+/// A delivery that succeeded, as the rings keep it: 56 bytes instead of an [`Entry`]'s 128,
+/// since a fan-out writes one per subscriber per event. It leaves out what the publication's
+/// record holds (the event's type and source, filled in when a snapshot is taken) and what
+/// is the same for every such delivery (its kind, its outcome `ok`, no wait: a delivery's
+/// queue time is its publication's). A delivery that failed or was cancelled is an
+/// [`Entry`], which keeps its own copy of the type.
+pub(crate) struct Delivered {
+    /// The delivery's own id (the parent of the work its handler did).
+    pub id: u64,
+    /// The event's id.
+    pub event: u64,
+    pub started_us: u64,
+    /// How long the handler ran, in µs.
+    pub took_us: u32,
+    /// The subscriber.
+    pub plugin: Label,
+}
+
+impl Delivered {
+    fn record(&self) -> TraceRecord {
+        let empty: Arc<str> = Arc::from("");
+        TraceRecord {
+            id: self.id,
+            parent: self.event,
+            kind: RecordKind::Delivery,
+            name: empty.clone(),
+            caller: empty,
+            plugin: self.plugin.text(),
+            queued_us: self.started_us,
+            started_us: self.started_us,
+            finished_us: self.started_us.saturating_add(u64::from(self.took_us)),
+            outcome: TraceOutcome::Ok,
+        }
+    }
+}
+
 /// Renders records as an indented causal tree (children under the work that caused them),
 /// oldest first.
 pub fn render_tree(records: &[TraceRecord]) -> String {
@@ -545,6 +614,54 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_record_fits_one_cache_line() {
+        assert!(
+            std::mem::size_of::<Delivered>() <= 64,
+            "{}",
+            std::mem::size_of::<Delivered>()
+        );
+    }
+
+    #[test]
+    fn a_delivery_takes_its_events_type_and_source_from_the_publication() {
+        let recorder = Recorder::new(8, Instant::now());
+        let mut publication = entry(5);
+        publication.name = Label::new("greeting:said");
+        publication.caller = Label::new("greeter");
+        recorder.push(publication);
+        let delivery = |id, event| Delivered {
+            id,
+            event,
+            started_us: 7,
+            took_us: 3,
+            plugin: Label::new("listener"),
+        };
+        // The second delivery's publication is not in the recorder (overwritten, say).
+        recorder.push_deliveries(&mut vec![delivery(6, 5), delivery(8, 4)]);
+        let records = recorder.snapshot();
+        assert_eq!(records.len(), 3);
+        let of = |id| records.iter().find(|r| r.id == id).expect("a record");
+        let known = of(6);
+        assert_eq!(known.kind, RecordKind::Delivery);
+        assert_eq!(
+            (&*known.name, &*known.caller, &*known.plugin),
+            ("greeting:said", "greeter", "listener")
+        );
+        assert_eq!(
+            (known.parent, known.started_us, known.finished_us),
+            (5, 7, 10)
+        );
+        assert_eq!(known.outcome, TraceOutcome::Ok);
+        let orphan = of(8);
+        assert_eq!((&*orphan.name, &*orphan.caller), ("", ""));
+        let json = serde_json::to_value(orphan).expect("json");
+        assert!(json["name"].is_null() && json["caller"].is_null(), "{json}");
+        assert_eq!(recorder.len(), 3);
+        recorder.clear();
+        assert_eq!(recorder.len(), 0);
+    }
+
+    #[test]
     fn a_full_ring_replaces_its_oldest_records_in_order() {
         let mut ring = Ring::default();
         for id in 0..10 {
@@ -573,7 +690,7 @@ mod tests {
                     next += batch;
                     all.push_all(capacity, &mut records);
                     assert!(records.is_empty());
-                    let ids = |r: &Ring| r.iter().map(|e| e.id).collect::<Vec<_>>();
+                    let ids = |r: &Ring<Entry>| r.iter().map(|e| e.id).collect::<Vec<_>>();
                     assert_eq!(ids(&all), ids(&one), "capacity {capacity}, batch {batch}");
                 }
             }
@@ -609,7 +726,7 @@ mod tests {
         recorder.push(entry(1));
         let mut failed = entry(2);
         failed.outcome = Outcome::of::<()>(&Err(PluginError::invalid("bad input")));
-        recorder.push_all(&mut vec![failed]);
+        recorder.push(failed);
         let records = recorder.snapshot();
         let outcomes: Vec<String> = records.iter().map(|r| r.outcome.to_string()).collect();
         assert_eq!(outcomes, ["ok (2 subscribers)", "bad input"]);

@@ -41,7 +41,7 @@ use super::{
     slot::Slot,
     stamp::{self, Stamp},
 };
-use crate::observe::recorder::{Entry, Label, Outcome, RecordKind, Recorder};
+use crate::observe::recorder::{Delivered, Entry, Label, Outcome, RecordKind, Recorder};
 
 /// Everything the host asks of a plugin instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,7 +196,7 @@ pub(crate) struct Invoker<'a> {
     pub recorder: &'a Recorder,
     /// The plugin's name, as records keep it.
     pub plugin: &'a Label,
-    pending: Vec<Entry>,
+    pending: Vec<Delivered>,
     /// When the last event delivery finished, in both forms: the next one starts then.
     last: Option<(Instant, u64)>,
     /// When the last call finished: a run of events starts each delivery then, so one clock
@@ -213,7 +213,7 @@ thread_local! {
     /// The buffer of delivery records, kept by the thread between its runs of events (made
     /// afresh for each run, its growth cost a few allocations per run). Empty between runs:
     /// every invoker writes its records out before it gives the buffer back.
-    static PENDING: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
+    static PENDING: std::cell::Cell<Vec<Delivered>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl<'a> Invoker<'a> {
@@ -237,7 +237,7 @@ impl<'a> Invoker<'a> {
     /// Writes the pending delivery records (one lock).
     pub fn flush(&mut self) {
         if !self.pending.is_empty() {
-            self.recorder.push_all(&mut self.pending);
+            self.recorder.push_deliveries(&mut self.pending);
         }
     }
 
@@ -337,12 +337,6 @@ impl<'a> Invoker<'a> {
         (chain, work, started): (Chain, u64, Instant),
     ) -> Result<Payload, PluginError> {
         let slot = self.slot;
-        // The record's name is copied before the handler runs: the handler reads the type too,
-        // so the copy costs no extra cache miss.
-        let name = self
-            .recorder
-            .enabled()
-            .then(|| Label::new(&event.event_type));
         let stamps = self.events.get_or_insert_with(stamp::events);
         stamps.set(&event.source, event.id);
         let result = with_current(chain, work, || match instance.as_mut() {
@@ -362,14 +356,14 @@ impl<'a> Invoker<'a> {
         let took = finished.saturating_duration_since(started);
         let failed = result.as_ref().err().map(|e| e.kind);
         slot.metrics.record_event(took, failed);
-        if let Some(name) = name {
+        if self.recorder.enabled() {
             // An event carries no token of its own: only the plugin's deactivation cancels it.
             let outcome = if slot.stopping.is_cancelled() {
                 Outcome::Cancelled(u64::try_from(took.as_millis()).unwrap_or(u64::MAX))
             } else {
                 Outcome::of(&result)
             };
-            self.record_delivery((event.id, name), work, (started, finished, took), outcome);
+            self.record_delivery(event, work, (started, finished, took), outcome);
         }
         if failed == Some(ErrorKind::Panicked) {
             if let Err(e) = &result {
@@ -379,9 +373,11 @@ impl<'a> Invoker<'a> {
         result
     }
 
+    /// Records a delivery of `event` as work `work`: a compact [`Delivered`] when it
+    /// succeeded (written with the run's others), an [`Entry`] of its own when it did not.
     fn record_delivery(
         &mut self,
-        (event_id, event_type): (u64, Label),
+        event: &Event,
         work: u64,
         (started, finished, took): (Instant, Instant, Duration),
         outcome: Outcome,
@@ -392,21 +388,31 @@ impl<'a> Invoker<'a> {
         };
         let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.last = Some((finished, started_us.saturating_add(took_us)));
+        if !matches!(outcome, Outcome::Ok) {
+            self.recorder.push(Entry {
+                id: work,
+                parent: event.id,
+                kind: RecordKind::Delivery,
+                name: Label::new(&event.event_type),
+                // Filled in from the publication's record when a snapshot is taken.
+                caller: Label::new(""),
+                plugin: self.plugin.clone(),
+                waited_us: 0,
+                started_us,
+                finished_us: started_us.saturating_add(took_us),
+                outcome,
+            });
+            return;
+        }
         if self.pending.capacity() == 0 {
             self.pending.reserve_exact(BATCH);
         }
-        self.pending.push(Entry {
+        self.pending.push(Delivered {
             id: work,
-            parent: event_id,
-            kind: RecordKind::Delivery,
-            name: event_type,
-            // Filled in from the publication's record when a snapshot is taken.
-            caller: Label::new(""),
-            plugin: self.plugin.clone(),
-            waited_us: 0,
+            event: event.id,
             started_us,
-            finished_us: started_us.saturating_add(took_us),
-            outcome,
+            took_us: u32::try_from(took_us).unwrap_or(u32::MAX),
+            plugin: self.plugin.clone(),
         });
         if self.pending.len() >= BATCH {
             self.flush();
