@@ -7,7 +7,7 @@ use super::{Lifecycle, LifecycleEvent, Turn};
 use crate::{
     error::LoadError,
     runtime::{
-        serve::wait_done,
+        instance::wait_done,
         slot::{Control, PluginState},
     },
 };

@@ -7,12 +7,15 @@
 //! 3. [`clock`]: the host's ids and the wall-clock stamps of events.
 //! 4. [`slot`]: the plugin's queues, state, and the seal that retires its context.
 //! 5. [`serve`]: the plugin's thread, which takes work from the slot and invokes it.
-//! 6. [`reply`]: reply ports, one reused per calling thread.
-//! 7. [`stamp`]: who made the call a thread runs, its id and its cancellation token.
-//! 8. [`timer`]: the host's timer thread, which queues timer events on plugins' threads.
+//! 6. [`instance`]: the instance that thread holds, and the lifecycle orders it carries out
+//!    (stop, swap with state handoff, restart, retiring the old instance).
+//! 7. [`reply`]: reply ports, one reused per calling thread.
+//! 8. [`stamp`]: who made the call a thread runs, its id and its cancellation token.
+//! 9. [`timer`]: the host's timer thread, which queues timer events on plugins' threads.
 pub(crate) mod call;
 pub(crate) mod chain;
 pub(crate) mod clock;
+pub(crate) mod instance;
 pub(crate) mod reply;
 pub(crate) mod serve;
 pub(crate) mod slot;
