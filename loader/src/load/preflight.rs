@@ -11,17 +11,17 @@
 //! 4. when an allowlist is configured, the SHA-256 of its contents is in it.
 //!
 //! The size, hashes and image checks all describe the same bytes. When the host loads a plugin
-//! it copies the file into its private shadow folder and checks the bytes of that copy, read
-//! through the handle the copy is then opened by ([`copy_checked`]): the file in the watched
-//! folder may still change after the check, and the copy's path could be renamed, but the
-//! checked bytes are the mapped bytes. The SHA-256 is computed only when an allowlist asks for
+//! reads the file once, checks those bytes, and writes exactly them to a private copy in its
+//! shadow folder, through the handle the copy is then opened by ([`copy_checked`]): the file
+//! in the watched folder may still change after the check, and the copy's path could be
+//! renamed, but the checked bytes are the mapped bytes. The SHA-256 is computed only when an allowlist asks for
 //! it: on a release library that hash costs as much as the dlopen itself. A cheap 128-bit
 //! [`fingerprint`] tells builds apart (hot reload skips a file whose contents did not change).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -139,14 +139,17 @@ pub(crate) struct CheckedCopy {
     pub facts: CopyFacts,
 }
 
-/// The checks of [`preflight`], made on a private copy: checks the file in `path` (type,
-/// permissions) and that `shadow_dir` is private ([`shadow::ensure_private`]), copies the file
-/// to a new file with a random name there (in the kernel where the platform can), then reads the
-/// bytes back through the handle the copy will be opened by, checks them ([`check_image`],
-/// allowlist) and fingerprints them.
+/// The checks of [`preflight`], made on the bytes a private copy is written from: checks the
+/// file in `path` (type, permissions) and that `shadow_dir` is private
+/// ([`shadow::ensure_private`]), reads the file once, checks those bytes ([`check_image`],
+/// allowlist) and fingerprints them, and only then writes exactly those bytes to a new file
+/// with a random name there, through the handle the copy will be opened by. A file that fails
+/// a check is never copied.
 ///
-/// On Windows the copy is reopened for the read with share mode `FILE_SHARE_READ`, so nobody
-/// can write, rename or delete it until it is mapped.
+/// On Windows the copy is then reopened with share mode `FILE_SHARE_READ`, so nobody can
+/// write, rename or delete it until it is mapped, and read back through that handle: the bytes
+/// that will be mapped must be the bytes checked, and before the reopen another process of the
+/// same user could have written to the copy.
 ///
 /// # Errors
 /// As [`preflight`], naming `path` (the copy is an implementation detail), plus
@@ -160,12 +163,9 @@ pub(crate) fn copy_checked(
 ) -> Result<CheckedCopy, LoadError> {
     let (mut source, len) = open_checked(path)?;
     shadow::ensure_private(shadow_dir)?;
-    let (mut file, copy) = shadow::new_copy(shadow_dir, path)?;
-    std::io::copy(&mut source, &mut file).map_err(io_error(&copy))?;
-    let mut file = reopen_for_check(file, &copy)?;
-    let facts = with_buffer(|bytes| {
+    with_buffer(|bytes| {
         bytes.reserve(reserve(len));
-        file.read_to_end(bytes).map_err(io_error(&copy))?;
+        source.read_to_end(bytes).map_err(io_error(path))?;
         check_bytes(path, bytes)?;
         let sha256 = if allowlist.is_some() || checksum == Checksum::Always {
             let sha256 = sha256_hex(bytes);
@@ -174,15 +174,18 @@ pub(crate) fn copy_checked(
         } else {
             None
         };
-        Ok(CopyFacts {
+        let facts = CopyFacts {
             fingerprint: fingerprint(bytes),
             sha256,
+        };
+        let (mut file, copy) = shadow::new_copy(shadow_dir, path)?;
+        file.write_all(bytes).map_err(io_error(&copy))?;
+        let file = seal(file, &copy, bytes)?;
+        Ok(CheckedCopy {
+            path: copy,
+            file,
+            facts,
         })
-    })?;
-    Ok(CheckedCopy {
-        path: copy,
-        file,
-        facts,
     })
 }
 
@@ -211,26 +214,36 @@ fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// The handle the copy's bytes are read (and the copy opened) through, at offset 0.
+/// The handle the copy is opened by, once `bytes` are written to it: the same handle, at
+/// offset 0.
 #[cfg(not(windows))]
-fn reopen_for_check(mut file: File, copy: &Path) -> Result<File, LoadError> {
+fn seal(mut file: File, copy: &Path, _bytes: &[u8]) -> Result<File, LoadError> {
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0)).map_err(io_error(copy))?;
     Ok(file)
 }
 
-/// The handle the copy's bytes are read (and the copy opened) through: read-only, sharing
-/// only reads, so the file cannot change or move until it is mapped.
+/// The handle the copy is opened by, once `bytes` are written to it: read-only, sharing only
+/// reads, so the file cannot change or move until it is mapped; what it holds is read back
+/// through it and must be `bytes`.
 #[cfg(windows)]
-fn reopen_for_check(file: File, copy: &Path) -> Result<File, LoadError> {
+fn seal(file: File, copy: &Path, bytes: &[u8]) -> Result<File, LoadError> {
     use std::os::windows::fs::OpenOptionsExt;
     const FILE_SHARE_READ: u32 = 0x1;
     drop(file);
-    fs::OpenOptions::new()
+    let mut file = fs::OpenOptions::new()
         .read(true)
         .share_mode(FILE_SHARE_READ)
         .open(copy)
-        .map_err(io_error(copy))
+        .map_err(io_error(copy))?;
+    let mut held = Vec::with_capacity(bytes.len());
+    file.read_to_end(&mut held).map_err(io_error(copy))?;
+    if held != bytes {
+        return Err(io_error(copy)(std::io::Error::other(
+            "the private copy changed between its write and its reopening",
+        )));
+    }
+    Ok(file)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
