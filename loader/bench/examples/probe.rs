@@ -12,7 +12,8 @@
 //! recorder on, recorder off and raw, in rotating order after the suite's 1 ms pause, with the
 //! median of each (an A/B of the recorder's cost that sees the same machine noise on every
 //! side; wall time, so not for callgrind); `command N`: N command round trips;
-//! `load N` (`load-raw N`): N loads of one plugin into a running host (raw abi_stable loads).
+//! `load N` (`load-raw N`): N loads of one plugin into a running host (raw abi_stable loads);
+//! `load-ab N`: N of each, alternated, with each side's quartiles (wall time, as `fanout-abc`).
 //! Add `off` to run with the flight recorder off.
 
 use std::process::ExitCode;
@@ -55,6 +56,7 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
             );
         }
         "fanout-abc" => fanout_abc(&env, n)?,
+        "load-ab" => load_ab(&env, n)?,
         "fanout-raw" => {
             let bench = FanoutBench::new(&env, 4, 1000, 0)?;
             for _ in 0..n {
@@ -83,7 +85,7 @@ fn run(what: &str, n: usize, recording: bool) -> Result<(), Box<dyn std::error::
         }
         other => {
             return Err(format!(
-                "unknown probe {other:?}: fanout, fanout-raw, fanout-abc, load, load-raw or command"
+                "unknown probe {other:?}: fanout, fanout-raw, fanout-abc, load, load-raw, load-ab or command"
             )
             .into())
         }
@@ -130,6 +132,29 @@ fn fanout_abc(env: &BenchEnv, n: usize) -> Result<(), Box<dyn std::error::Error>
         raw * 1e6,
         raw / on,
         raw / off
+    );
+    Ok(())
+}
+
+/// `load-ab`: loads into a running host and raw loads, alternated; prints each side's
+/// quartiles and the ratio of the medians the suite's `load_one` reports.
+fn load_ab(env: &BenchEnv, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let bench = LoadBench::new(env, 1)?;
+    let mut ours = Vec::with_capacity(n);
+    let mut raw = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        ours.push(bench.ours()?.as_secs_f64() * 1e6);
+        raw.push(bench.raw()?.as_secs_f64() * 1e6);
+    }
+    let quartiles = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        [v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4]]
+    };
+    let [o1, o2, o3] = quartiles(&mut ours);
+    let [r1, r2, r3] = quartiles(&mut raw);
+    println!(
+        "{n} loads each, quartiles: ours {o1:.0} {o2:.0} {o3:.0} µs, raw {r1:.0} {r2:.0} {r3:.0} µs; ratio {:.3}",
+        o2 / r2
     );
     Ok(())
 }
