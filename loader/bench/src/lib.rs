@@ -290,7 +290,8 @@ pub struct SuiteOptions {
     pub loads: usize,
     /// Plugins in the folder of `load_<fleet>` (`load_100` by default) and `memory_per_plugin`.
     pub fleet: usize,
-    /// Repetitions of the folder load, each side.
+    /// Repetitions of the folder load, each side: five, so that the median is an undisturbed
+    /// round's unless three of them were disturbed.
     pub fleet_rounds: usize,
     /// Reloads timed in `reload_swap` (and measured for memory).
     pub reloads: usize,
@@ -316,7 +317,7 @@ impl Default for SuiteOptions {
             event_rounds: 61,
             loads: 40,
             fleet: 100,
-            fleet_rounds: 3,
+            fleet_rounds: 5,
             reloads: 30,
             idle_ms: 3000,
             scaling: true,
