@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use plugin_api::PluginError;
 
+use crate::source::PluginSource;
+
 /// Why a plugin file could not become an active plugin.
 ///
 /// Every variant names the file or the plugin involved, and version errors carry both sides.
@@ -129,16 +131,16 @@ pub enum LoadError {
         full_report: String,
     },
     /// The plugin was built with `panic = "abort"` and could not contain its own panics.
-    #[error("{path} was built with panic = \"abort\"; plugins must unwind so their panics can be caught")]
+    #[error("{origin} was built with panic = \"abort\"; plugins must unwind so their panics can be caught")]
     PanicAbort {
-        /// The file.
-        path: PathBuf,
+        /// The file, or the compiled-in module.
+        origin: PluginSource,
     },
     /// The plugin's `manifest()` did not return in time; the thread calling it was abandoned.
-    #[error("{path}: manifest() did not return within {deadline_ms} ms; its reader thread was abandoned")]
+    #[error("{origin}: manifest() did not return within {deadline_ms} ms; its reader thread was abandoned")]
     ManifestTimeout {
-        /// The file.
-        path: PathBuf,
+        /// The file, or the compiled-in module.
+        origin: PluginSource,
         /// The deadline.
         deadline_ms: u64,
     },
@@ -152,18 +154,18 @@ pub enum LoadError {
         message: String,
     },
     /// The manifest could not be read.
-    #[error("{path}: invalid manifest: {message}")]
+    #[error("{origin}: invalid manifest: {message}")]
     Manifest {
-        /// The file.
-        path: PathBuf,
+        /// The file, or the compiled-in module.
+        origin: PluginSource,
         /// What is wrong.
         message: String,
     },
     /// The plugin's version is not semver.
-    #[error("plugin {plugin} ({path}): version {version:?} is not semver: {message}")]
+    #[error("plugin {plugin} ({origin}): version {version:?} is not semver: {message}")]
     BadVersion {
-        /// The file.
-        path: PathBuf,
+        /// The file, or the compiled-in module.
+        origin: PluginSource,
         /// The plugin name.
         plugin: String,
         /// The version text.
@@ -182,14 +184,14 @@ pub enum LoadError {
         host: String,
     },
     /// Two files provide a plugin of the same name.
-    #[error("duplicate plugin {plugin:?}: {path} and {existing}")]
+    #[error("duplicate plugin {plugin:?}: {origin} and {existing}")]
     Duplicate {
         /// The plugin name.
         plugin: String,
-        /// The file refused.
-        path: PathBuf,
-        /// The file that already provides it.
-        existing: PathBuf,
+        /// The file (or compiled-in module) refused.
+        origin: PluginSource,
+        /// The file (or compiled-in module) that already provides it.
+        existing: PluginSource,
     },
     /// The same file is already loaded.
     #[error("{path} is already loaded as plugin {plugin}")]

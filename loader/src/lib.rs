@@ -130,6 +130,7 @@ mod load;
 mod observe;
 mod plan;
 mod runtime;
+mod source;
 mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -164,5 +165,6 @@ pub use observe::recorder::{render_tree, RecordKind, TraceOutcome, TraceRecord};
 pub use plan::capability::matches as pattern_matches;
 pub use runtime::slot::PluginState;
 pub use runtime::timer::TimerInfo;
+pub use source::PluginSource;
 pub use storage::{Namespace, Store};
 pub use watch::{ChangeCallback, FolderWatcher, WatchError};

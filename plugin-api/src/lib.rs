@@ -157,7 +157,7 @@
 //!
 //! | event type | `kind` | fields |
 //! |---|---|---|
-//! | `plugin:loaded` | `loaded` | `plugin`, `version`, `file` (the plugin file; `static:<name>` for a plugin compiled into the host) |
+//! | `plugin:loaded` | `loaded` | `plugin`, `version`, `file` (the plugin file; `null` for a plugin compiled into the host) |
 //! | `plugin:activated` | `activated` | `plugin`, `version` |
 //! | `plugin:deactivated` | `deactivated` | `plugin`, `version`, `reason`: `requested`, `shutdown`, `quarantined`, `dependency <name> deactivated`, `its file <path> was removed`, `its file now holds another plugin` |
 //! | `plugin:reloaded` | `reloaded` | `plugin`, `version` (the new one), `old_version`, `new_version` |

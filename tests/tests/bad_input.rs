@@ -2,7 +2,7 @@
 //! the plugin or the versions involved, while the good plugin (greeter) still activates and
 //! serves, and the host process survives.
 
-use loader::{Host, LoadError, LoadReport, PluginState};
+use loader::{Host, LoadError, LoadReport, PluginSource, PluginState};
 use plugin_api::ErrorKind;
 use tests::{
     assert_bad_library, assert_greeted_ada, assert_names_file, error_for, example_lib, info, json,
@@ -34,7 +34,7 @@ fn text_file_named_like_a_library_is_refused_and_the_good_plugin_loads() {
     // The failure is listed with the plugins, by file name.
     let listed = info(&host, &loader::library_file_name("notes"));
     assert_eq!(listed.state, PluginState::Failed);
-    assert_eq!(listed.file, bad);
+    assert_eq!(listed.file, Some(bad));
     assert_greeter_survives(&host, &report);
 }
 
@@ -178,11 +178,11 @@ fn two_files_with_the_same_plugin_name_keep_the_first() {
     match error_for(&report, &second) {
         LoadError::Duplicate {
             plugin,
-            path,
+            origin,
             existing,
         } => {
             assert_eq!(plugin, "duplicate");
-            assert_eq!(path, &second);
+            assert_eq!(origin, &second);
             assert_eq!(existing, &first);
         }
         other => panic!("expected Duplicate, got {other:?}"),
@@ -196,6 +196,89 @@ fn two_files_with_the_same_plugin_name_keep_the_first() {
         .execute("duplicate:which", json("null"))
         .expect("the first file's plugin serves");
     assert_eq!(to_json(&which), "a");
+    assert_greeter_survives(&host, &report);
+}
+
+/// A plugin compiled into the application has no file: errors name it as a compiled-in
+/// module, never by a made-up path, whether it is the one refused or the one a file clashes
+/// with, and the host's report gives it no file.
+#[test]
+fn a_compiled_in_module_is_named_as_such_in_errors_never_by_a_made_up_path() {
+    #[derive(Default)]
+    struct Misnamed;
+    impl plugin_api::Plugin for Misnamed {
+        fn manifest() -> plugin_api::Manifest {
+            plugin_api::Manifest::new("Not A Name")
+        }
+    }
+    let dir = PluginDir::with_examples(&["greeter", "echo"]);
+    // Every plugin is to run in a child process; one compiled into the host cannot.
+    let host = dir.host_with(|c| tests::isolate(c, &["*"]));
+    let loaded = host.subscribe("plugin:loaded", 16);
+    host.register_static(plugin_api::static_plugin!(echo::Echo))
+        .expect("a compiled-in echo");
+    let event = loaded
+        .receiver()
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("plugin:loaded for the compiled-in echo");
+    assert_eq!(
+        loader::LifecycleEvent::from_event(&event),
+        Some(loader::LifecycleEvent::Loaded {
+            plugin: "echo".to_owned(),
+            version: "0.1.0".to_owned(),
+            file: None,
+        })
+    );
+    let error = host
+        .register_static(plugin_api::static_plugin!(Misnamed))
+        .expect_err("an invalid plugin name");
+    assert!(
+        matches!(&error, LoadError::Manifest { origin: PluginSource::CompiledIn, message } if message.contains("Not A Name")),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("compiled-in module: invalid manifest:"),
+        "{error}"
+    );
+
+    // The folder's echo clashes with the compiled-in one, which keeps serving.
+    let report = host.load_dir().expect("the plugins folder can be listed");
+    let echo_file = dir.file(&loader::library_file_name("echo"));
+    match error_for(&report, &echo_file) {
+        LoadError::Duplicate {
+            plugin,
+            origin,
+            existing,
+        } => {
+            assert_eq!(plugin, "echo");
+            assert_eq!(origin, &echo_file);
+            assert_eq!(existing, &PluginSource::CompiledIn);
+        }
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+    let text = error_for(&report, &echo_file).to_string();
+    assert!(
+        text.contains(&echo_file.display().to_string())
+            && text.ends_with(" and compiled-in module"),
+        "{text}"
+    );
+    let listed = host.plugins();
+    let serving = listed
+        .iter()
+        .find(|p| p.name == "echo" && p.state == PluginState::Active)
+        .expect("the compiled-in echo serves");
+    assert_eq!(serving.file, None);
+    assert!(
+        listed.iter().all(|p| p
+            .file
+            .as_ref()
+            .is_none_or(|f| !f.to_string_lossy().contains("static"))),
+        "{listed:?}"
+    );
+    assert_eq!(serving.isolation, loader::Isolation::InProcess);
+    assert_eq!(serving.process_id, None);
     assert_greeter_survives(&host, &report);
 }
 
@@ -269,7 +352,7 @@ fn world_writable_plugin_file_is_refused_with_path_and_mode() {
 fn plugin_built_with_panic_abort_is_refused() {
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("panic-abort"));
     match error_for(&report, &bad) {
-        LoadError::PanicAbort { path } => assert_eq!(path, &bad),
+        LoadError::PanicAbort { origin } => assert_eq!(origin, &bad),
         other => panic!("expected PanicAbort, got {other:?}"),
     }
     let text = error_for(&report, &bad).to_string();

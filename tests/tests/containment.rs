@@ -215,7 +215,10 @@ fn a_manifest_that_never_returns_fails_only_its_file() {
     );
     assert_greeter_serves(&host);
     // Listing and diagnosing finish too (the doctor reads manifests in a worker process).
-    assert!(host.plugins().iter().any(|p| p.file == hang));
+    assert!(host
+        .plugins()
+        .iter()
+        .any(|p| p.file.as_ref() == Some(&hang)));
     let doctor = dir
         .host_with_worker(env!("CARGO_BIN_EXE_worker-host"), |c| {
             c.activation_timeout_ms = 1500;

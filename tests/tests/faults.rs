@@ -262,7 +262,7 @@ fn case_07_plugin_built_with_panic_abort() {
     let (_dir, host, report, bad) = load_beside_greeter(|d| d.add_fixture("panic-abort"));
     let error = error_for(&report, &bad);
     assert!(
-        matches!(error, LoadError::PanicAbort { path } if path == &bad),
+        matches!(error, LoadError::PanicAbort { origin } if origin == &bad),
         "{error:?}"
     );
     assert!(error.to_string().contains("panic = \"abort\""), "{error}");

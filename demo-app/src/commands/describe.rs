@@ -25,8 +25,8 @@ pub struct Description {
     pub version: Option<String>,
     /// Lifecycle state.
     pub state: String,
-    /// The plugin file.
-    pub file: String,
+    /// The plugin file; `None` (`null`) for a plugin compiled into the host.
+    pub file: Option<String>,
     /// Where it runs (`in-process` or `process`), and its process id when isolated.
     pub isolation: String,
     /// The id of its child process, when it runs isolated.
@@ -133,7 +133,7 @@ impl Description {
             name: info.name,
             version: info.version,
             state: info.state.as_str().to_owned(),
-            file: info.file.display().to_string(),
+            file: info.file.map(|f| f.display().to_string()),
             isolation: info.isolation.as_str().to_owned(),
             process_id: info.process_id,
             error,
@@ -183,7 +183,7 @@ pub fn render_description(d: &Description) -> String {
             field("description:", &m.description);
         }
     }
-    field("file:", &d.file);
+    field("file:", d.file.as_deref().unwrap_or("none (compiled in)"));
     match d.process_id {
         Some(pid) => field("isolation:", &format!("{} (pid {pid})", d.isolation)),
         None => field("isolation:", &d.isolation),

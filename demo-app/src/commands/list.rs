@@ -20,8 +20,8 @@ pub struct ListRow {
     pub version: Option<String>,
     /// Lifecycle state (`active`, `failed`, ...), or [`NOT_A_PLUGIN`].
     pub state: String,
-    /// The plugin file.
-    pub file: String,
+    /// The plugin file; `None` (`null`) for a plugin compiled into the host.
+    pub file: Option<String>,
     /// Why it is not serving (or its last fault), in full.
     pub error: Option<String>,
     /// Where it runs: `in-process` or `process` (a child process of its own).
@@ -42,10 +42,10 @@ pub fn list(session: &Session) -> Vec<ListRow> {
                 None => info.state.as_str(),
             };
             ListRow {
-                plugin: plugin_name(info.name, &info.file),
+                plugin: plugin_name(info.name, info.file.as_deref()),
                 version: info.version,
                 state: state.to_owned(),
-                file: info.file.display().to_string(),
+                file: info.file.map(|f| f.display().to_string()),
                 error,
                 isolation: info.isolation.as_str().to_owned(),
             }
@@ -56,7 +56,8 @@ pub fn list(session: &Session) -> Vec<ListRow> {
     for entry in &session.report.entries {
         let Some(error) = &entry.error else { continue };
         let file = entry.file.display().to_string();
-        if matches!(**error, LoadError::AlreadyLoaded { .. }) || rows.iter().any(|r| r.file == file)
+        if matches!(**error, LoadError::AlreadyLoaded { .. })
+            || rows.iter().any(|r| r.file.as_ref() == Some(&file))
         {
             continue;
         }
@@ -70,17 +71,17 @@ pub fn list(session: &Session) -> Vec<ListRow> {
             plugin: entry.plugin.clone(),
             version: entry.version.clone(),
             state: state_of(PluginState::Failed, error).to_owned(),
-            file,
+            file: Some(file),
             error: Some(error_chain(error)),
             isolation,
         });
     }
     for row in &mut rows {
-        if let Some(error) = row
-            .error
-            .as_mut()
-            .filter(|_| is_symlink(Path::new(&row.file)))
-        {
+        if let Some(error) = row.error.as_mut().filter(|_| {
+            row.file
+                .as_deref()
+                .is_some_and(|f| is_symlink(Path::new(f)))
+        }) {
             error.push_str(SYMLINK_HINT);
         }
     }
@@ -94,17 +95,23 @@ pub fn list(session: &Session) -> Vec<ListRow> {
 
 /// The plugin name in `name`, which the host fills with the file's name when it never read
 /// the manifest. The two cannot be mistaken: a plugin name has no `.`, a plugin file's name
-/// always has one before its extension.
-pub fn plugin_name(name: String, file: &Path) -> Option<String> {
-    (name != file_name(file)).then_some(name)
+/// always has one before its extension. A compiled-in plugin (no file) always has its name.
+pub fn plugin_name(name: String, file: Option<&Path>) -> Option<String> {
+    file.is_none_or(|file| name != file_name(file))
+        .then_some(name)
 }
 
 impl ListRow {
     /// What the table's NAME column shows: the plugin name, else the file name.
     pub fn shown_name(&self) -> String {
-        self.plugin
-            .clone()
-            .unwrap_or_else(|| file_name(Path::new(&self.file)))
+        self.plugin.clone().unwrap_or_else(|| self.file_name())
+    }
+
+    /// What the table's FILE column shows: the file's name, `-` for a compiled-in plugin.
+    fn file_name(&self) -> String {
+        self.file
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |f| file_name(Path::new(f)))
     }
 }
 
@@ -144,7 +151,7 @@ pub fn render_list(rows: &[ListRow], plugins_dir: &Path) -> String {
                 safe::text(&r.shown_name()).into_owned(),
                 safe::text(r.version.as_deref().unwrap_or("-")).into_owned(),
                 r.state.clone(),
-                safe::text(&file_name(Path::new(&r.file))).into_owned(),
+                safe::text(&r.file_name()).into_owned(),
             ]
         })
         .collect();
@@ -231,11 +238,11 @@ mod tests {
             plugin: (state != NOT_A_PLUGIN).then(|| name.to_owned()),
             version: error.is_none().then(|| "0.1.0".to_owned()),
             state: state.to_owned(),
-            file: if state == NOT_A_PLUGIN {
+            file: Some(if state == NOT_A_PLUGIN {
                 format!("/p/{name}")
             } else {
                 format!("/p/lib{name}.so")
-            },
+            }),
             error: error.map(str::to_owned),
             isolation: "in-process".to_owned(),
         }
@@ -306,12 +313,17 @@ mod tests {
         );
         assert_eq!(junk.shown_name(), "libjunk.so");
         assert_eq!(
-            plugin_name("libjunk.so".to_owned(), Path::new("/p/libjunk.so")),
+            plugin_name("libjunk.so".to_owned(), Some(Path::new("/p/libjunk.so"))),
             None
         );
         assert_eq!(
-            plugin_name("junk".to_owned(), Path::new("/p/libjunk.so")).as_deref(),
+            plugin_name("junk".to_owned(), Some(Path::new("/p/libjunk.so"))).as_deref(),
             Some("junk")
+        );
+        // A compiled-in plugin has no file: its name is always its name.
+        assert_eq!(
+            plugin_name("libjunk.so".to_owned(), None).as_deref(),
+            Some("libjunk.so")
         );
     }
 }

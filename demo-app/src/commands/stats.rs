@@ -27,7 +27,7 @@ pub fn stats(host: &Host) -> Vec<StatsRow> {
         .into_iter()
         .filter_map(|info| {
             Some(StatsRow {
-                plugin: super::list::plugin_name(info.name, &info.file)?,
+                plugin: super::list::plugin_name(info.name, info.file.as_deref())?,
                 state: info.state.as_str().to_owned(),
                 isolation: info.isolation.as_str().to_owned(),
                 metrics: info.metrics,

@@ -49,6 +49,7 @@ use crate::{
         progress::{LoadStage, ProgressHook},
     },
     plan::admit::{self, Proposal, World},
+    source::PluginSource,
 };
 
 /// One problem and how to fix it.
@@ -157,7 +158,7 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::Manifest { .. } => "fix the plugin's manifest (name: a-z, 0-9, '-', '_')".into(),
         LoadError::BadVersion { .. } => "give the plugin a semver version (for example 0.1.0)".into(),
         LoadError::HostRequirement { host, .. } => format!("use a plugin build whose host requirement accepts {host}"),
-        LoadError::Duplicate { path, .. } => format!("remove one of the two files ({})", path.display()),
+        LoadError::Duplicate { origin, .. } => format!("remove one of the two files ({origin})"),
         LoadError::AlreadyLoaded { .. } => "nothing to do".into(),
         LoadError::MissingDependency { dependency, requirement, .. } => format!("add plugin {dependency} {requirement} to the folder"),
         LoadError::IncompatibleDependency { dependency, requirement, .. } => format!("install a version of {dependency} matching {requirement}"),
@@ -297,29 +298,31 @@ pub(crate) fn diagnose(
         });
         match outcome {
             Err(unavailable) => manifest_reader = Some(unavailable.to_string()),
-            Ok(Outcome::Manifest(json)) => match library::parse_manifest(&file, &json) {
-                Ok((manifest, version)) => {
-                    d.name = Some(manifest.name.clone());
-                    d.version = Some(manifest.version.clone());
-                    d.api_version = Some(manifest.api_version.clone());
-                    d.dependencies = manifest
-                        .dependencies
-                        .iter()
-                        .map(|x| format!("{} {}", x.name, x.requirement))
-                        .collect();
-                    d.declared = manifest.declared_capabilities();
-                    d.granted = config.plugin(&manifest.name).grant(&d.declared);
-                    for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
-                        d.problems.push(Problem {
+            Ok(Outcome::Manifest(json)) => {
+                match library::parse_manifest(&file.clone().into(), &json) {
+                    Ok((manifest, version)) => {
+                        d.name = Some(manifest.name.clone());
+                        d.version = Some(manifest.version.clone());
+                        d.api_version = Some(manifest.api_version.clone());
+                        d.dependencies = manifest
+                            .dependencies
+                            .iter()
+                            .map(|x| format!("{} {}", x.name, x.requirement))
+                            .collect();
+                        d.declared = manifest.declared_capabilities();
+                        d.granted = config.plugin(&manifest.name).grant(&d.declared);
+                        for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
+                            d.problems.push(Problem {
                             detail: None,
                             error: format!("capability {missing} is declared but not granted by the host config"),
                             fix: format!("grant it under [plugins.{}] or accept that the plugin gets permission-denied errors when it uses it", manifest.name),
                         });
+                        }
+                        read.push((out.len(), manifest, version));
                     }
-                    read.push((out.len(), manifest, version));
+                    Err(error) => d.problems.push(problem(&error)),
                 }
-                Err(error) => d.problems.push(problem(&error)),
-            },
+            }
             Ok(Outcome::Refused { problem, is_plugin }) => {
                 d.is_plugin = is_plugin;
                 d.problems.push(problem);
@@ -366,10 +369,15 @@ pub(crate) fn diagnose(
             replacing: None,
             registered_providers: &[],
         };
+        let sources: Vec<PluginSource> = read
+            .iter()
+            .map(|(k, _, _)| out[*k].file.clone().into())
+            .collect();
         let proposals: Vec<Proposal<'_>> = read
             .iter()
-            .map(|(k, manifest, version)| Proposal {
-                source: &out[*k].file,
+            .zip(&sources)
+            .map(|((_, manifest, version), source)| Proposal {
+                source,
                 manifest,
                 version,
             })

@@ -117,6 +117,11 @@ pub(crate) enum Outcome {
 /// Why no worker can read manifests at all (the same for every file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unavailable {
+    /// No worker program was configured, and this executable's own path is unknown.
+    NoProgram {
+        /// The system's message.
+        message: String,
+    },
     /// The program could not be started.
     CannotStart {
         /// The worker program.
@@ -136,6 +141,10 @@ pub(crate) enum Unavailable {
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Unavailable::NoProgram { message } => write!(
+                f,
+                "cannot start this executable as the manifest reader: its path is unknown ({message})"
+            ),
             Unavailable::CannotStart { program, message } => write!(
                 f,
                 "cannot start the manifest reader {}: {message}",
@@ -175,8 +184,7 @@ pub(crate) struct Request<'a> {
 pub(crate) fn read_in_child(request: &Request<'_>) -> Result<Outcome, Unavailable> {
     let program = match request.program {
         Some(program) => program.to_owned(),
-        None => std::env::current_exe().map_err(|e| Unavailable::CannotStart {
-            program: PathBuf::from("(this executable)"),
+        None => std::env::current_exe().map_err(|e| Unavailable::NoProgram {
             message: e.to_string(),
         })?,
     };
@@ -453,7 +461,7 @@ pub(crate) fn run(args: impl Iterator<Item = OsString>) -> i32 {
         Ok(library) => match library.manifest.to_json() {
             Ok(json) => Message::Manifest { json },
             Err(e) => refused(&LoadError::Manifest {
-                path: file.to_owned(),
+                origin: file.into(),
                 message: e.to_string(),
             }),
         },

@@ -1,6 +1,9 @@
 //! What the host tells about its plugins: one [`PluginInfo`] per plugin and per failed file.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use plugin_api::Manifest;
 use serde::Serialize;
@@ -23,9 +26,9 @@ pub struct PluginInfo {
     pub version: Option<String>,
     /// Lifecycle state (`disabled` for a plugin the host config switches off).
     pub state: PluginState,
-    /// The file it came from; `static:<name>` for a plugin compiled into the application
+    /// The file it came from; `None` for a plugin compiled into the application
     /// ([`Host::register_static`](crate::Host::register_static)), which has none.
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     /// The last error with its causes, as one line, if any.
     pub error: Option<String>,
     /// The load error itself, with its sources, when the file did not become a plugin.
@@ -54,8 +57,7 @@ pub struct PluginInfo {
 /// process), and the child process that serves it now.
 pub(super) fn add_isolation(plugins: &mut [PluginInfo], config: &HostConfig, children: &Children) {
     for info in plugins {
-        let in_file = !info.file.to_string_lossy().starts_with("static:");
-        if in_file {
+        if info.file.is_some() {
             info.isolation = config.isolation_of(&info.name);
         }
         if info.isolation == Isolation::Process && info.state.is_serving() {
@@ -72,7 +74,7 @@ pub(super) fn plugins(registry: &Registry) -> Vec<PluginInfo> {
             name: name.clone(),
             version: Some(e.version().to_string()),
             state: e.slot.state(),
-            file: e.file().to_owned(),
+            file: e.file().map(Path::to_owned),
             error: e.slot.last_error.lock().clone(),
             load_error: None,
             fingerprint: (!e.library.fingerprint.is_empty()).then(|| e.library.fingerprint.clone()),
@@ -87,7 +89,7 @@ pub(super) fn plugins(registry: &Registry) -> Vec<PluginInfo> {
         .collect();
     for (file, f) in registry.failures() {
         // A failure superseded by a later successful load of the same file is not shown.
-        if registry.entries().any(|(_, e)| e.file() == file) {
+        if registry.entries().any(|(_, e)| e.file() == Some(file)) {
             continue;
         }
         let disabled = matches!(*f.error, LoadError::Disabled { .. });
@@ -103,7 +105,7 @@ pub(super) fn plugins(registry: &Registry) -> Vec<PluginInfo> {
             } else {
                 PluginState::Failed
             },
-            file: file.clone(),
+            file: Some(file.clone()),
             error: Some(error_chain(&*f.error)),
             load_error: Some(f.error.clone()),
             fingerprint: None,

@@ -22,12 +22,13 @@ use crate::{
         serve,
         slot::{Control, PluginState, Seal, Slot},
     },
+    source::PluginSource,
 };
 
 /// One line of a [`LoadReport`].
 #[derive(Debug, Clone)]
 pub struct LoadEntry {
-    /// The file (or `static:<name>`).
+    /// The file.
     pub file: PathBuf,
     /// The plugin name, once the manifest was read.
     pub plugin: Option<String>,
@@ -77,12 +78,24 @@ impl LoadReport {
     }
 }
 
-fn entry(lib: &PluginLibrary, error: Option<LoadError>) -> LoadEntry {
-    LoadEntry {
-        file: lib.source.clone(),
-        plugin: Some(lib.manifest.name.clone()),
-        version: Some(lib.manifest.version.clone()),
-        error: error.map(Arc::new),
+/// How one library of [`Lifecycle::activate_all`] ended, under the key its caller gave it (the
+/// file it came from, or nothing for a compiled-in module).
+struct Outcome<K> {
+    key: K,
+    plugin: String,
+    version: String,
+    /// Why it is not active; `None` when it was activated.
+    error: Option<LoadError>,
+}
+
+impl Outcome<PathBuf> {
+    fn into_entry(self) -> LoadEntry {
+        LoadEntry {
+            file: self.key,
+            plugin: Some(self.plugin),
+            version: Some(self.version),
+            error: self.error.map(Arc::new),
+        }
     }
 }
 
@@ -142,7 +155,7 @@ impl Lifecycle {
                         .map_err(|e| (None, e)),
                 };
                 match opened {
-                    Ok(lib) => libraries.push(lib),
+                    Ok(lib) => libraries.push((file.clone(), lib)),
                     Err((plugin, error)) => report.entries.push(LoadEntry {
                         file: file.clone(),
                         plugin,
@@ -154,7 +167,11 @@ impl Lifecycle {
         });
         self.progress
             .report(LoadStage::Loading, files.len(), files.len());
-        self.activate_all(turn, libraries, &mut report);
+        report.entries.extend(
+            self.activate_all(turn, libraries)
+                .into_iter()
+                .map(Outcome::into_entry),
+        );
         self.record_failures(&report);
         report
     }
@@ -165,20 +182,16 @@ impl Lifecycle {
         turn: &Turn<'_>,
         module: PluginModRef,
     ) -> Result<String, LoadError> {
-        let mut lib = library::checked_module(PathBuf::from("static"), module)?;
+        let lib = library::checked_module(PluginSource::CompiledIn, module)?;
         let name = lib.manifest.name.clone();
-        lib.source = PathBuf::from(format!("static:{name}"));
-        let mut report = LoadReport::default();
-        self.activate_all(turn, vec![lib], &mut report);
         // The caller gets the error itself; the registry keeps no failure for a module that
         // has no file.
-        match report.entries.into_iter().find_map(|e| e.error) {
-            Some(e) => Err(
-                Arc::try_unwrap(e).unwrap_or_else(|shared| LoadError::Activation {
-                    plugin: name,
-                    error: PluginError::failed(shared.to_string()),
-                }),
-            ),
+        match self
+            .activate_all(turn, vec![((), lib)])
+            .into_iter()
+            .find_map(|o| o.error)
+        {
+            Some(error) => Err(error),
             None => Ok(name),
         }
     }
@@ -204,13 +217,27 @@ impl Lifecycle {
         }
     }
 
-    /// Asks admission which of `libraries` may run, then activates those in order.
-    fn activate_all(
+    /// Asks admission which of `libraries` may run, then activates those in order. Returns how
+    /// each ended, under its key: the refused first, then the rest in activation order.
+    fn activate_all<K>(
         &self,
         turn: &Turn<'_>,
-        libraries: Vec<PluginLibrary>,
-        report: &mut LoadReport,
-    ) {
+        libraries: Vec<(K, PluginLibrary)>,
+    ) -> Vec<Outcome<K>> {
+        let (keys, libraries): (Vec<K>, Vec<PluginLibrary>) = libraries.into_iter().unzip();
+        let mut keys: Vec<Option<K>> = keys.into_iter().map(Some).collect();
+        let mut outcomes = Vec::with_capacity(libraries.len());
+        // Admission names each index once, so each key is taken once.
+        let mut end = |i: usize, error: Option<LoadError>| {
+            if let Some(key) = keys[i].take() {
+                outcomes.push(Outcome {
+                    key,
+                    plugin: libraries[i].manifest.name.clone(),
+                    version: libraries[i].manifest.version.clone(),
+                    error,
+                });
+            }
+        };
         let registered = self.dispatcher.registered_providers();
         let admission = {
             let registry = self.registry.read();
@@ -241,7 +268,7 @@ impl Lifecycle {
             admit::admit(&world, &proposals)
         };
         for (i, error) in admission.refused {
-            report.entries.push(entry(&libraries[i], Some(error)));
+            end(i, Some(error));
         }
         let mut failed: Vec<String> = Vec::new();
         let total = admission.order.len();
@@ -257,17 +284,15 @@ impl Lifecycle {
                 .find(|d| failed.contains(&d.name))
             {
                 failed.push(lib.manifest.name.clone());
-                report.entries.push(entry(
-                    lib,
-                    Some(LoadError::DependencyFailed {
-                        plugin: lib.manifest.name.clone(),
-                        dependency: dep.name.clone(),
-                    }),
-                ));
+                let error = LoadError::DependencyFailed {
+                    plugin: lib.manifest.name.clone(),
+                    dependency: dep.name.clone(),
+                };
+                end(i, Some(error));
                 continue;
             }
             match self.activate(turn, lib.clone()) {
-                Ok(()) => report.entries.push(entry(lib, None)),
+                Ok(()) => end(i, None),
                 Err(error) => {
                     self.announce(LifecycleEvent::Error {
                         plugin: lib.manifest.name.clone(),
@@ -275,11 +300,12 @@ impl Lifecycle {
                         error: super::error_chain(&error),
                     });
                     failed.push(lib.manifest.name.clone());
-                    report.entries.push(entry(lib, Some(error)));
+                    end(i, Some(error));
                 }
             }
         }
         self.progress.report(LoadStage::Activating, total, total);
+        outcomes
     }
 
     /// Creates the plugin's slot and thread, instantiates and activates it there (under the
@@ -346,7 +372,7 @@ impl Lifecycle {
             });
         }
         let version = lib.manifest.version.clone();
-        let file = lib.source.display().to_string();
+        let file = lib.source.file().map(|f| f.display().to_string());
         self.dispatcher.install(&lib.manifest, &granted, &slot);
         *slot.state.write() = PluginState::Active;
         self.registry.write().insert(

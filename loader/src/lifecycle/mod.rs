@@ -153,14 +153,14 @@ impl Lifecycle {
     ) -> Fresh {
         let name = &lib.manifest.name;
         let context = self.context_for(name, granted, seal, Some((slot, &lib.manifest)));
-        let remote = (self.config.isolation_of(name) == crate::Isolation::Process
-            && !lib.fingerprint.is_empty())
-        .then(|| {
+        // A compiled-in module has no file for a child process to open: it runs in process.
+        let isolated = self.config.isolation_of(name) == crate::Isolation::Process;
+        let remote = lib.source.file().filter(|_| isolated).map(|file| {
             let settings = self.config.plugin(name);
             Spec {
                 start: Start {
                     plugin: name.clone(),
-                    file: lib.source.clone(),
+                    file: file.to_owned(),
                     fingerprint: lib.fingerprint.clone(),
                     config: Payload::json(&settings.config_json()).unwrap_or_default(),
                     log_level: log::max_level() as u8,

@@ -81,7 +81,7 @@ impl Lifecycle {
                 )),
                 Outcome::TimedOut => {
                     return Err(LoadError::ManifestTimeout {
-                        path: source,
+                        origin: source.into(),
                         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
                     })
                 }
@@ -93,7 +93,7 @@ impl Lifecycle {
                     }));
                 }
             };
-        let (manifest, _) = library::parse_manifest(&source, &json)?;
+        let (manifest, _) = library::parse_manifest(&source.clone().into(), &json)?;
         if self.config.isolation_of(&manifest.name) == Isolation::Process {
             library::unopened_library(source, &json, copy.into_facts())
         } else {

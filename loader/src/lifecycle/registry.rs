@@ -40,8 +40,9 @@ impl SlotEntry {
         &self.library.version
     }
 
-    pub fn file(&self) -> &Path {
-        &self.library.source
+    /// The file it was loaded from; `None` for a compiled-in module.
+    pub fn file(&self) -> Option<&Path> {
+        self.library.source.file()
     }
 }
 
@@ -86,7 +87,9 @@ impl Registry {
 
     /// Records a plugin that now serves.
     pub fn insert(&mut self, name: &str, entry: SlotEntry) {
-        self.failures.remove(entry.file());
+        if let Some(file) = entry.file() {
+            self.failures.remove(file);
+        }
         self.order.retain(|n| n != name);
         self.order.push(name.to_owned());
         self.entries.insert(name.to_owned(), entry);
@@ -104,7 +107,7 @@ impl Registry {
     pub fn serving_from(&self, file: &Path) -> Option<String> {
         self.entries
             .iter()
-            .find(|(_, e)| e.file() == file && e.slot.state().is_serving())
+            .find(|(_, e)| e.file() == Some(file) && e.slot.state().is_serving())
             .map(|(n, _)| n.clone())
     }
 
@@ -143,7 +146,7 @@ impl Registry {
             .values()
             .filter(|e| e.slot.state().is_serving())
             .map(|e| Running {
-                file: e.file(),
+                source: &e.library.source,
                 manifest: e.manifest(),
                 version: e.version(),
             })

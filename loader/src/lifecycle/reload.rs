@@ -154,21 +154,22 @@ impl Lifecycle {
                     .collect();
                 out.push((path, Ok(FileChange::Loaded(LoadReport { entries }))));
             }
-            out.extend(retried.into_iter().map(|r| {
-                let path = r
-                    .entries
-                    .first()
-                    .map(|e| e.file.clone())
-                    .unwrap_or_default();
-                (path, Ok(FileChange::Loaded(r)))
-            }));
+            out.extend(
+                retried
+                    .into_iter()
+                    .map(|(path, r)| (path, Ok(FileChange::Loaded(r)))),
+            );
         }
         out
     }
 
     /// Loads again the failed files that waited only for one of `arrived`; repeats for what
-    /// those bring.
-    fn retry_waiting(&self, turn: &Turn<'_>, mut arrived: Vec<String>) -> Vec<LoadReport> {
+    /// those bring. One report per file, with the file.
+    fn retry_waiting(
+        &self,
+        turn: &Turn<'_>,
+        mut arrived: Vec<String>,
+    ) -> Vec<(PathBuf, LoadReport)> {
         let mut reports = Vec::new();
         while !arrived.is_empty() {
             let files: Vec<PathBuf> = self
@@ -191,7 +192,7 @@ impl Lifecycle {
             for file in files {
                 let report = self.load_files(turn, std::slice::from_ref(&file));
                 next.extend(report.activated().into_iter().map(str::to_owned));
-                reports.push(report);
+                reports.push((file, report));
             }
             arrived = next;
         }
@@ -327,7 +328,7 @@ impl Lifecycle {
         let registry = self.registry.read();
         registry
             .entries()
-            .map(|(_, e)| e.file().to_owned())
+            .filter_map(|(_, e)| e.file().map(Path::to_owned))
             .chain(registry.failures().map(|(f, _)| f.clone()))
             .collect()
     }

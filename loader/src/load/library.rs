@@ -20,14 +20,15 @@ use crate::{
         open::{self, OpenFailure},
         preflight::{self, Checksum},
     },
+    source::PluginSource,
 };
 
 /// A plugin library that passed every check and whose manifest has been read. No plugin code
 /// beyond its initialisers, abi_stable's set-up and the manifest function has run yet.
 #[derive(Clone)]
 pub struct PluginLibrary {
-    /// The file in the plugins folder (or `static:<name>` for compiled-in plugins).
-    pub source: PathBuf,
+    /// Where it came from: the file in the plugins folder, or a compiled-in module.
+    pub source: PluginSource,
     /// The root module; `None` for a plugin that runs isolated, whose library the host never
     /// opened (a worker process read its manifest, and another one runs it).
     pub module: Option<PluginModRef>,
@@ -218,7 +219,7 @@ impl ShadowCopy {
                     OpenFailure::Library { error, header } => library_error(&source, error, header),
                 }
             })?;
-        let mut library = checked_module_with(source, module, manifest_deadline)?;
+        let mut library = checked_module_with(source.into(), module, manifest_deadline)?;
         library.fingerprint = facts.fingerprint;
         library.sha256 = facts.sha256;
         Ok(library)
@@ -263,7 +264,10 @@ fn undefined_symbol(message: &str) -> Option<String> {
 ///
 /// # Errors
 /// As [`checked_module_with`].
-pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLibrary, LoadError> {
+pub fn checked_module(
+    source: PluginSource,
+    module: PluginModRef,
+) -> Result<PluginLibrary, LoadError> {
     checked_module_with(source, module, DEFAULT_MANIFEST_DEADLINE)
 }
 
@@ -275,25 +279,25 @@ pub fn checked_module(source: PathBuf, module: PluginModRef) -> Result<PluginLib
 /// [`LoadError::PanicAbort`], [`LoadError::ManifestTimeout`], [`LoadError::Manifest`],
 /// [`LoadError::BadVersion`].
 pub fn checked_module_with(
-    source: PathBuf,
+    source: PluginSource,
     module: PluginModRef,
     manifest_deadline: Duration,
 ) -> Result<PluginLibrary, LoadError> {
     if !module.panic_unwinds() {
-        return Err(LoadError::PanicAbort { path: source });
+        return Err(LoadError::PanicAbort { origin: source });
     }
     let json =
         manifest::read_manifest(module.manifest(), manifest_deadline).map_err(|e| match e {
             ReadError::Plugin(message) => LoadError::Manifest {
-                path: source.clone(),
+                origin: source.clone(),
                 message,
             },
             ReadError::TimedOut => LoadError::ManifestTimeout {
-                path: source.clone(),
+                origin: source.clone(),
                 deadline_ms: u64::try_from(manifest_deadline.as_millis()).unwrap_or(u64::MAX),
             },
             ReadError::NoThread(message) => LoadError::Manifest {
-                path: source.clone(),
+                origin: source.clone(),
                 message: format!("cannot start a thread to read it: {message}"),
             },
         })?;
@@ -314,18 +318,18 @@ pub fn checked_module_with(
 /// # Errors
 /// [`LoadError::Manifest`], [`LoadError::BadVersion`].
 pub(crate) fn parse_manifest(
-    source: &Path,
+    source: &PluginSource,
     json: &str,
 ) -> Result<(Manifest, semver::Version), LoadError> {
     let invalid = |message: String| LoadError::Manifest {
-        path: source.to_owned(),
+        origin: source.clone(),
         message,
     };
     let manifest = Manifest::from_json(json).map_err(|e| invalid(e.to_string()))?;
     validate_name(&manifest.name).map_err(invalid)?;
     validate_capabilities(&manifest).map_err(invalid)?;
     let version = semver::Version::parse(&manifest.version).map_err(|e| LoadError::BadVersion {
-        path: source.to_owned(),
+        origin: source.clone(),
         plugin: manifest.name.clone(),
         version: manifest.version.clone(),
         message: e.to_string(),
@@ -344,6 +348,7 @@ pub(crate) fn unopened_library(
     json: &str,
     facts: preflight::CopyFacts,
 ) -> Result<PluginLibrary, LoadError> {
+    let source = PluginSource::File(source);
     let (manifest, version) = parse_manifest(&source, json)?;
     Ok(PluginLibrary {
         source,

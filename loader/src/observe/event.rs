@@ -15,8 +15,9 @@ pub enum LifecycleEvent {
         plugin: String,
         /// Its version.
         version: String,
-        /// The file it came from (`static:<name>` for compiled-in plugins).
-        file: String,
+        /// The file it came from; `None` (JSON `null`) for a module compiled into the
+        /// application.
+        file: Option<String>,
     },
     /// `plugin:activated`: the plugin serves.
     Activated {

@@ -8,18 +8,16 @@
 //! failures that spread to dependents), a new version that would break a running dependent's
 //! range (on reload), and provider conflicts at equal priority.
 
-use std::path::{Path, PathBuf};
-
 use plugin_api::Manifest;
 
 use super::resolve::{self, Node};
-use crate::error::LoadError;
+use crate::{error::LoadError, source::PluginSource};
 
 /// A plugin build proposed for activation.
 #[derive(Clone, Copy)]
 pub(crate) struct Proposal<'a> {
-    /// The file it comes from.
-    pub source: &'a Path,
+    /// The file (or compiled-in module) it comes from.
+    pub source: &'a PluginSource,
     pub manifest: &'a Manifest,
     pub version: &'a semver::Version,
 }
@@ -27,8 +25,8 @@ pub(crate) struct Proposal<'a> {
 /// A plugin that is serving now.
 #[derive(Clone, Copy)]
 pub(crate) struct Running<'a> {
-    /// The file it came from.
-    pub file: &'a Path,
+    /// The file (or compiled-in module) it came from.
+    pub source: &'a PluginSource,
     pub manifest: &'a Manifest,
     pub version: &'a semver::Version,
 }
@@ -141,22 +139,22 @@ fn check_one(
     p: &Proposal<'_>,
 ) -> Option<LoadError> {
     let name = &p.manifest.name;
-    let duplicate_of: Option<PathBuf> = accepted
+    let duplicate_of: Option<&PluginSource> = accepted
         .iter()
         .map(|&j| &proposed[j])
         .find(|q| &q.manifest.name == name)
-        .map(|q| q.source.to_owned())
+        .map(|q| q.source)
         .or_else(|| {
             running
                 .iter()
                 .find(|r| &r.manifest.name == name)
-                .map(|r| r.file.to_owned())
+                .map(|r| r.source)
         });
     if let Some(existing) = duplicate_of {
         return Some(LoadError::Duplicate {
             plugin: name.clone(),
-            path: p.source.to_owned(),
-            existing,
+            origin: p.source.clone(),
+            existing: existing.clone(),
         });
     }
     if let Some((_, reason)) = world.quarantined.iter().find(|(q, _)| q == name) {
@@ -251,7 +249,7 @@ fn host_requirement(host: &semver::Version, p: &Proposal<'_>) -> Result<(), Load
         &p.manifest.host_requirement
     };
     let req = semver::VersionReq::parse(text).map_err(|e| LoadError::Manifest {
-        path: p.source.to_owned(),
+        origin: p.source.clone(),
         message: format!("host requirement {text:?} is not a semver range: {e}"),
     })?;
     if !req.matches(host) {
@@ -266,12 +264,14 @@ fn host_requirement(host: &semver::Version, p: &Proposal<'_>) -> Result<(), Load
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use plugin_api::{Dependency, ProviderDecl};
 
     use super::*;
 
     struct Build {
-        path: PathBuf,
+        path: PluginSource,
         manifest: Manifest,
         version: semver::Version,
     }
@@ -280,7 +280,7 @@ mod tests {
         let mut manifest = Manifest::new(name);
         manifest.version = version.to_owned();
         Build {
-            path: PathBuf::from(format!("/plugins/{name}-{version}.so")),
+            path: PathBuf::from(format!("/plugins/{name}-{version}.so")).into(),
             manifest,
             version: semver::Version::parse(version).expect("semver"),
         }
@@ -313,7 +313,7 @@ mod tests {
 
     fn running(b: &Build) -> Running<'_> {
         Running {
-            file: &b.path,
+            source: &b.path,
             manifest: &b.manifest,
             version: &b.version,
         }
@@ -333,6 +333,27 @@ mod tests {
         };
         let proposals: Vec<Proposal<'_>> = proposed.iter().map(|b| proposal(b)).collect();
         admit(&world, &proposals)
+    }
+
+    #[test]
+    fn a_duplicate_of_a_compiled_in_plugin_names_it_as_such() {
+        let mut builtin = build("echo", "1.0.0");
+        builtin.path = PluginSource::CompiledIn;
+        let file = build("echo", "1.1.0");
+        let admission = decide(&[running(&builtin)], None, &[&file]);
+        assert!(admission.order.is_empty());
+        assert!(matches!(
+            admission.refusal(0),
+            Some(LoadError::Duplicate { origin, existing: PluginSource::CompiledIn, .. })
+                if *origin == PathBuf::from("/plugins/echo-1.1.0.so")
+        ));
+        // And the other way round: a compiled-in module proposed beside a running file.
+        let admission = decide(&[running(&file)], None, &[&builtin]);
+        assert!(matches!(
+            admission.refusal(0),
+            Some(LoadError::Duplicate { origin: PluginSource::CompiledIn, existing, .. })
+                if *existing == PathBuf::from("/plugins/echo-1.1.0.so")
+        ));
     }
 
     #[test]
@@ -359,7 +380,7 @@ mod tests {
     fn duplicates_quarantine_disabled_and_host_requirement_are_refused() {
         let first = build("twin", "1.0.0");
         let mut second = build("twin", "1.1.0");
-        second.path = PathBuf::from("/plugins/other.so");
+        second.path = PathBuf::from("/plugins/other.so").into();
         let sick = build("sick", "1.0.0");
         let off = build("off", "1.0.0");
         let mut picky = build("picky", "1.0.0");
@@ -368,7 +389,9 @@ mod tests {
         assert_eq!(admission.order, [0]);
         assert!(matches!(
             admission.refusal(1),
-            Some(LoadError::Duplicate { existing, .. }) if existing.ends_with("twin-1.0.0.so")
+            Some(LoadError::Duplicate { origin, existing, .. })
+                if *origin == PathBuf::from("/plugins/other.so")
+                    && *existing == PathBuf::from("/plugins/twin-1.0.0.so")
         ));
         assert!(
             matches!(admission.refusal(2), Some(LoadError::Quarantined { reason, .. }) if reason.contains("3 restarts"))

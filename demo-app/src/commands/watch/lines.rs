@@ -249,7 +249,7 @@ mod tests {
         let loaded = line(LifecycleEvent::Loaded {
             plugin: plugin.clone(),
             version: version.clone(),
-            file: "plugins/libecho.so".into(),
+            file: Some("plugins/libecho.so".into()),
         });
         assert_eq!(loaded.human(), "loaded      echo 0.1.0");
         let activated = line(LifecycleEvent::Activated {
