@@ -88,9 +88,9 @@
 //!    and RPC, hooks and providers), with capability checks and deadlines.
 //! 5. `lifecycle`: activation, deactivation, hot reload and the supervisor's restart policy.
 //! 6. `observe`: flight recorder, metrics, dead letters.
-//! 7. `context` (what plugins call), `storage`, `watch`, `doctor`, `wait` (bounded waits that
-//!    look for another thread's answer briefly before they sleep), and `host`: the [`Host`]
-//!    handle itself.
+//! 7. `context` (what plugins call), `source` (a file, or a module compiled in), `storage`,
+//!    `watch`, `doctor`, `wait` (bounded waits that look for another thread's answer briefly
+//!    before they sleep), and `host`: the [`Host`] handle itself.
 //!
 //! # What a load does
 //! Each file is checked (regular file, not world-writable) and copied, under a random name, into
