@@ -285,6 +285,11 @@ pub struct SuiteOptions {
     pub events: usize,
     /// Alternating blocks of the fan-out case. A block lasts about a millisecond, so a timer
     /// tick or another process decides a single block's time: it takes many for a stable median.
+    /// 183 of them (about 0.6 s with the pauses) span more of the scheduler's placements of the
+    /// five busy threads on a two-CPU machine, which last hundreds of milliseconds and move
+    /// either side's rate by up to a third. With 61, one run's ratio followed the placement it
+    /// happened to get more often; a placement can still last a whole case (BENCHMARKS.md,
+    /// twelfth session).
     pub event_rounds: usize,
     /// Loads timed in `load_one`, each side.
     pub loads: usize,
@@ -314,7 +319,7 @@ impl Default for SuiteOptions {
             rounds: 15,
             calls: 300,
             events: 1000,
-            event_rounds: 61,
+            event_rounds: 183,
             loads: 40,
             fleet: 100,
             fleet_rounds: 5,
