@@ -264,6 +264,8 @@ fn a_compiled_in_module_is_named_as_such_in_errors_never_by_a_made_up_path() {
             && text.ends_with(" and compiled-in module"),
         "{text}"
     );
+    let fix = loader::fix_for(error_for(&report, &echo_file));
+    assert!(fix.contains("compiled into the application"), "{fix}");
     let listed = host.plugins();
     let serving = listed
         .iter()

@@ -158,7 +158,9 @@ pub fn fix_for(error: &LoadError) -> String {
         LoadError::Manifest { .. } => "fix the plugin's manifest (name: a-z, 0-9, '-', '_')".into(),
         LoadError::BadVersion { .. } => "give the plugin a semver version (for example 0.1.0)".into(),
         LoadError::HostRequirement { host, .. } => format!("use a plugin build whose host requirement accepts {host}"),
-        LoadError::Duplicate { origin, .. } => format!("remove one of the two files ({origin})"),
+        LoadError::Duplicate { origin, existing: PluginSource::File(_), .. } if origin.file().is_some() => format!("remove one of the two files ({origin})"),
+        LoadError::Duplicate { existing: PluginSource::CompiledIn, .. } => "rename or remove the file: a plugin compiled into the application has its name".into(),
+        LoadError::Duplicate { existing, .. } => format!("remove {existing}, or do not register the compiled-in plugin of the same name"),
         LoadError::AlreadyLoaded { .. } => "nothing to do".into(),
         LoadError::MissingDependency { dependency, requirement, .. } => format!("add plugin {dependency} {requirement} to the folder"),
         LoadError::IncompatibleDependency { dependency, requirement, .. } => format!("install a version of {dependency} matching {requirement}"),
@@ -289,6 +291,7 @@ pub(crate) fn diagnose(
             continue;
         }
         let sha256 = d.sha256.clone().unwrap_or_default();
+        let origin = PluginSource::File(file.clone());
         let outcome = reader::read_in_child(&Request {
             program: worker_program,
             file: &file,
@@ -298,31 +301,29 @@ pub(crate) fn diagnose(
         });
         match outcome {
             Err(unavailable) => manifest_reader = Some(unavailable.to_string()),
-            Ok(Outcome::Manifest(json)) => {
-                match library::parse_manifest(&file.clone().into(), &json) {
-                    Ok((manifest, version)) => {
-                        d.name = Some(manifest.name.clone());
-                        d.version = Some(manifest.version.clone());
-                        d.api_version = Some(manifest.api_version.clone());
-                        d.dependencies = manifest
-                            .dependencies
-                            .iter()
-                            .map(|x| format!("{} {}", x.name, x.requirement))
-                            .collect();
-                        d.declared = manifest.declared_capabilities();
-                        d.granted = config.plugin(&manifest.name).grant(&d.declared);
-                        for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
-                            d.problems.push(Problem {
+            Ok(Outcome::Manifest(json)) => match library::parse_manifest(&origin, &json) {
+                Ok((manifest, version)) => {
+                    d.name = Some(manifest.name.clone());
+                    d.version = Some(manifest.version.clone());
+                    d.api_version = Some(manifest.api_version.clone());
+                    d.dependencies = manifest
+                        .dependencies
+                        .iter()
+                        .map(|x| format!("{} {}", x.name, x.requirement))
+                        .collect();
+                    d.declared = manifest.declared_capabilities();
+                    d.granted = config.plugin(&manifest.name).grant(&d.declared);
+                    for missing in d.declared.iter().filter(|c| !d.granted.contains(c)) {
+                        d.problems.push(Problem {
                             detail: None,
                             error: format!("capability {missing} is declared but not granted by the host config"),
                             fix: format!("grant it under [plugins.{}] or accept that the plugin gets permission-denied errors when it uses it", manifest.name),
                         });
-                        }
-                        read.push((out.len(), manifest, version));
                     }
-                    Err(error) => d.problems.push(problem(&error)),
+                    read.push((out.len(), manifest, version));
                 }
-            }
+                Err(error) => d.problems.push(problem(&error)),
+            },
             Ok(Outcome::Refused { problem, is_plugin }) => {
                 d.is_plugin = is_plugin;
                 d.problems.push(problem);
