@@ -78,24 +78,12 @@ impl LoadReport {
     }
 }
 
-/// How one library of [`Lifecycle::activate_all`] ended, under the key its caller gave it (the
-/// file it came from, or nothing for a compiled-in module).
-struct Outcome<K> {
-    key: K,
-    plugin: String,
-    version: String,
-    /// Why it is not active; `None` when it was activated.
-    error: Option<LoadError>,
-}
-
-impl Outcome<PathBuf> {
-    fn into_entry(self) -> LoadEntry {
-        LoadEntry {
-            file: self.key,
-            plugin: Some(self.plugin),
-            version: Some(self.version),
-            error: self.error.map(Arc::new),
-        }
+fn entry(file: &Path, lib: &PluginLibrary, error: Option<LoadError>) -> LoadEntry {
+    LoadEntry {
+        file: file.to_owned(),
+        plugin: Some(lib.manifest.name.clone()),
+        version: Some(lib.manifest.version.clone()),
+        error: error.map(Arc::new),
     }
 }
 
@@ -120,6 +108,8 @@ impl Lifecycle {
     /// Loads the given plugin files (already-loaded files are reported, not loaded twice) and
     /// activates what admission allows, in dependency order.
     pub fn load_files(&self, turn: &Turn<'_>, files: &[PathBuf]) -> LoadReport {
+        // Each opened library with the file it came from.
+        let mut opened_from: Vec<&PathBuf> = Vec::new();
         let mut libraries = Vec::new();
         let mut report = LoadReport::default();
         // Copying and checking the next files (a pure step per file) runs on a second thread
@@ -155,7 +145,10 @@ impl Lifecycle {
                         .map_err(|e| (None, e)),
                 };
                 match opened {
-                    Ok(lib) => libraries.push((file.clone(), lib)),
+                    Ok(lib) => {
+                        opened_from.push(file);
+                        libraries.push(lib);
+                    }
                     Err((plugin, error)) => report.entries.push(LoadEntry {
                         file: file.clone(),
                         plugin,
@@ -167,11 +160,11 @@ impl Lifecycle {
         });
         self.progress
             .report(LoadStage::Loading, files.len(), files.len());
-        report.entries.extend(
-            self.activate_all(turn, libraries)
-                .into_iter()
-                .map(Outcome::into_entry),
-        );
+        for (i, error) in self.activate_all(turn, &libraries) {
+            report
+                .entries
+                .push(entry(opened_from[i], &libraries[i], error));
+        }
         self.record_failures(&report);
         report
     }
@@ -187,9 +180,9 @@ impl Lifecycle {
         // The caller gets the error itself; the registry keeps no failure for a module that
         // has no file.
         match self
-            .activate_all(turn, vec![((), lib)])
+            .activate_all(turn, std::slice::from_ref(&lib))
             .into_iter()
-            .find_map(|o| o.error)
+            .find_map(|(_, error)| error)
         {
             Some(error) => Err(error),
             None => Ok(name),
@@ -217,27 +210,15 @@ impl Lifecycle {
         }
     }
 
-    /// Asks admission which of `libraries` may run, then activates those in order. Returns how
-    /// each ended, under its key: the refused first, then the rest in activation order.
-    fn activate_all<K>(
+    /// Asks admission which of `libraries` may run, then activates those in order. Returns each
+    /// library's index with why it is not active (`None`: activated): the refused first, then
+    /// the rest in activation order.
+    fn activate_all(
         &self,
         turn: &Turn<'_>,
-        libraries: Vec<(K, PluginLibrary)>,
-    ) -> Vec<Outcome<K>> {
-        let (keys, libraries): (Vec<K>, Vec<PluginLibrary>) = libraries.into_iter().unzip();
-        let mut keys: Vec<Option<K>> = keys.into_iter().map(Some).collect();
+        libraries: &[PluginLibrary],
+    ) -> Vec<(usize, Option<LoadError>)> {
         let mut outcomes = Vec::with_capacity(libraries.len());
-        // Admission names each index once, so each key is taken once.
-        let mut end = |i: usize, error: Option<LoadError>| {
-            if let Some(key) = keys[i].take() {
-                outcomes.push(Outcome {
-                    key,
-                    plugin: libraries[i].manifest.name.clone(),
-                    version: libraries[i].manifest.version.clone(),
-                    error,
-                });
-            }
-        };
         let registered = self.dispatcher.registered_providers();
         let admission = {
             let registry = self.registry.read();
@@ -268,7 +249,7 @@ impl Lifecycle {
             admit::admit(&world, &proposals)
         };
         for (i, error) in admission.refused {
-            end(i, Some(error));
+            outcomes.push((i, Some(error)));
         }
         let mut failed: Vec<String> = Vec::new();
         let total = admission.order.len();
@@ -288,11 +269,11 @@ impl Lifecycle {
                     plugin: lib.manifest.name.clone(),
                     dependency: dep.name.clone(),
                 };
-                end(i, Some(error));
+                outcomes.push((i, Some(error)));
                 continue;
             }
             match self.activate(turn, lib.clone()) {
-                Ok(()) => end(i, None),
+                Ok(()) => outcomes.push((i, None)),
                 Err(error) => {
                     self.announce(LifecycleEvent::Error {
                         plugin: lib.manifest.name.clone(),
@@ -300,7 +281,7 @@ impl Lifecycle {
                         error: super::error_chain(&error),
                     });
                     failed.push(lib.manifest.name.clone());
-                    end(i, Some(error));
+                    outcomes.push((i, Some(error)));
                 }
             }
         }

@@ -19,6 +19,7 @@ use crate::{
         library::{self, PluginLibrary, ShadowCopy},
         preflight::Checksum,
     },
+    source::PluginSource,
 };
 
 impl Lifecycle {
@@ -93,9 +94,15 @@ impl Lifecycle {
                     }));
                 }
             };
-        let (manifest, _) = library::parse_manifest(&source.clone().into(), &json)?;
+        let origin = PluginSource::File(source);
+        let (manifest, version) = library::parse_manifest(&origin, &json)?;
         if self.config.isolation_of(&manifest.name) == Isolation::Process {
-            library::unopened_library(source, &json, copy.into_facts())
+            Ok(library::unopened_library(
+                origin,
+                manifest,
+                version,
+                copy.into_facts(),
+            ))
         } else {
             copy.open_with(deadline)
         }

@@ -337,27 +337,23 @@ pub(crate) fn parse_manifest(
     Ok((manifest, version))
 }
 
-/// A plugin the host knows only from its checked copy's `facts` and the manifest `json` a
-/// worker process read from it: nothing of the file was opened in this process (the plugin
-/// runs isolated).
-///
-/// # Errors
-/// As [`parse_manifest`].
+/// A plugin the host knows only from its checked copy's `facts` and the manifest a worker
+/// process read from it (checked by [`parse_manifest`]): nothing of the file was opened in this
+/// process (the plugin runs isolated).
 pub(crate) fn unopened_library(
-    source: PathBuf,
-    json: &str,
+    source: PluginSource,
+    manifest: Manifest,
+    version: semver::Version,
     facts: preflight::CopyFacts,
-) -> Result<PluginLibrary, LoadError> {
-    let source = PluginSource::File(source);
-    let (manifest, version) = parse_manifest(&source, json)?;
-    Ok(PluginLibrary {
+) -> PluginLibrary {
+    PluginLibrary {
         source,
         module: None,
         manifest,
         version,
         fingerprint: facts.fingerprint,
         sha256: facts.sha256,
-    })
+    }
 }
 
 /// Every capability a manifest declares must be one of the known forms ([`Capability`]): a
